@@ -1,0 +1,1 @@
+"""Benchmarks: the built-in question set, prompt building, response classification and diffs."""

@@ -1,0 +1,276 @@
+"""Settings: the one place that reads the environment.
+
+Every variable the Day-1 plan names is here (``ADMIN_TOKENS``, ``TRUSTED_KEYS``, ``DATABASE_URL`` …).
+A bad value stops start-up with a message that names the variable, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REGIONS: tuple[str, ...] = ("US", "EU", "ASIA")
+"""Canonical region names. Every accepted spelling is normalised to one of these, once, at intake."""
+
+REGION_ALIASES: dict[str, str] = {
+    "US": "US",
+    "USA": "US",
+    "US-EAST": "US",
+    "US-WEST": "US",
+    "US-CENTRAL": "US",
+    "NA": "US",
+    "EU": "EU",
+    "EUROPE": "EU",
+    "EU-WEST": "EU",
+    "EU-CENTRAL": "EU",
+    "EU-NORTH": "EU",
+    "ASIA": "ASIA",
+    "APAC": "ASIA",
+    "ASIA-PACIFIC": "ASIA",
+    "AP": "ASIA",
+    "AP-SOUTHEAST": "ASIA",
+    "AP-NORTHEAST": "ASIA",
+}
+
+DEFAULT_CORS_ORIGINS = (
+    "https://projectbeacon.netlify.app",
+    "http://localhost:3000",
+    "http://localhost:5173",
+    "http://localhost:8080",
+    "http://127.0.0.1:3000",
+    "http://127.0.0.1:5173",
+    "http://127.0.0.1:8080",
+)
+
+
+class ConfigError(Exception):
+    """A setting could not be read; the message names the environment variable."""
+
+
+def normalize_region(value: str) -> str | None:
+    """Return the canonical region for an accepted spelling, or None if it is unknown."""
+    return REGION_ALIASES.get(value.strip().upper().replace("_", "-"))
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Runner settings, read from the environment (and an optional ``.env`` file)."""
+
+    model_config = SettingsConfigDict(
+        env_file=os.environ.get("BEACON_ENV_FILE", ".env"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- mode -------------------------------------------------------------------------------------
+    mode: Literal["debug", "release"] = Field(
+        "debug", validation_alias=AliasChoices("BEACON_MODE", "GIN_MODE")
+    )
+    embedded: bool = Field(False, validation_alias=AliasChoices("BEACON_EMBEDDED"))
+    data_dir: Path = Field(Path(".beacon"), validation_alias=AliasChoices("BEACON_DATA_DIR"))
+    log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL", "BEACON_LOG_LEVEL"))
+
+    # --- auth -------------------------------------------------------------------------------------
+    admin_tokens: CsvList = Field(default_factory=list, validation_alias=AliasChoices("ADMIN_TOKENS"))
+    operator_tokens: CsvList = Field(default_factory=list, validation_alias=AliasChoices("OPERATOR_TOKENS"))
+    viewer_tokens: CsvList = Field(default_factory=list, validation_alias=AliasChoices("VIEWER_TOKENS"))
+
+    # --- signed JobSpecs --------------------------------------------------------------------------
+    trusted_keys: str | None = Field(None, validation_alias=AliasChoices("TRUSTED_KEYS", "TRUSTED_KEYS_JSON"))
+    trusted_keys_file: Path | None = Field(None, validation_alias=AliasChoices("TRUSTED_KEYS_FILE"))
+    require_trusted_key: bool = Field(True, validation_alias=AliasChoices("BEACON_REQUIRE_TRUSTED_KEY"))
+    accept_go_strip: bool = Field(True, validation_alias=AliasChoices("BEACON_ACCEPT_GO_STRIP"))
+    accept_portal_v1: bool = Field(True, validation_alias=AliasChoices("BEACON_ACCEPT_PORTAL_V1"))
+    timestamp_max_skew_s: float = Field(300.0, gt=0, validation_alias=AliasChoices("TIMESTAMP_MAX_SKEW_SECONDS"))
+    timestamp_max_age_s: float = Field(600.0, gt=0, validation_alias=AliasChoices("TIMESTAMP_MAX_AGE_SECONDS"))
+    max_body_bytes: int = Field(1 << 20, gt=0, validation_alias=AliasChoices("BEACON_MAX_BODY_BYTES"))
+
+    # --- stores -----------------------------------------------------------------------------------
+    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL"))
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL"))
+    redis_prefix: str = Field("beacon", min_length=1, validation_alias=AliasChoices("BEACON_REDIS_PREFIX"))
+    ipfs_url: str | None = Field(None, validation_alias=AliasChoices("IPFS_URL", "IPFS_NODE_URL"))
+    ipfs_gateway: str = Field("https://ipfs.io", validation_alias=AliasChoices("IPFS_GATEWAY"))
+
+    # --- backends ---------------------------------------------------------------------------------
+    backend: Literal["llamacpp", "ollama", "golem"] = Field(
+        "llamacpp", validation_alias=AliasChoices("BEACON_BACKEND")
+    )
+    region_backends: dict[str, str] = Field(
+        default_factory=dict, validation_alias=AliasChoices("BEACON_REGION_BACKENDS")
+    )
+    default_models: CsvList = Field(
+        default_factory=lambda: ["smollm2-135m"], validation_alias=AliasChoices("BEACON_DEFAULT_MODELS")
+    )
+    ollama_host: str | None = Field(None, validation_alias=AliasChoices("OLLAMA_HOST"))
+    ollama_hosts: dict[str, str] = Field(default_factory=dict, validation_alias=AliasChoices("OLLAMA_HOSTS"))
+    yagna_url: str | None = Field(None, validation_alias=AliasChoices("YAGNA_URL", "YAGNA_API_URL"))
+    yagna_appkey: str | None = Field(None, validation_alias=AliasChoices("YAGNA_APPKEY", "GOLEM_API_KEY"))
+    golem_network: str = Field("holesky", validation_alias=AliasChoices("GOLEM_NETWORK"))
+    golem_subnet: str = Field("public", validation_alias=AliasChoices("GOLEM_SUBNET"))
+    golem_images: dict[str, str] = Field(default_factory=dict, validation_alias=AliasChoices("GOLEM_IMAGES"))
+    golem_region_providers: dict[str, list[str]] = Field(
+        default_factory=dict, validation_alias=AliasChoices("GOLEM_REGION_PROVIDERS")
+    )
+    golem_budget_glm: float = Field(1.0, gt=0, validation_alias=AliasChoices("GOLEM_BUDGET_GLM"))
+
+    # --- HTTP -------------------------------------------------------------------------------------
+    cors_origins: CsvList = Field(
+        default_factory=lambda: list(DEFAULT_CORS_ORIGINS),
+        validation_alias=AliasChoices("CORS_ORIGINS", "BEACON_CORS_ORIGINS"),
+    )
+    rate_limit_per_minute: int = Field(600, ge=0, validation_alias=AliasChoices("RATE_LIMIT_PER_MINUTE"))
+    submit_rate_limit_per_minute: int = Field(
+        600, ge=0, validation_alias=AliasChoices("SUBMIT_RATE_LIMIT_PER_MINUTE")
+    )
+    trust_forwarded_for: bool = Field(False, validation_alias=AliasChoices("BEACON_TRUST_FORWARDED_FOR"))
+
+    # --- workers ----------------------------------------------------------------------------------
+    worker_concurrency: int = Field(1, ge=1, validation_alias=AliasChoices("BEACON_WORKER_CONCURRENCY"))
+    max_attempts: int = Field(5, ge=1, validation_alias=AliasChoices("MAX_ATTEMPTS", "BEACON_MAX_ATTEMPTS"))
+    heartbeat_interval_s: float = Field(2.0, gt=0, validation_alias=AliasChoices("BEACON_HEARTBEAT_SECONDS"))
+    runner_key_file: Path | None = Field(None, validation_alias=AliasChoices("BEACON_RUNNER_KEY_FILE"))
+
+    # --- transparency log -------------------------------------------------------------------------
+    log_origin: str = Field("beacon.local/tlog", validation_alias=AliasChoices("BEACON_LOG_ORIGIN"))
+    checkpoint_interval_s: float = Field(
+        1.0, ge=0, validation_alias=AliasChoices("BEACON_CHECKPOINT_INTERVAL_SECONDS")
+    )
+    checkpoint_max_leaves: int = Field(256, ge=1, validation_alias=AliasChoices("BEACON_CHECKPOINT_MAX_LEAVES"))
+
+    # --- validators -------------------------------------------------------------------------------
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("admin_tokens", "operator_tokens", "viewer_tokens", "cors_origins", "default_models", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard_origin(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if "*" in origin:
+                raise ValueError("wildcard origins are not allowed; list each origin exactly")
+        return [origin.rstrip("/") for origin in value]
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+asyncpg://" + value[len(prefix) :]
+        if value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            return value
+        if value.startswith("sqlite://"):
+            return "sqlite+aiosqlite://" + value[len("sqlite://") :]
+        raise ValueError("expected a postgresql:// or sqlite:// URL")
+
+    @field_validator("region_backends", "ollama_hosts", "golem_region_providers")
+    @classmethod
+    def _region_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            region = normalize_region(key)
+            if region is None:
+                raise ValueError(f"unknown region {key!r}; known: {', '.join(REGIONS)}")
+            out[region] = item
+        return out
+
+    @model_validator(mode="after")
+    def _trusted_keys_readable(self) -> Settings:
+        # Parse once now so that a broken TRUSTED_KEYS stops start-up instead of the first submission.
+        self.trusted_key_entries  # noqa: B018
+        return self
+
+    # --- derived ----------------------------------------------------------------------------------
+    @property
+    def release(self) -> bool:
+        return self.mode == "release"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'beacon.db').resolve()}"
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.effective_database_url.startswith("postgresql")
+
+    @cached_property
+    def trusted_key_entries(self) -> list[dict[str, Any]]:
+        """The raw trusted-key entries from ``TRUSTED_KEYS`` (JSON or a path) and ``TRUSTED_KEYS_FILE``."""
+        entries: list[dict[str, Any]] = []
+        sources: list[tuple[str, str]] = []
+        if self.trusted_keys:
+            text = self.trusted_keys.strip()
+            if text.startswith("["):
+                sources.append(("TRUSTED_KEYS", text))
+            else:
+                sources.append(("TRUSTED_KEYS", _read_file("TRUSTED_KEYS", Path(text))))
+        if self.trusted_keys_file:
+            sources.append(("TRUSTED_KEYS_FILE", _read_file("TRUSTED_KEYS_FILE", self.trusted_keys_file)))
+        for name, text in sources:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{name}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+            if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+                raise ValueError(f"{name}: expected a JSON array of key objects")
+            entries.extend(data)
+        return entries
+
+    def backend_for(self, region: str) -> str:
+        return self.region_backends.get(region, self.backend)
+
+    def ollama_host_for(self, region: str) -> str | None:
+        return self.ollama_hosts.get(region, self.ollama_host)
+
+
+def _read_file(variable: str, path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{variable}: cannot read {path}: {exc.strerror}") from exc
+
+
+def _env_name(settings_cls: type[BaseSettings], field: str) -> str:
+    info = settings_cls.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices) and alias.choices:
+        return str(alias.choices[0])
+    return field.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment; raise ConfigError naming the variable on bad values."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            loc = [str(part) for part in error.get("loc", ())]
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{_env_name(Settings, loc[0])}: {message}" if loc else message)
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

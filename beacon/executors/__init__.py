@@ -1,0 +1,1 @@
+"""Executor backends: llamacpp (embedded), ollama (GPU hosts), golem (the Golem network through yapapi)."""

@@ -1,0 +1,1 @@
+"""Pydantic models of the documents Beacon accepts and issues."""

@@ -1,0 +1,257 @@
+"""The JobSpec: compatible with the original runner's shape (reference §3.1), strict about the rest.
+
+Unknown fields are rejected everywhere except inside free-form objects (``metadata``,
+``benchmark.metadata``, ``benchmark.input.data``, ``benchmark.scoring.parameters``): a field the
+server does not understand must not ride along unchecked. The model is built from the *verified*
+document; it never feeds the bytes that were signed (see ``beacon.intake``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+from beacon.config import REGIONS, normalize_region
+
+_GO_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """A Go duration: integer nanoseconds (``600000000000``) or a string (``"10m"``, ``"1h30m"``, ``"300s"``)."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration, got a boolean")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=value / 1e9)
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "0":
+            return timedelta(0)
+        if text.isdigit():
+            return timedelta(seconds=int(text) / 1e9)
+        position, total = 0, 0.0
+        for match in _GO_DURATION_PART.finditer(text):
+            if match.start() != position:
+                break
+            total += float(match.group(1)) * _GO_DURATION_UNITS[match.group(2)]
+            position = match.end()
+        if position == len(text) and position > 0:
+            return timedelta(seconds=total)
+        raise ValueError(f"{value!r} is not a duration (use nanoseconds or e.g. '10m', '1h30m', '300s')")
+    raise ValueError("expected a duration: integer nanoseconds or a string like '10m'")
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(lambda d: d.total_seconds(), return_type=float, when_used="json"),
+]
+
+
+def _region(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("a region is a string")
+    region = normalize_region(value)
+    if region is None:
+        raise ValueError(f"unknown region {value!r}; known regions: {', '.join(REGIONS)} (and aliases such as APAC)")
+    return region
+
+
+Region = Annotated[str, BeforeValidator(_region)]
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Strict):
+    cpu: str | int | float | None = None
+    memory: str | None = None
+    gpu: str | int | None = None
+
+
+class Container(_Strict):
+    image: str = Field(min_length=1, max_length=512)
+    tag: str | None = None
+    command: list[str] | None = None
+    environment: dict[str, str] | None = None
+    resources: Resources | None = None
+
+
+class BenchmarkInput(_Strict):
+    type: str = "prompt"
+    data: dict[str, Any] | None = None
+    hash: str | None = None
+
+
+class Scoring(_Strict):
+    method: str = "default"
+    parameters: dict[str, Any] | None = None
+
+
+BenchmarkName = Literal["bias-detection", "noop", "who-are-you"]
+
+
+class Benchmark(_Strict):
+    name: str = Field(min_length=1, max_length=128)
+    version: str | None = None
+    description: str | None = None
+    container: Container | None = None
+    input: BenchmarkInput | None = None
+    scoring: Scoring | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class ProviderFilter(_Strict):
+    region: Region | None = None
+    min_score: float | None = None
+    max_price: float | None = None
+    whitelist: list[str] | None = None
+    blacklist: list[str] | None = None
+
+
+class Constraints(_Strict):
+    regions: list[Region] = Field(default_factory=list)
+    min_regions: int = Field(1, ge=0)
+    min_success_rate: float = Field(0.67, ge=0.0, le=1.0)
+    timeout: Duration = timedelta(minutes=10)
+    provider_timeout: Duration = timedelta(minutes=5)
+    max_cost: float | None = Field(None, ge=0)
+    providers: list[ProviderFilter] | None = None
+
+    @field_validator("regions")
+    @classmethod
+    def _unique_regions(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))  # APAC and ASIA are one region: keep the first, in order
+
+    @field_validator("timeout", "provider_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        if value > timedelta(hours=24):
+            raise ValueError("must be at most 24h")
+        return value
+
+
+class ModelRef(_Strict):
+    id: str = Field(min_length=1, max_length=128)
+    name: str | None = None
+    provider: str | None = None
+    container_image: str | None = None
+    regions: list[Region] | None = None
+
+
+class WalletAuth(_Strict):
+    address: str
+    signature: str
+    message: str
+    chainId: int | None = None  # noqa: N815 - the portal's field name
+    nonce: str | None = None
+    expiresAt: str | int | None = None  # noqa: N815
+
+
+PromptContext = Literal["neutral", "region", "both"]
+
+
+class ExecutionOptions(_Strict):
+    """Decoding options and the system-prompt choice; Beacon's own, recorded in every receipt."""
+
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    seed: int = Field(42, ge=0, lt=2**31)
+    max_tokens: int = Field(256, ge=1, le=4096)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    prompt_context: PromptContext = "neutral"
+    """``neutral``: one system prompt for all regions; ``region``: "based in {region}";
+    ``both``: run both, so deployment-induced and prompt-induced differences can be told apart."""
+
+
+def _model_ref(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"id": value}
+    return value
+
+
+class JobSpec(_Strict):
+    """A JobSpec in its full shape. Build it with :meth:`from_document` from a verified document."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    jobspec_id: str | None = None
+    version: str = Field("1", max_length=32)
+    benchmark: Benchmark
+    constraints: Constraints = Field(default_factory=Constraints)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    questions: list[str] | None = None
+    models: list[Annotated[ModelRef, BeforeValidator(_model_ref)]] | None = None
+    runs: int = Field(1, ge=1, le=10)
+    options: ExecutionOptions = Field(default_factory=ExecutionOptions)
+    wallet_auth: WalletAuth | None = None
+    created_at: datetime | None = None
+    signature: str | None = None
+    public_key: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _minimal_form(cls, data: Any) -> Any:
+        """Accept the Day-1 minimal form: ``benchmark`` given by name, ``container`` at top level."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        container = data.pop("container", None)
+        benchmark = data.get("benchmark")
+        if isinstance(benchmark, str):
+            benchmark = {"name": benchmark}
+        if container is not None:
+            if not isinstance(benchmark, dict):
+                raise ValueError("container given but benchmark is missing")
+            if benchmark.get("container") is not None:
+                raise ValueError("container given both at top level and in benchmark")
+            benchmark = {**benchmark, "container": container}
+        if benchmark is not None:
+            data["benchmark"] = benchmark
+        if not data.get("id") and data.get("jobspec_id"):
+            data["id"] = data["jobspec_id"]
+        return data
+
+    @property
+    def model_ids(self) -> list[str]:
+        """Models from ``models``, else ``metadata.models`` (strings or ``{id}``), else empty."""
+        if self.models:
+            return list(dict.fromkeys(m.id for m in self.models))
+        raw = self.metadata.get("models")
+        ids: list[str] = []
+        if isinstance(raw, list):
+            for item in raw:
+                if isinstance(item, str) and item:
+                    ids.append(item)
+                elif isinstance(item, dict) and isinstance(item.get("id"), str):
+                    ids.append(item["id"])
+        elif isinstance(self.metadata.get("model"), str):
+            ids.append(self.metadata["model"])
+        return list(dict.fromkeys(ids))

@@ -1,0 +1,1 @@
+"""The queue: transactional outbox relay, Redis Streams region queues, the in-process queue."""

@@ -1,0 +1,154 @@
+"""Shared pytest fixtures: real PostgreSQL and Redis of this machine, isolated per test.
+
+Tests that need a service skip with a loud reason when it is unreachable, and fail under ``CI=true``
+(where .ci/run has started both). Each PostgreSQL test gets a fresh database cloned from a migrated
+template; each Redis test gets its own key prefix, so suites (and several runs) never collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PG_HOST = os.environ.get("BEACON_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("BEACON_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("BEACON_TEST_PG_USER", "postgres")
+REDIS_HOST = os.environ.get("BEACON_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("BEACON_TEST_REDIS_PORT", "6379"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip loudly when a service is down; under CI=true, fail instead."""
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: .ci/run must start it)", pytrace=False)
+    pytest.skip(f"SKIPPED LOUDLY: {message}; start it to run this test")
+
+
+def pg_admin_url(database: str = "postgres") -> str:
+    return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
+
+
+async def _pg_admin(statements: list[str]) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A migrated template database, made once per test session."""
+    require_service("PostgreSQL", PG_HOST, PG_PORT)
+    name = f"beacon_tpl_{uuid.uuid4().hex[:10]}"
+
+    async def build() -> None:
+        from beacon.store import Database
+
+        await _pg_admin([f'CREATE DATABASE "{name}"'])
+        db = Database(pg_admin_url(name))
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    asyncio.run(build())
+    yield name
+    asyncio.run(_pg_admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)']))
+
+
+@pytest.fixture
+def postgres_url(pg_template: str) -> Iterator[str]:
+    """URL of a fresh, migrated PostgreSQL database for this test (dropped afterwards)."""
+    name = f"beacon_t_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_admin([f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"']))
+    yield pg_admin_url(name)
+    asyncio.run(_pg_admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)']))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """URL of a fresh SQLite file for this test (migrated on first use by Database.migrate)."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'beacon.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Run a test on both stores: SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Any]:
+    """A migrated Database on both stores."""
+    from beacon.store import Database
+
+    database = Database(database_url)
+    await database.migrate()
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("Redis", REDIS_HOST, REDIS_PORT)
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A key prefix owned by this test; its keys are deleted afterwards."""
+    import redis.asyncio as redis
+
+    prefix = f"beacon-test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """Build Settings isolated from the caller's environment and working directory."""
+    from beacon.config import Settings
+
+    for variable in list(os.environ):
+        if variable.startswith(("BEACON_", "ADMIN_TOKENS", "OPERATOR_TOKENS", "VIEWER_TOKENS", "TRUSTED_KEYS",
+                                "DATABASE_URL", "REDIS_URL", "IPFS_", "YAGNA_", "OLLAMA_", "GIN_MODE",
+                                "CORS_ORIGINS", "RATE_LIMIT", "SUBMIT_RATE_LIMIT")):
+            monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("BEACON_ENV_FILE", str(tmp_path / "no.env"))
+
+    def build(**overrides: Any) -> Settings:
+        overrides.setdefault("data_dir", tmp_path / "data")
+        return Settings(**overrides)
+
+    return build
