@@ -141,9 +141,24 @@ def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[.
     from beacon.config import Settings
 
     for variable in list(os.environ):
-        if variable.startswith(("BEACON_", "ADMIN_TOKENS", "OPERATOR_TOKENS", "VIEWER_TOKENS", "TRUSTED_KEYS",
-                                "DATABASE_URL", "REDIS_URL", "IPFS_", "YAGNA_", "OLLAMA_", "GIN_MODE",
-                                "CORS_ORIGINS", "RATE_LIMIT", "SUBMIT_RATE_LIMIT")):
+        if variable.startswith(
+            (
+                "BEACON_",
+                "ADMIN_TOKENS",
+                "OPERATOR_TOKENS",
+                "VIEWER_TOKENS",
+                "TRUSTED_KEYS",
+                "DATABASE_URL",
+                "REDIS_URL",
+                "IPFS_",
+                "YAGNA_",
+                "OLLAMA_",
+                "GIN_MODE",
+                "CORS_ORIGINS",
+                "RATE_LIMIT",
+                "SUBMIT_RATE_LIMIT",
+            )
+        ):
             monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("BEACON_ENV_FILE", str(tmp_path / "no.env"))
 

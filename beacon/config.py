@@ -96,8 +96,12 @@ class Settings(BaseSettings):
     require_trusted_key: bool = Field(True, validation_alias=AliasChoices("BEACON_REQUIRE_TRUSTED_KEY"))
     accept_go_strip: bool = Field(True, validation_alias=AliasChoices("BEACON_ACCEPT_GO_STRIP"))
     accept_portal_v1: bool = Field(True, validation_alias=AliasChoices("BEACON_ACCEPT_PORTAL_V1"))
-    timestamp_max_skew_s: float = Field(300.0, gt=0, validation_alias=AliasChoices("TIMESTAMP_MAX_SKEW_SECONDS"))
-    timestamp_max_age_s: float = Field(600.0, gt=0, validation_alias=AliasChoices("TIMESTAMP_MAX_AGE_SECONDS"))
+    timestamp_max_skew_s: float = Field(
+        300.0, gt=0, validation_alias=AliasChoices("TIMESTAMP_MAX_SKEW_SECONDS")
+    )
+    timestamp_max_age_s: float = Field(
+        600.0, gt=0, validation_alias=AliasChoices("TIMESTAMP_MAX_AGE_SECONDS")
+    )
     max_body_bytes: int = Field(1 << 20, gt=0, validation_alias=AliasChoices("BEACON_MAX_BODY_BYTES"))
 
     # --- stores -----------------------------------------------------------------------------------
@@ -151,7 +155,9 @@ class Settings(BaseSettings):
     checkpoint_interval_s: float = Field(
         1.0, ge=0, validation_alias=AliasChoices("BEACON_CHECKPOINT_INTERVAL_SECONDS")
     )
-    checkpoint_max_leaves: int = Field(256, ge=1, validation_alias=AliasChoices("BEACON_CHECKPOINT_MAX_LEAVES"))
+    checkpoint_max_leaves: int = Field(
+        256, ge=1, validation_alias=AliasChoices("BEACON_CHECKPOINT_MAX_LEAVES")
+    )
 
     # --- validators -------------------------------------------------------------------------------
     @field_validator("mode", mode="before")
@@ -159,7 +165,9 @@ class Settings(BaseSettings):
     def _mode(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("admin_tokens", "operator_tokens", "viewer_tokens", "cors_origins", "default_models", mode="before")
+    @field_validator(
+        "admin_tokens", "operator_tokens", "viewer_tokens", "cors_origins", "default_models", mode="before"
+    )
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)

@@ -42,7 +42,11 @@ class Runtime:
         )
         log.info(
             "runtime started",
-            extra={"database": db.dialect, "runner_kid": runner_key.kid, "trusted_keys": len(runtime.trusted_keys)},
+            extra={
+                "database": db.dialect,
+                "runner_kid": runner_key.kid,
+                "trusted_keys": len(runtime.trusted_keys),
+            },
         )
         return runtime
 

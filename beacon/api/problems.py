@@ -75,8 +75,14 @@ def problem_response(request: Request, problem: Problem) -> Response:
         "problem %s %s",
         problem.status,
         problem.code,
-        extra={"code": problem.code, "status": problem.status, "detail": problem.detail,
-               "path": request.url.path, "method": request.method, "request_id": body["request_id"]},
+        extra={
+            "code": problem.code,
+            "status": problem.status,
+            "detail": problem.detail,
+            "path": request.url.path,
+            "method": request.method,
+            "request_id": body["request_id"],
+        },
     )
     return Response(
         orjson.dumps(body),
@@ -91,7 +97,9 @@ def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     out = []
     for error in errors:
         loc = [str(part) for part in error.get("loc", ()) if part not in ("body",)]
-        out.append({"path": ".".join(loc) or "$", "message": error.get("msg", ""), "type": error.get("type", "")})
+        out.append(
+            {"path": ".".join(loc) or "$", "message": error.get("msg", ""), "type": error.get("type", "")}
+        )
     return out
 
 
@@ -122,8 +130,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         return problem_response(
             request,
-            Problem(400, "invalid_request", "The request is not valid", "see errors",
-                    errors=validation_errors(exc.errors())),
+            Problem(
+                400,
+                "invalid_request",
+                "The request is not valid",
+                "see errors",
+                errors=validation_errors(exc.errors()),
+            ),
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -139,12 +152,18 @@ def install_problem_handlers(app: FastAPI) -> None:
         if isinstance(exc, DatabaseUnavailable) or _is_connection_error(exc):
             return problem_response(
                 request,
-                Problem(503, "dependency_unavailable", "A backing service is unavailable",
-                        "the database or queue cannot be reached; retry shortly", headers={"Retry-After": "2"}),
+                Problem(
+                    503,
+                    "dependency_unavailable",
+                    "A backing service is unavailable",
+                    "the database or queue cannot be reached; retry shortly",
+                    headers={"Retry-After": "2"},
+                ),
             )
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(
-            request, Problem(500, "internal_error", "Internal error", "the error was logged with this request id")
+            request,
+            Problem(500, "internal_error", "Internal error", "the error was logged with this request id"),
         )
 
 
@@ -157,16 +176,24 @@ def _is_connection_error(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ConnectionError | OSError | TimeoutError | redis_exc.ConnectionError
-                      | redis_exc.TimeoutError):
+        if isinstance(
+            current,
+            ConnectionError | OSError | TimeoutError | redis_exc.ConnectionError | redis_exc.TimeoutError,
+        ):
             return True
         if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
             return True
         if isinstance(current, sqlalchemy.exc.TimeoutError | sqlalchemy.exc.InterfaceError):
             return True
         name = type(current).__name__
-        if name in ("CannotConnectNowError", "ConnectionDoesNotExistError", "AdminShutdownError",
-                    "ConnectionFailureError", "PostgresConnectionError", "InterfaceError"):
+        if name in (
+            "CannotConnectNowError",
+            "ConnectionDoesNotExistError",
+            "AdminShutdownError",
+            "ConnectionFailureError",
+            "PostgresConnectionError",
+            "InterfaceError",
+        ):
             return True
         current = current.__cause__ or current.__context__
     return False

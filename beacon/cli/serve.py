@@ -23,7 +23,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8090, help="Port to listen on (0 picks a free one)."),
     embedded: bool = typer.Option(
-        False, "--embedded", help="Run API, relay and three region workers (US, EU, ASIA) in one process on SQLite."
+        False,
+        "--embedded",
+        help="Run API, relay and three region workers (US, EU, ASIA) in one process on SQLite.",
     ),
 ) -> None:
     """Run the runner's HTTP API."""

@@ -77,7 +77,9 @@ def _region(value: Any) -> str:
         raise ValueError("a region is a string")
     region = normalize_region(value)
     if region is None:
-        raise ValueError(f"unknown region {value!r}; known regions: {', '.join(REGIONS)} (and aliases such as APAC)")
+        raise ValueError(
+            f"unknown region {value!r}; known regions: {', '.join(REGIONS)} (and aliases such as APAC)"
+        )
     return region
 
 
@@ -172,9 +174,9 @@ class WalletAuth(_Strict):
     address: str
     signature: str
     message: str
-    chainId: int | None = None  # noqa: N815 - the portal's field name
+    chainId: int | None = None
     nonce: str | None = None
-    expiresAt: str | int | None = None  # noqa: N815
+    expiresAt: str | int | None = None
 
 
 PromptContext = Literal["neutral", "region", "both"]

@@ -88,11 +88,11 @@ class Database:
         """A dialect-specific INSERT that supports ``on_conflict_do_nothing``/``_do_update``."""
         return postgresql.insert(table) if self.is_postgres else sqlite.insert(table)
 
-    async def ping(self, timeout: float = 2.0) -> bool:
+    async def ping(self, within: float = 2.0) -> bool:
         try:
-            async with asyncio.timeout(timeout), self.engine.connect() as conn:
+            async with asyncio.timeout(within), self.engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
-        except Exception:  # noqa: BLE001 - any failure means "not reachable"
+        except Exception:
             return False
         return True
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from alembic import command
 from beacon.store.db import MIGRATIONS_DIR
 
 

@@ -95,8 +95,12 @@ outbox = sa.Table(
     sa.Column("payload", JSON, nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("published_at", Time),
-    sa.Index("ix_outbox_unpublished", "id", sqlite_where=sa.text("published_at IS NULL"),
-             postgresql_where=sa.text("published_at IS NULL")),
+    sa.Index(
+        "ix_outbox_unpublished",
+        "id",
+        sqlite_where=sa.text("published_at IS NULL"),
+        postgresql_where=sa.text("published_at IS NULL"),
+    ),
 )
 
 # --- execution --------------------------------------------------------------------------------------
@@ -109,8 +113,13 @@ executions = sa.Table(
     sa.Column("region", sa.String(16), nullable=False),
     sa.Column("model", sa.String(128), nullable=False),
     sa.Column("question_id", sa.String(128), nullable=False),
-    sa.Column("variant", sa.String(16), nullable=False, server_default="neutral",
-              comment="system-prompt variant: neutral | region"),
+    sa.Column(
+        "variant",
+        sa.String(16),
+        nullable=False,
+        server_default="neutral",
+        comment="system-prompt variant: neutral | region",
+    ),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
     sa.Column("backend", sa.String(32)),

@@ -11,6 +11,7 @@ explicit operations before the first release (tests/store/test_migrations.py kee
 from __future__ import annotations
 
 from alembic import op
+
 from beacon.store.tables import metadata
 
 revision = "0001"
