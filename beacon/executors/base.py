@@ -1,0 +1,96 @@
+"""The executor protocol: one request in, one result (or one classified error) out.
+
+Backends (``llamacpp``, ``ollama``, ``golem``) implement :class:`Executor`. The worker owns retries,
+deadlines and receipts; an executor only runs one inference and says, when it fails, whether trying
+again could help (:class:`TransientExecutorError`) or not (:class:`PermanentExecutorError`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    temperature: float = 0.0
+    seed: int = 42
+    max_tokens: int = 256
+    top_p: float = 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "max_tokens": self.max_tokens,
+            "top_p": self.top_p,
+        }
+
+
+@dataclass(frozen=True)
+class ExecutionRequest:
+    prompt: str
+    system_prompt: str
+    model: str
+    region: str
+    options: DecodingOptions = field(default_factory=DecodingOptions)
+    deadline: float | None = None
+    """UNIX time by which the call must have ended; the executor must not run past it."""
+    execution_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    text: str
+    tokens_in: int
+    tokens_out: int
+    timings: dict[str, float]
+    """Seconds: at least ``total``; backends add what they measure (``load``, ``prompt_eval``, ``eval``)."""
+    model_digest: str
+    backend: str
+    backend_version: str
+    provider_id: str
+    served_region: str
+    provider_info: dict[str, Any] = field(default_factory=dict)
+    """Backend-specific evidence for the receipt (Golem agreement id and provider name, Ollama host, …)."""
+
+
+class ExecutorError(Exception):
+    """An execution failed. ``code`` is a stable reason code recorded on the execution and receipt."""
+
+    transient = False
+
+    def __init__(self, code: str, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+class TransientExecutorError(ExecutorError):
+    """Trying again later may succeed (timeouts, connection refused, 5xx, model still loading)."""
+
+    transient = True
+
+
+class PermanentExecutorError(ExecutorError):
+    """Trying again will not help (unknown model, bad request, region not servable)."""
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """A backend that runs one inference at a time per call; instances may be shared by a worker."""
+
+    name: str
+
+    async def execute(self, request: ExecutionRequest) -> ExecutionResult:
+        """Run one inference. Raise ExecutorError subclasses; honour ``request.deadline``; be cancellable."""
+        ...
+
+    async def status(self) -> dict[str, Any]:
+        """Readiness and facts for health pages: reachable, models, versions, provider identity."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release models, sessions and connections."""
+        ...
