@@ -7,14 +7,35 @@ there is one place that decides "embedded or service mode".
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beacon.config import Settings
 from beacon.keys import Ed25519Key, TrustedKeys, load_or_create_key
 from beacon.store import Database
 
 log = logging.getLogger("beacon.runtime")
+
+
+class LogAppender(Protocol):
+    """What the pipeline needs from the transparency log."""
+
+    async def append(self, conn: AsyncConnection, *, kind: str, ref: str, entry: bytes) -> int:
+        """Append ``entry`` (leaf data) inside the caller's transaction; return its leaf index.
+
+        Idempotent on ``ref``: appending the same ref again returns the existing index.
+        """
+        ...
+
+
+JobFinalizer = Callable[["Runtime", str], Awaitable[None]]
+"""Runs after a job became terminal (diff report, bundle, …); must be idempotent."""
+
+HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+"""Returns ``{"status": "up" | "down" | "degraded", ...facts}`` for one component of /health."""
 
 
 @dataclass
@@ -24,6 +45,12 @@ class Runtime:
     trusted_keys: TrustedKeys
     runner_key: Ed25519Key
     """Signs receipts, checkpoints, diff reports and harness receipts."""
+    tlog: LogAppender | None = None
+    """The transparency log (set by beacon.transparency at start)."""
+    job_finalizers: list[tuple[int, str, JobFinalizer]] = field(default_factory=list)
+    """(order, name, finalizer): run in ascending order after a job is terminal (diffs 10, bundle 20)."""
+    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    """Components reported by /health and /health/ready."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Services registered by subsystems at start (queue, log, content store, …); see ``start``."""
 
@@ -49,6 +76,10 @@ class Runtime:
             },
         )
         return runtime
+
+    def add_finalizer(self, order: int, name: str, finalizer: JobFinalizer) -> None:
+        self.job_finalizers.append((order, name, finalizer))
+        self.job_finalizers.sort(key=lambda item: item[0])
 
     async def stop(self) -> None:
         for name, service in reversed(list(self.extras.items())):
