@@ -132,6 +132,26 @@ class Settings(BaseSettings):
         default_factory=dict, validation_alias=AliasChoices("GOLEM_REGION_PROVIDERS")
     )
     golem_budget_glm: float = Field(1.0, gt=0, validation_alias=AliasChoices("GOLEM_BUDGET_GLM"))
+    # executor details (docs/executors.md): model ids map to backend names explicitly, never by guessing
+    llamacpp_models: dict[str, Path] = Field(
+        default_factory=dict, validation_alias=AliasChoices("LLAMACPP_MODELS")
+    )
+    llamacpp_threads: int | None = Field(None, ge=1, validation_alias=AliasChoices("LLAMACPP_THREADS"))
+    llamacpp_n_ctx: int = Field(2048, ge=256, validation_alias=AliasChoices("LLAMACPP_N_CTX"))
+    provider_id: str | None = Field(None, validation_alias=AliasChoices("BEACON_PROVIDER_ID"))
+    ollama_models: dict[str, str] = Field(
+        default_factory=lambda: {"smollm2-135m": "smollm2:135m"},
+        validation_alias=AliasChoices("OLLAMA_MODELS"),
+    )
+    ollama_keep_alive: str = Field("5m", validation_alias=AliasChoices("OLLAMA_KEEP_ALIVE"))
+    golem_payment_driver: str = Field("erc20", validation_alias=AliasChoices("GOLEM_PAYMENT_DRIVER"))
+    golem_vm_entrypoint: str = Field(
+        "/beacon/run-benchmark", validation_alias=AliasChoices("GOLEM_VM_ENTRYPOINT")
+    )
+    golem_min_mem_gib: float = Field(1.0, gt=0, validation_alias=AliasChoices("GOLEM_MIN_MEM_GIB"))
+    golem_min_storage_gib: float = Field(
+        2.0, gt=0, validation_alias=AliasChoices("GOLEM_MIN_STORAGE_GIB")
+    )
 
     # --- HTTP -------------------------------------------------------------------------------------
     cors_origins: CsvList = Field(
@@ -149,6 +169,24 @@ class Settings(BaseSettings):
     max_attempts: int = Field(5, ge=1, validation_alias=AliasChoices("MAX_ATTEMPTS", "BEACON_MAX_ATTEMPTS"))
     heartbeat_interval_s: float = Field(2.0, gt=0, validation_alias=AliasChoices("BEACON_HEARTBEAT_SECONDS"))
     runner_key_file: Path | None = Field(None, validation_alias=AliasChoices("BEACON_RUNNER_KEY_FILE"))
+    # queue and pipeline policy (docs/pipeline.md)
+    worker_lease_s: float = Field(
+        10.0, gt=0, validation_alias=AliasChoices("BEACON_WORKER_LEASE_SECONDS")
+    )
+    """A message whose worker stopped heartbeating for this long is reclaimed by another worker."""
+    retry_base_s: float = Field(1.0, gt=0, validation_alias=AliasChoices("BEACON_RETRY_BASE_SECONDS"))
+    retry_max_s: float = Field(60.0, gt=0, validation_alias=AliasChoices("BEACON_RETRY_MAX_SECONDS"))
+    max_queue_wait_s: float = Field(
+        86400.0, gt=0, validation_alias=AliasChoices("BEACON_MAX_QUEUE_WAIT_SECONDS")
+    )
+    """A job no worker has started within this long times out (queue wait never eats its own budget)."""
+    sweep_interval_s: float = Field(5.0, gt=0, validation_alias=AliasChoices("BEACON_SWEEP_SECONDS"))
+    relay_batch: int = Field(500, ge=1, le=10000, validation_alias=AliasChoices("BEACON_RELAY_BATCH"))
+    finalizer_timeout_s: float = Field(
+        120.0, gt=0, validation_alias=AliasChoices("BEACON_FINALIZER_TIMEOUT_SECONDS")
+    )
+    cancel_wait_s: float = Field(10.0, ge=0, validation_alias=AliasChoices("BEACON_CANCEL_WAIT_SECONDS"))
+    """How long ``POST /jobs/{id}/cancel`` waits for running executions to stop before answering 202."""
 
     # --- transparency log -------------------------------------------------------------------------
     log_origin: str = Field("beacon.local/tlog", validation_alias=AliasChoices("BEACON_LOG_ORIGIN"))
@@ -209,6 +247,15 @@ class Settings(BaseSettings):
     def _trusted_keys_readable(self) -> Settings:
         # Parse once now so that a broken TRUSTED_KEYS stops start-up instead of the first submission.
         self.trusted_key_entries  # noqa: B018
+        return self
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeats(self) -> Settings:
+        if self.worker_lease_s < 2 * self.heartbeat_interval_s:
+            raise ValueError(
+                f"BEACON_WORKER_LEASE_SECONDS ({self.worker_lease_s}) must be at least twice "
+                f"BEACON_HEARTBEAT_SECONDS ({self.heartbeat_interval_s}), or live workers lose their messages"
+            )
         return self
 
     # --- derived ----------------------------------------------------------------------------------
