@@ -67,6 +67,9 @@ class Runtime:
             trusted_keys=TrustedKeys.from_entries(settings.trusted_key_entries),
             runner_key=runner_key,
         )
+        from beacon.transparency import attach as attach_transparency
+
+        attach_transparency(runtime)  # runtime.tlog, content store, bundle finalizer, checkpoint publisher
         log.info(
             "runtime started",
             extra={
