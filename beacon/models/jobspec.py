@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -69,6 +70,19 @@ Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
     PlainSerializer(lambda d: d.total_seconds(), return_type=float, when_used="json"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "description": "Go duration in nanoseconds"},
+                {
+                    "type": "string",
+                    "pattern": r"^([0-9]+(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+$",
+                    "examples": ["10m"],
+                },
+            ]
+        },
+        mode="validation",
+    ),
 ]
 
 
@@ -85,7 +99,8 @@ def _region(value: Any) -> str:
 
 Region = Annotated[str, BeforeValidator(_region)]
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$"
+"""Job ids appear as one URL path segment (``/api/v1/jobs/{id}``), so no ``/``."""
 
 
 class _Strict(BaseModel):

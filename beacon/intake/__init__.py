@@ -1,0 +1,42 @@
+"""Signed JobSpec intake: parse, verify (three schemes), trust, replay protection, one transaction.
+
+Where a JobSpec is verified: :func:`verify_jobspec` (signatures), :func:`evaluate_trust` (the
+trusted-key allowlist), :func:`check_freshness`/``record_nonce`` (replay), and :class:`Intake`,
+which runs them in order and writes the job, its plan and its outbox rows atomically.
+"""
+
+from beacon.intake.document import parse_document
+from beacon.intake.errors import IntakeError
+from beacon.intake.replay import Freshness, check_freshness, stamp
+from beacon.intake.service import Intake, IntakeResponse, intake_for, job_path
+from beacon.intake.signatures import (
+    Scheme,
+    Verification,
+    portal_v1_prune,
+    prunable_paths,
+    sign_jobspec,
+    signing_message,
+    verify_jobspec,
+)
+from beacon.intake.trust import TrustDecision, evaluate_trust
+
+__all__ = [
+    "Freshness",
+    "Intake",
+    "IntakeError",
+    "IntakeResponse",
+    "Scheme",
+    "TrustDecision",
+    "Verification",
+    "check_freshness",
+    "evaluate_trust",
+    "intake_for",
+    "job_path",
+    "parse_document",
+    "portal_v1_prune",
+    "prunable_paths",
+    "sign_jobspec",
+    "signing_message",
+    "stamp",
+    "verify_jobspec",
+]

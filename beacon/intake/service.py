@@ -1,0 +1,362 @@
+"""The submission path: bytes in, a durable planned job (or a precise refusal) out.
+
+Order matters (reference §9, failure modes 2 and 5): the signature is verified on the document
+exactly as parsed, *then* the document is normalised and validated, then planned, and only then
+is anything written — in one transaction holding the job, its events, the nonce, the idempotency
+record, every planned execution and one outbox row per execution.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from pydantic import ValidationError
+
+from beacon.admin_config import AdminConfig, current_admin_config
+from beacon.canonical import sha256_hex
+from beacon.clock import iso_time
+from beacon.intake import idempotency
+from beacon.intake.document import parse_document
+from beacon.intake.errors import IntakeError
+from beacon.intake.replay import check_freshness, purge_expired_nonces, record_nonce
+from beacon.intake.signatures import Scheme, Verification, verify_jobspec
+from beacon.intake.trust import TrustDecision, evaluate_trust
+from beacon.metrics import JOBS_ACCEPTED, JOBS_REJECTED
+from beacon.models.jobspec import JobSpec
+from beacon.runtime import Runtime
+from beacon.store import now
+from beacon.store.tables import executions, job_events, jobs, outbox
+from beacon.worker.planner import PlanError, PlannedExecution, plan
+
+log = logging.getLogger("beacon.intake")
+
+MAX_EXECUTIONS_PER_JOB = 1000
+IDEMPOTENCY_TTL_S = 24 * 3600.0
+IDEMPOTENCY_LOCK_S = 30.0
+"""A claim older than this whose request never finished (its process died) can be taken over."""
+PURGE_INTERVAL_S = 60.0
+
+
+@dataclass(frozen=True)
+class IntakeResponse:
+    """What the route answers: a fresh 202, or the stored response of an idempotent replay."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    replayed: bool = False
+
+
+def job_path(job_id: str) -> str:
+    return f"/api/v1/jobs/{quote(job_id, safe='')}"
+
+
+def _spec_error(exc: ValidationError) -> IntakeError:
+    errors = [
+        {
+            "path": ".".join(str(part) for part in error["loc"]) or "$",
+            "message": str(error["msg"]).removeprefix("Value error, "),
+            "type": str(error["type"]),
+        }
+        for error in exc.errors(include_url=False)
+    ]
+    unknown = [e["path"] for e in errors if e["type"] == "extra_forbidden"]
+    if unknown:
+        return IntakeError(
+            "unknown_fields",
+            f"fields the runner does not understand (free-form data belongs in metadata): {', '.join(unknown)}",
+            errors=errors,
+        )
+    if any(e["message"].startswith("unknown region") for e in errors):
+        return IntakeError("unknown_region", "; ".join(e["message"] for e in errors), errors=errors)
+    summary = "; ".join(f"{e['path']}: {e['message']}" for e in errors[:5])
+    return IntakeError("invalid_jobspec", summary, errors=errors)
+
+
+def normalise(document: dict[str, Any], verification: Verification) -> JobSpec:
+    """The verified document in the full JobSpec shape (the Day-1 minimal form is expanded here)."""
+    data = dict(document)
+    if verification.scheme is Scheme.PORTAL_V1:
+        data.pop("created_at", None)  # not covered by a portal-v1 signature: not to be believed
+    if not data.get("id") and not data.get("jobspec_id"):
+        data["id"] = f"job-{uuid.uuid4().hex}"
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _spec_error(exc) from None
+
+
+def apply_admin_limits(spec: JobSpec, document: dict[str, Any], config: AdminConfig) -> JobSpec:
+    """Refuse what exceeds the runner's limits; clamp a default timeout to ``max_duration``."""
+    limits = config.constraints
+    if spec.constraints.max_cost is not None and spec.constraints.max_cost > limits.max_cost:
+        raise IntakeError(
+            "exceeds_max_cost",
+            f"constraints.max_cost is {spec.constraints.max_cost}; this runner allows at most {limits.max_cost}",
+            errors=[{"path": "constraints.max_cost", "message": "above the limit", "type": "limit"}],
+        )
+    max_duration = timedelta(seconds=limits.max_duration)
+    if spec.constraints.timeout > max_duration:
+        raw_constraints = document.get("constraints")
+        if isinstance(raw_constraints, dict) and "timeout" in raw_constraints:
+            raise IntakeError(
+                "exceeds_max_duration",
+                f"constraints.timeout is {spec.constraints.timeout.total_seconds():g}s; "
+                f"this runner allows at most {limits.max_duration}s",
+                errors=[{"path": "constraints.timeout", "message": "above the limit", "type": "limit"}],
+            )
+        constraints = spec.constraints.model_copy(update={"timeout": max_duration})
+        spec = spec.model_copy(update={"constraints": constraints})
+    return spec
+
+
+def plan_job(spec: JobSpec, config: AdminConfig, default_models: list[str]) -> list[PlannedExecution]:
+    try:
+        planned = plan(
+            spec, default_regions=[config.constraints.default_region], default_models=default_models
+        )
+    except PlanError as exc:
+        raise IntakeError(
+            exc.code, str(exc), errors=[{"path": exc.path, "message": str(exc), "type": exc.code}]
+        ) from None
+    if len(planned) > MAX_EXECUTIONS_PER_JOB:
+        raise IntakeError(
+            "too_many_executions",
+            f"the job plans {len(planned)} executions (regions × models × questions × prompt variants); "
+            f"the limit is {MAX_EXECUTIONS_PER_JOB}",
+        )
+    return planned
+
+
+class Intake:
+    """Accepts signed JobSpecs for one runtime. Stateless but for housekeeping timestamps."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._last_purge = time.monotonic()
+
+    async def submit(
+        self, body: bytes, *, idempotency_key: str | None = None, request_id: str | None = None
+    ) -> IntakeResponse:
+        """Accept ``body`` (a signed JobSpec) or raise IntakeError."""
+        try:
+            key = idempotency.parse_idempotency_key(idempotency_key)
+            if key is None:
+                return await self._accept(body, None, request_id)
+            outcome = await idempotency.claim(
+                self.runtime.db,
+                key,
+                idempotency.fingerprint(body),
+                now=now(),
+                ttl_s=IDEMPOTENCY_TTL_S,
+                lock_s=IDEMPOTENCY_LOCK_S,
+            )
+            if isinstance(outcome, idempotency.StoredResponse):
+                return IntakeResponse(
+                    outcome.status, outcome.body, {**outcome.headers, "Idempotent-Replayed": "true"}, True
+                )
+            try:
+                return await self._accept(body, outcome, request_id)
+            except BaseException:
+                await idempotency.release(self.runtime.db, outcome)
+                raise
+        except IntakeError as exc:
+            JOBS_REJECTED.labels(exc.code).inc()
+            raise
+        finally:
+            await self._housekeeping()
+
+    async def _accept(
+        self, body: bytes, claim: idempotency.Claim | None, request_id: str | None
+    ) -> IntakeResponse:
+        runtime = self.runtime
+        settings = runtime.settings
+        config = await current_admin_config(runtime)
+        if config.submissions_paused:
+            raise IntakeError(
+                "submissions_paused",
+                "an operator paused submissions; running jobs continue",
+                status=503,
+                headers={"Retry-After": "60"},
+            )
+        document = parse_document(body)
+        verification = verify_jobspec(
+            document, accept_go_strip=settings.accept_go_strip, accept_portal_v1=settings.accept_portal_v1
+        )
+        trust = evaluate_trust(
+            runtime.trusted_keys,
+            verification.public_key,
+            require_trusted=settings.require_trusted_key,
+            allowed_submitters=config.security.allowed_submitter_keys,
+        )
+        started = now()
+        freshness = check_freshness(
+            document,
+            now=started,
+            max_skew_s=settings.timestamp_max_skew_s,
+            max_age_s=settings.timestamp_max_age_s,
+        )
+        spec = apply_admin_limits(normalise(document, verification), document, config)
+        planned = plan_job(spec, config, settings.default_models)
+        regions = list(dict.fromkeys(p.region for p in planned))
+        accepted_at = now()
+        response = self._response(spec, verification, trust, body, regions, len(planned), accepted_at)
+
+        db = runtime.db
+        async with db.begin() as conn:
+            await record_nonce(db, conn, verification.public_key_b64, freshness, now=accepted_at)
+            inserted = await conn.execute(
+                db.insert(jobs)
+                .values(
+                    id=spec.id,
+                    status="enqueued",
+                    benchmark=spec.benchmark.name,
+                    spec=spec.model_dump(mode="json"),
+                    raw=body.decode("utf-8"),
+                    spec_hash=sha256_hex(body),
+                    signature_scheme=str(verification.scheme),
+                    public_key=verification.public_key_b64,
+                    kid=trust.kid,
+                    regions=regions,
+                    total_executions=len(planned),
+                    request_id=request_id,
+                    created_at=accepted_at,
+                    enqueued_at=accepted_at,
+                    updated_at=accepted_at,
+                )
+                .on_conflict_do_nothing(index_elements=[jobs.c.id])
+            )
+            if inserted.rowcount != 1:
+                raise IntakeError(
+                    "job_exists",
+                    f"a job with id {spec.id!r} already exists; give the new job another id",
+                    status=409,
+                )
+            created_detail: dict[str, Any] = {"scheme": str(verification.scheme), "kid": trust.kid}
+            if verification.unsigned_fields:
+                created_detail["unsigned_fields"] = list(verification.unsigned_fields)
+            await conn.execute(
+                job_events.insert(),
+                [
+                    {"job_id": spec.id, "status": "created", "at": accepted_at, "detail": created_detail},
+                    {
+                        "job_id": spec.id,
+                        "status": "enqueued",
+                        "at": accepted_at,
+                        "detail": {"executions": len(planned), "regions": regions},
+                    },
+                ],
+            )
+            await conn.execute(
+                executions.insert(),
+                [
+                    {
+                        "id": p.id,
+                        "job_id": p.job_id,
+                        "region": p.region,
+                        "model": p.model,
+                        "question_id": p.question_id,
+                        "variant": p.variant,
+                        "status": "queued",
+                        "attempt": 0,
+                        "queued_at": accepted_at,
+                        "created_at": accepted_at,
+                        "updated_at": accepted_at,
+                    }
+                    for p in planned
+                ],
+            )
+            await conn.execute(
+                outbox.insert(),
+                [
+                    {
+                        "topic": p.region,
+                        "payload": {
+                            "execution_id": p.id,
+                            "job_id": p.job_id,
+                            "region": p.region,
+                            "attempt": 0,
+                            "enqueued_at": accepted_at,
+                        },
+                        "created_at": accepted_at,
+                    }
+                    for p in planned
+                ],
+            )
+            if claim is not None:
+                stored = idempotency.StoredResponse(response.status, response.body, response.headers)
+                await idempotency.complete(conn, claim, job_id=spec.id, response=stored)
+        JOBS_ACCEPTED.labels(str(verification.scheme)).inc()
+        log.info(
+            "job accepted",
+            extra={
+                "job_id": spec.id,
+                "scheme": str(verification.scheme),
+                "kid": trust.kid,
+                "executions": len(planned),
+                "regions": regions,
+            },
+        )
+        return response
+
+    @staticmethod
+    def _response(
+        spec: JobSpec,
+        verification: Verification,
+        trust: TrustDecision,
+        body: bytes,
+        regions: list[str],
+        planned: int,
+        accepted_at: float,
+    ) -> IntakeResponse:
+        location = job_path(spec.id)
+        payload: dict[str, Any] = {
+            "id": spec.id,
+            "job_id": spec.id,
+            "status": "enqueued",
+            "scheme": str(verification.scheme),
+            "kid": trust.kid,
+            "key_status": str(trust.status),
+            "spec_hash": sha256_hex(body),
+            "regions": regions,
+            "executions": planned,
+            "created_at": iso_time(accepted_at),
+            "links": {"self": location, "executions": f"{location}?include=executions"},
+        }
+        if verification.unsigned_fields:
+            payload["unsigned_fields"] = list(verification.unsigned_fields)
+        return IntakeResponse(202, orjson.dumps(payload), {"Location": location})
+
+    async def _housekeeping(self) -> None:
+        """Forget expired nonces and idempotency keys, at most once a minute per process."""
+        if time.monotonic() - self._last_purge < PURGE_INTERVAL_S:
+            return
+        self._last_purge = time.monotonic()
+        try:
+            async with self.runtime.db.begin() as conn:
+                current = now()
+                nonces_gone = await purge_expired_nonces(conn, now=current)
+                keys_gone = await idempotency.purge_expired(conn, now=current)
+            if nonces_gone or keys_gone:
+                log.info(
+                    "purged expired nonces and idempotency keys",
+                    extra={"nonces": nonces_gone, "keys": keys_gone},
+                )
+        except Exception:
+            log.warning("could not purge expired nonces/idempotency keys; will retry", exc_info=True)
+
+
+def intake_for(runtime: Runtime) -> Intake:
+    """The runtime's Intake, created on first use."""
+    intake = runtime.extras.get("intake")
+    if not isinstance(intake, Intake):
+        intake = Intake(runtime)
+        runtime.extras["intake"] = intake
+    return intake
