@@ -163,6 +163,7 @@ class Settings(BaseSettings):
         600, ge=0, validation_alias=AliasChoices("SUBMIT_RATE_LIMIT_PER_MINUTE")
     )
     trust_forwarded_for: bool = Field(False, validation_alias=AliasChoices("BEACON_TRUST_FORWARDED_FOR"))
+    access_log: bool = Field(True, validation_alias=AliasChoices("BEACON_ACCESS_LOG"))
 
     # --- workers ----------------------------------------------------------------------------------
     worker_concurrency: int = Field(1, ge=1, validation_alias=AliasChoices("BEACON_WORKER_CONCURRENCY"))
@@ -293,6 +294,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
             if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
                 raise ValueError(f"{name}: expected a JSON array of key objects")
+            from beacon.keys import TrustedKeys
+
+            try:
+                TrustedKeys.from_entries(data)  # bad keys, statuses or validity windows stop start-up here
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from exc
             entries.extend(data)
         return entries
 
@@ -312,9 +319,22 @@ def _read_file(variable: str, path: Path) -> str:
 
 def _env_name(settings_cls: type[BaseSettings], field: str) -> str:
     info = settings_cls.model_fields.get(field)
+    if info is None:  # errors are located by the field's first alias (an environment variable name)
+        info = next(
+            (
+                candidate
+                for candidate in settings_cls.model_fields.values()
+                if isinstance(candidate.validation_alias, AliasChoices)
+                and field in [str(choice) for choice in candidate.validation_alias.choices]
+            ),
+            None,
+        )
     alias = info.validation_alias if info else None
     if isinstance(alias, AliasChoices) and alias.choices:
-        return str(alias.choices[0])
+        names = [str(choice) for choice in alias.choices]
+        present = {name.upper() for name in os.environ}
+        # Name the variable that was actually set (GIN_MODE, not BEACON_MODE, if that is the one).
+        return next((name for name in names if name.upper() in present), names[0])
     return field.upper()
 
 
