@@ -1,0 +1,162 @@
+"""JobSpecs for the phases (built, stamped, signed) and the rows the report reads from a job.
+
+Signing goes through intake's own :func:`beacon.intake.sign_jobspec` (RFC 8785 scheme), after
+:func:`stamp` adds the ``metadata.timestamp`` and ``metadata.nonce`` the runner's replay protection
+requires — the same thing ``beacon sign`` does for a file.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from beacon.intake import sign_jobspec
+from beacon.keys import Ed25519Key
+
+JOB_STATES = ("created", "enqueued", "executing", "completed", "failed", "cancelled", "timed_out")
+
+
+def new_job_id(prefix: str) -> str:
+    """A job id unique across runs against the same runner (``t0-175830-a1b2c3``)."""
+    return f"{prefix}-{time.strftime('%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def stamp(
+    document: dict[str, Any], *, timestamp: str | None = None, nonce: str | None = None
+) -> dict[str, Any]:
+    """A copy with ``metadata.timestamp`` (now) and ``metadata.nonce`` (random) set where missing."""
+    stamped = copy.deepcopy(document)
+    metadata = stamped.setdefault("metadata", {})
+    metadata.setdefault("timestamp", timestamp or now_rfc3339())
+    metadata.setdefault("nonce", nonce or secrets.token_hex(16))
+    return stamped
+
+
+def sign(document: dict[str, Any], key: Ed25519Key) -> dict[str, Any]:
+    """Stamp and sign ``document`` with ``key`` (JCS scheme)."""
+    return sign_jobspec(stamp(document), key)
+
+
+def minimal_jobspec(job_id: str) -> dict[str, Any]:
+    """The written plan's minimal job: ``{"id", "version", "benchmark": "noop", "container": {"image": "noop"}}``."""
+    return {"id": job_id, "version": "1", "benchmark": "noop", "container": {"image": "noop"}}
+
+
+def jobspec(
+    job_id: str,
+    *,
+    benchmark: str = "who-are-you",
+    regions: list[str] | None = None,
+    models: list[str] | None = None,
+    questions: list[str] | None = None,
+    max_tokens: int | None = None,
+    timeout: str | None = None,
+    provider_timeout: str | None = None,
+) -> dict[str, Any]:
+    """A full-shape JobSpec (unsigned)."""
+    document: dict[str, Any] = {
+        "id": job_id,
+        "version": "1",
+        "benchmark": {"name": benchmark, "container": {"image": f"beacon/{benchmark}"}},
+    }
+    constraints: dict[str, Any] = {}
+    if regions:
+        constraints["regions"] = list(regions)
+        constraints["min_regions"] = len(regions)
+    if timeout:
+        constraints["timeout"] = timeout
+    if provider_timeout:
+        constraints["provider_timeout"] = provider_timeout
+    if constraints:
+        document["constraints"] = constraints
+    if models:
+        document["models"] = list(models)
+    if questions:
+        document["questions"] = list(questions)
+    if max_tokens is not None:
+        document["options"] = {"max_tokens": max_tokens, "temperature": 0.0, "seed": 42}
+    return document
+
+
+def epoch(value: Any) -> float | None:
+    """An RFC 3339 time (as the API writes them) or epoch seconds, as epoch seconds."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def timeline_rows(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The job's state transitions with server timestamps (table ``job_timeline``)."""
+    rows = [
+        {"job_id": job["id"], "state": event["status"], "at": epoch(event.get("at"))}
+        for event in job.get("timeline") or []
+        if event.get("at")
+    ]
+    if not rows:  # a runner without a timeline: fall back to the job's own timestamps
+        for state, column in (
+            ("created", "created_at"),
+            ("enqueued", "enqueued_at"),
+            ("executing", "started_at"),
+            (job.get("status", "completed"), "finished_at"),
+        ):
+            if job.get(column):
+                rows.append({"job_id": job["id"], "state": state, "at": epoch(job[column])})
+    return sorted(
+        rows, key=lambda r: (r["at"], JOB_STATES.index(r["state"]) if r["state"] in JOB_STATES else 99)
+    )
+
+
+def states_in_order(rows: list[dict[str, Any]]) -> list[str]:
+    """The distinct states of a timeline, in order of first appearance."""
+    return list(dict.fromkeys(row["state"] for row in rows))
+
+
+def inference_seconds(timings: dict[str, Any] | None) -> float | None:
+    """Time the backend spent answering, without loading the model or waiting for it."""
+    if not timings:
+        return None
+    total = timings.get("total")
+    if not isinstance(total, int | float):
+        duration = timings.get("duration_s")
+        return float(duration) if isinstance(duration, int | float) else None
+    overhead = sum(v for k in ("load", "wait") if isinstance(v := timings.get(k), int | float))
+    return max(0.0, float(total) - overhead)
+
+
+def execution_rows(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per execution of a job fetched with ``include=executions`` (table ``executions``)."""
+    rows = []
+    for execution in job.get("executions") or []:
+        timings = execution.get("timings") or {}
+        rows.append(
+            {
+                "job_id": job["id"],
+                "execution_id": execution["id"],
+                "region": execution["region"],
+                "served_region": execution.get("served_region"),
+                "model": execution["model"],
+                "question_id": execution["question_id"],
+                "variant": execution.get("variant"),
+                "status": execution["status"],
+                "backend": execution.get("backend"),
+                "provider_id": execution.get("provider_id"),
+                "latency_s": inference_seconds(timings),
+                "duration_s": timings.get("duration_s"),
+                "queue_s": timings.get("queue_wait_s"),
+                "tokens_out": execution.get("tokens_out"),
+                "tokens_per_s": timings.get("tokens_per_s"),
+                "receipt_id": execution.get("receipt_id"),
+                "leaf_index": execution.get("leaf_index"),
+                "error_code": execution.get("error_code"),
+            }
+        )
+    return rows

@@ -1,0 +1,609 @@
+"""Running a plan: every phase notebook through papermill, in order, into ``reports/<run-id>/``.
+
+For each phase: parameters are resolved and validated (all phases, before the first one starts),
+the notebook runs in a child process (:mod:`beacon.harness.execute`) on the pinned ``beacon``
+kernel with a wall-clock budget; a hang or a dead kernel becomes a failed phase and the run goes
+on (unless ``fail_fast``). Without a runner URL an embedded runner is started for the run and
+stopped at the end. Then: success criteria, ``summary.json``, HTML copies of the executed
+notebooks, the self-attestation, and ``index.html``.
+
+Run folder layout::
+
+    reports/<run-id>/
+      index.html  summary.json  attestation.json  monitor.jsonl
+      inputs/      the plan and the input notebooks, as run (hashed into the attestation)
+      notebooks/   executed notebooks (.ipynb and .html)
+      results/     one phase-results JSON per phase
+      logs/        papermill output per phase, the embedded runner's log
+      plots/       the report's figures as PNG
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from beacon import __version__
+from beacon.harness.criteria import evaluate_criteria, phase_check_status
+from beacon.harness.launcher import EmbeddedRunner, kill_tree, log_tail
+from beacon.harness.monitor import RunMonitor
+from beacon.harness.plan import PhaseSpec, Plan, PlanError, load_plan, slug, split_overrides
+from beacon.harness.results import load_phase_results, write_json_atomic
+
+SUMMARY_SCHEMA = "beacon.run-summary/v1"
+KERNEL_GRACE_S = 20.0
+"""Added to a phase's timeout for starting and stopping its kernel."""
+
+PhaseStatus = Literal["passed", "failed", "error", "skipped"]
+
+INJECTED = ("runner_url", "results_path", "runner_log_path", "plan_path", "monitor_path", "run_id")
+
+
+class HarnessError(RuntimeError):
+    """The run could not be carried out at all (no kernel, runner did not start …)."""
+
+
+@dataclass
+class RunOptions:
+    plan_path: Path = Path("test_plans/day1.yaml")
+    runner_url: str | None = None
+    """A live runner; None starts an embedded one."""
+    runner_log_path: Path | None = None
+    """A live runner's log file, when the phases can read it (the embedded runner's is known)."""
+    phases: list[str] | None = None
+    out_dir: Path = Path("reports")
+    fail_fast: bool = False
+    parameters: dict[str, Any] = field(default_factory=dict)
+    """Overrides: ``name`` (every phase that takes it) or ``phase.name``."""
+    run_id: str | None = None
+    kernel: str | None = None
+    attest: bool = True
+    html: bool = True
+    runner_env: dict[str, str] = field(default_factory=dict)
+    """Settings for the embedded runner."""
+    monitor_interval_s: float = 1.0
+
+
+@dataclass
+class PhaseRun:
+    spec: PhaseSpec
+    parameters: dict[str, Any]
+    status: PhaseStatus = "skipped"
+    error: dict[str, Any] | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    notebook: str = ""
+    executed: str | None = None
+    html: str | None = None
+    results: str | None = None
+    log: str | None = None
+    document: dict[str, Any] | None = None
+    cells: list[dict[str, Any]] = field(default_factory=list)
+    accounting: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.spec.id,
+            "title": self.spec.title,
+            "section": self.spec.section,
+            "status": self.status,
+            "error": self.error,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration_s": self.duration_s,
+            "timeout_s": self.spec.timeout_s,
+            "notebook": self.notebook,
+            "executed": self.executed,
+            "html": self.html,
+            "results_path": self.results,
+            "log": self.log,
+            "parameters": self.parameters,
+            "declared_checks": [{"id": c.id, "title": c.title, "plan": c.plan} for c in self.spec.checks],
+            "accounting": self.accounting,
+            "cells": self.cells,
+            "results": self.document,
+        }
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    summary: dict[str, Any]
+
+    @property
+    def exit_code(self) -> int:
+        return int(self.summary["exit_code"])
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+def require_kernel(name: str) -> None:
+    """HarnessError unless the Jupyter kernel ``name`` is installed (``make setup`` installs ``beacon``)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if name not in KernelSpecManager().find_kernel_specs():
+        raise HarnessError(
+            f"the Jupyter kernel {name!r} is not installed; run `make setup` "
+            f"(or: {sys.executable} -m ipykernel install --sys-prefix --name {name})"
+        )
+
+
+def cell_timings(notebook_path: Path) -> list[dict[str, Any]]:
+    """Per-cell timing and status from papermill's metadata in an executed notebook."""
+    try:
+        notebook = json.loads(notebook_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return []
+    cells = []
+    for index, cell in enumerate(notebook.get("cells", [])):
+        if cell.get("cell_type") != "code":
+            continue
+        meta = cell.get("metadata", {}).get("papermill", {})
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        first = next((line for line in source.splitlines() if line.strip()), "")
+        tags = cell.get("metadata", {}).get("tags", [])
+        cells.append(
+            {
+                "index": index,
+                "label": first[:100],
+                "tags": tags,
+                "status": meta.get("status"),
+                "start_time": meta.get("start_time"),
+                "end_time": meta.get("end_time"),
+                "duration_s": meta.get("duration"),
+                "exception": bool(meta.get("exception")),
+            }
+        )
+    return cells
+
+
+class PhaseExecutor:
+    """Runs one phase notebook in a child process under a wall-clock budget."""
+
+    def __init__(self, run_dir: Path, kernel: str, env: Mapping[str, str]) -> None:
+        self.run_dir = run_dir
+        self.kernel = kernel
+        self.env = dict(env)
+
+    def run(
+        self,
+        phase: PhaseSpec,
+        input_path: Path,
+        output_path: Path,
+        parameters: dict[str, Any],
+        on_event: Callable[[dict[str, Any]], None],
+    ) -> dict[str, Any]:
+        """Execute; returns the final event (``outcome`` is ok, cell_error, kernel_died, cell_timeout,
+        timeout or harness_error)."""
+        logs = self.run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        spec_path = logs / f"{slug(phase.id)}.spec.json"
+        spec = {
+            "input": str(input_path),
+            "output": str(output_path),
+            "parameters": parameters,
+            "kernel": self.kernel,
+            "cwd": str(self.run_dir),
+            "cell_timeout_s": phase.timeout_s,
+            "start_timeout_s": KERNEL_GRACE_S * 3,
+        }
+        write_json_atomic(spec_path, spec)
+        log_path = logs / f"{slug(phase.id)}.log"
+        budget = phase.timeout_s + KERNEL_GRACE_S
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "beacon.harness.execute", str(spec_path)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.run_dir,
+                start_new_session=True,
+            )
+            events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+            reader = threading.Thread(target=_read_events, args=(process, events), daemon=True)
+            reader.start()
+            deadline = time.monotonic() + budget
+            final: dict[str, Any] | None = None
+            while True:
+                try:
+                    event = events.get(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+                except queue.Empty:
+                    event = {}
+                if event is None:  # the child closed stdout: it is exiting
+                    break
+                if event:
+                    if event.get("event") == "end":
+                        final = event
+                    on_event(event)
+                if time.monotonic() >= deadline:
+                    kill_tree(process.pid)
+                    process.wait(10)
+                    reader.join(5)
+                    return {
+                        "event": "end",
+                        "outcome": "timeout",
+                        "evalue": f"the phase ran past its budget of {budget:.0f}s (timeout {phase.timeout_s:.0f}s "
+                        f"+ {KERNEL_GRACE_S:.0f}s for the kernel) and was killed with its kernel",
+                    }
+            try:
+                process.wait(max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                kill_tree(process.pid)
+                process.wait(10)
+            # The kernel runs in a session of its own; make sure nothing of this phase outlives it.
+            reader.join(5)
+        if final is None:
+            return {
+                "event": "end",
+                "outcome": "harness_error",
+                "evalue": f"the phase process exited with status {process.returncode} without a result; "
+                f"last lines of {log_path.name}:\n{log_tail(log_path, 15)}",
+            }
+        return final
+
+
+def _read_events(process: subprocess.Popen[bytes], events: queue.Queue[dict[str, Any] | None]) -> None:
+    assert process.stdout is not None
+    for raw in process.stdout:
+        try:
+            event = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict):
+            events.put(event)
+    events.put(None)
+
+
+def _html_export(executed: Path, target: Path) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    notebook = nbformat.read(str(executed), as_version=4)  # type: ignore[no-untyped-call]
+    exporter = HTMLExporter(embed_images=True)  # type: ignore[no-untyped-call]
+    body, _ = exporter.from_notebook_node(notebook)
+    target.write_text(body, encoding="utf-8")
+
+
+class Run:
+    """One execution of a plan (see the module docstring)."""
+
+    def __init__(self, options: RunOptions, console: Console | None = None) -> None:
+        self.options = options
+        self.console = console or Console(stderr=True)
+        self.plan: Plan = load_plan(options.plan_path)
+        self.kernel = options.kernel or self.plan.kernel
+        self.selected = self.plan.select(options.phases)
+        self.run_id = options.run_id or new_run_id()
+        self.run_dir = options.out_dir / self.run_id
+        self.runner: EmbeddedRunner | None = None
+        self.runner_url = options.runner_url or ""
+        self.env: dict[str, str] = dict(os.environ)
+        self.phase_runs: list[PhaseRun] = []
+        self._html_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="beacon-html")
+        self._html_jobs: list[Future[None]] = []
+
+    # --- preparation -----------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Everything that can be refused before a runner starts: kernel, notebooks, parameters."""
+        require_kernel(self.kernel)
+        problems = self.plan.validate_notebooks(self.selected)
+        if problems:
+            raise PlanError("the plan and its notebooks disagree:\n  " + "\n  ".join(problems))
+        common, per_phase = split_overrides(self.options.parameters, self.plan)
+        for name in common:
+            if name not in self.plan.parameters and not any(name in p.parameters for p in self.selected):
+                raise PlanError(f"unknown parameter {name!r}")
+            if name in INJECTED:
+                raise PlanError(f"parameter {name!r} is set by the harness (use --runner / --runner-log)")
+        for phase in self.selected:
+            specs = self.plan.parameter_specs(phase)
+            values = {k: v for k, v in common.items() if k in specs}
+            values.update(per_phase.get(phase.id, {}))
+            placeholders = {name: "" for name in INJECTED if name in specs}
+            resolved = self.plan.resolve_parameters(phase, {**values, **placeholders})
+            self.phase_runs.append(PhaseRun(phase, resolved, notebook=str(phase.notebook)))
+
+    def _inject(self, run: PhaseRun) -> dict[str, Any]:
+        specs = self.plan.parameter_specs(run.spec)
+        runner_log = ""
+        if self.runner is not None:
+            runner_log = str(self.runner.log_path)
+        elif self.options.runner_log_path is not None:
+            runner_log = str(self.options.runner_log_path.resolve())
+        values = {
+            "runner_url": self.runner_url,
+            "results_path": str((self.run_dir / "results" / f"{slug(run.spec.id)}.json").resolve()),
+            "runner_log_path": runner_log,
+            "plan_path": str((self.run_dir / "inputs" / "plan.yaml").resolve()),
+            "monitor_path": str((self.run_dir / "monitor.jsonl").resolve()),
+            "run_id": self.run_id,
+        }
+        run.parameters.update({k: v for k, v in values.items() if k in specs})
+        return run.parameters
+
+    def _copy_inputs(self) -> None:
+        inputs = self.run_dir / "inputs"
+        (inputs / "notebooks").mkdir(parents=True, exist_ok=True)
+        plan_path = self.plan.path or self.options.plan_path
+        shutil.copyfile(plan_path, inputs / "plan.yaml")
+        for run in self.phase_runs:
+            source = self.plan.notebook_path(run.spec)
+            shutil.copyfile(source, inputs / "notebooks" / source.name)
+
+    # --- the run ---------------------------------------------------------------------------------
+    def execute(self) -> RunOutcome:
+        started = time.time()
+        self.prepare()
+        self.run_dir.mkdir(parents=True, exist_ok=False)
+        self._copy_inputs()
+        monitor: RunMonitor | None = None
+        try:
+            if not self.runner_url:
+                self._start_embedded_runner()
+            operator_env = self._common("operator_token_env", "OPERATOR_TOKEN")
+            monitor = RunMonitor(
+                self.runner_url,
+                self.run_dir / "monitor.jsonl",
+                interval_s=self.options.monitor_interval_s,
+                operator_token=self.env.get(operator_env) or None,
+            )
+            monitor.start()
+            self._run_phases()
+            monitor.stop()
+            monitor = None
+            for job in self._html_jobs:
+                job.result()
+            self._snapshot_runner_log()
+            summary = self._summarise(started)
+            write_json_atomic(self.run_dir / "summary.json", summary)
+            if self.options.attest:
+                self._attest(summary)
+        finally:
+            if monitor is not None:
+                monitor.stop()
+            self._html_pool.shutdown(wait=True)
+            self._stop_embedded_runner()
+        from beacon.harness.report import render_report
+
+        render_report(self.run_dir)
+        return RunOutcome(self.run_dir, summary)
+
+    def _start_embedded_runner(self) -> None:
+        with self.console.status("starting the embedded runner (US, EU, ASIA on SQLite)…"):
+            self.runner = EmbeddedRunner(extra_env=dict(self.options.runner_env))
+            self.runner.start()
+        assert self.runner.credentials is not None
+        self.runner_url = self.runner.url
+        names = {
+            "admin": self._common("admin_token_env", "ADMIN_TOKEN"),
+            "operator": self._common("operator_token_env", "OPERATOR_TOKEN"),
+            "viewer": self._common("viewer_token_env", "VIEWER_TOKEN"),
+            "signing_key": self._common("signing_key_env", "BEACON_SIGNING_KEY_FILE"),
+        }
+        self.env.update(self.runner.credentials.env(names))
+        self.console.print(
+            f"embedded runner at {self.runner_url} (pid {self.runner.pid}, log {self.runner.log_path})"
+        )
+
+    def _common(self, name: str, fallback: str) -> str:
+        """A plan-wide parameter's value as resolved for this run (token variable names …)."""
+        for run in self.phase_runs:
+            if name in run.parameters:
+                return str(run.parameters[name] or fallback)
+        spec = self.plan.parameters.get(name)
+        return str(spec.default if spec and spec.default else fallback)
+
+    def _snapshot_runner_log(self) -> None:
+        if self.runner is not None and self.runner.log_path.is_file():
+            (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.runner.log_path, self.run_dir / "logs" / "runner.log")
+
+    def _stop_embedded_runner(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
+
+    def _run_phases(self) -> None:
+        executor = PhaseExecutor(self.run_dir, self.kernel, self.env)
+        notebooks = self.run_dir / "notebooks"
+        notebooks.mkdir(parents=True, exist_ok=True)
+        halted = False
+        columns = (
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}"),
+        )
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            for number, run in enumerate(self.phase_runs, start=1):
+                label = f"{run.spec.id:<10} {run.spec.title[:38]:<38}"
+                if halted:
+                    run.status = "skipped"
+                    run.error = {
+                        "kind": "fail_fast",
+                        "message": "not run: an earlier phase failed (--fail-fast)",
+                    }
+                    progress.add_task(f"[dim]{label}[/]", total=1, completed=0, note="[dim]skipped[/]")
+                    continue
+                task = progress.add_task(label, total=None, note="")
+                self._run_phase(executor, run, number, notebooks, progress, task)
+                colour = {"passed": "green", "failed": "red", "error": "red"}.get(run.status, "yellow")
+                failed = run.accounting.get("failed", []) + run.accounting.get("missing", [])
+                note = f"[{colour}]{run.status}[/]" + (f" ({', '.join(failed[:3])})" if failed else "")
+                if run.error:
+                    note += f" [{colour}]{run.error['kind']}[/]"
+                progress.update(task, note=note)
+                progress.stop_task(task)
+                if self.options.fail_fast and run.status != "passed":
+                    halted = True
+
+    def _run_phase(
+        self,
+        executor: PhaseExecutor,
+        run: PhaseRun,
+        number: int,
+        notebooks: Path,
+        progress: Progress,
+        task: Any,
+    ) -> None:
+        parameters = self._inject(run)
+        input_path = self.plan.notebook_path(run.spec)
+        stem = f"{number:02d}-{slug(run.spec.id)}"
+        output_path = notebooks / f"{stem}.ipynb"
+        results_path = Path(
+            parameters.get("results_path") or self.run_dir / "results" / f"{slug(run.spec.id)}.json"
+        )
+        run.results = _rel(results_path, self.run_dir)
+        run.log = f"logs/{slug(run.spec.id)}.log"
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event.get("event") == "start":
+                progress.update(task, total=event["cells"], completed=0)
+            elif event.get("event") == "cell" and event.get("state") == "done":
+                progress.advance(task)
+
+        run.started_at = time.time()
+        final = executor.run(run.spec, input_path, output_path, parameters, on_event)
+        run.finished_at = time.time()
+        if output_path.is_file():
+            run.executed = _rel(output_path, self.run_dir)
+            run.cells = cell_timings(output_path)
+            if self.options.html:
+                html_path = output_path.with_suffix(".html")
+                run.html = _rel(html_path, self.run_dir)
+                self._html_jobs.append(self._html_pool.submit(_html_export, output_path, html_path))
+        try:
+            run.document = load_phase_results(results_path)
+        except ValueError:
+            run.document = None
+        run.accounting = phase_check_status(run.spec, run.document)
+        outcome = final.get("outcome")
+        if outcome != "ok":
+            run.status = "error"
+            run.error = {
+                "kind": outcome,
+                "message": " ".join(str(final.get(k) or "") for k in ("ename", "evalue")).strip(),
+                "cell_index": final.get("cell_index"),
+            }
+        elif run.document is None or run.document.get("status") != "completed":
+            run.status = "error"
+            run.error = {
+                "kind": "no_results",
+                "message": "the notebook ended without finishing its phase results",
+            }
+        elif run.accounting["missing"] or run.accounting["failed"]:
+            run.status = "failed"
+        else:
+            run.status = "passed"
+
+    # --- after the phases ------------------------------------------------------------------------
+    def _summarise(self, started: float) -> dict[str, Any]:
+        documents = {run.spec.id: run.document for run in self.phase_runs if run.document is not None}
+        ran = {run.spec.id for run in self.phase_runs if run.status != "skipped"}
+        criteria = evaluate_criteria(self.plan, documents, ran)
+        criteria_failed = any(c["status"] == "fail" for c in criteria)
+        phases_failed = any(run.status != "passed" for run in self.phase_runs)
+        finished = time.time()
+        return {
+            "schema": SUMMARY_SCHEMA,
+            "run_id": self.run_id,
+            "beacon_version": __version__,
+            "started_at": started,
+            "finished_at": finished,
+            "duration_s": finished - started,
+            "target_duration_s": self.plan.target_duration_s,
+            "inference_target_s": self.plan.inference_target_s,
+            "plan": {
+                "name": self.plan.name,
+                "title": self.plan.title,
+                "source": self.plan.source,
+                "path": "inputs/plan.yaml",
+                "selected": [run.spec.id for run in self.phase_runs],
+                "all_phases": [p.id for p in self.plan.phases],
+            },
+            "runner": {
+                "url": self.runner_url,
+                "embedded": self.runner is not None,
+                "log": "logs/runner.log" if self.runner is not None else None,
+            },
+            "kernel": self.kernel,
+            "host": _host_facts(),
+            "phases": [run.to_json() for run in self.phase_runs],
+            "criteria": criteria,
+            "manual": [item.model_dump() for item in self.plan.manual],
+            "monitor": "monitor.jsonl",
+            "status": "passed" if not (criteria_failed or phases_failed) else "failed",
+            "exit_code": 1 if (criteria_failed or phases_failed) else 0,
+        }
+
+    def _attest(self, summary: dict[str, Any]) -> None:
+        from beacon.harness.attest import attest_run
+
+        token = self.env.get(self._common("operator_token_env", "OPERATOR_TOKEN"))
+        try:
+            attest_run(self.run_dir, self.runner_url, token)
+        except Exception as exc:  # the report must still be written; the failure is recorded in it
+            write_json_atomic(
+                self.run_dir / "attestation-error.json",
+                {"error": f"{type(exc).__name__}: {exc}", "runner_url": self.runner_url, "at": time.time()},
+            )
+            self.console.print(f"[yellow]self-attestation failed: {exc}[/]")
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _host_facts() -> dict[str, Any]:
+    import platform
+
+    import psutil
+
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": psutil.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+    }
+
+
+def run_plan(options: RunOptions, console: Console | None = None) -> RunOutcome:
+    """Run a plan (see :class:`Run`); PlanError/HarnessError for a run that cannot start."""
+    return Run(options, console).execute()
