@@ -1,0 +1,330 @@
+"""Transparency log API: root, proofs, checkpoints, entries, log keys, bundles by CID, attestations.
+
+Reads need no token. Every proof is bound to a signed checkpoint of the same size (the latest by
+default; one is published on demand when the leaf is newer than the latest checkpoint).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from beacon.api.auth import Principal, Role, require
+from beacon.api.deps import get_runtime
+from beacon.api.openapi import problem_responses
+from beacon.api.problems import Problem
+from beacon.canonical import CanonicalizationError, jcs, jcs_sha256
+from beacon.clock import iso_time
+from beacon.runtime import Runtime
+from beacon.signing import sign_document
+from beacon.store.db import now
+from beacon.transparency import content_store_of, log_of
+from beacon.transparency.cid import CIDError, parse_cid
+from beacon.transparency.ipfs import ContentIntegrityError, ContentNotFound
+from beacon.transparency.log import InclusionProof, LogCorruption, NotFound, StoredCheckpoint, TransparencyLog
+
+router = APIRouter(prefix="/api/v1/transparency", tags=["transparency"])
+
+HARNESS_RECEIPT_SCHEMA = "beacon.harness-receipt/v1"
+MAX_ATTESTATION_BYTES = 256 << 10
+
+
+def _log(runtime: Runtime) -> TransparencyLog:
+    return log_of(runtime)
+
+
+def _bad_param(name: str, detail: str) -> Problem:
+    return Problem(
+        400,
+        "invalid_parameter",
+        "Invalid query parameter",
+        detail,
+        errors=[{"path": name, "message": detail}],
+    )
+
+
+def _require_index(value: int | None, name: str) -> int:
+    if value is None:
+        raise _bad_param(name, f"'{name}' is required (a leaf index: 0, 1, 2, …)")
+    if value < 0:
+        raise _bad_param(name, f"'{name}' must not be negative")
+    return value
+
+
+def _inconsistent(exc: LogCorruption) -> Problem:
+    return Problem(
+        503,
+        "log_inconsistent",
+        "The transparency log failed its own consistency check",
+        f"{exc}; nothing is signed until an operator has looked",
+    )
+
+
+def _checkpoint_body(checkpoint: StoredCheckpoint) -> dict[str, Any]:
+    return {
+        "size": checkpoint.size,
+        "root": checkpoint.root.hex(),
+        "timestamp": iso_time(checkpoint.created_at),
+        "checkpoint": checkpoint.note,
+    }
+
+
+async def _latest(tlog: TransparencyLog) -> StoredCheckpoint:
+    try:
+        return await tlog.checkpoint_for()
+    except NotFound:  # an empty log with no checkpoint yet: sign the empty tree
+        published = await tlog.publish_checkpoint(force=True)
+        assert published is not None
+        return published
+    except LogCorruption as exc:
+        raise _inconsistent(exc) from exc
+
+
+def _proof_body(proof: InclusionProof) -> dict[str, Any]:
+    return {
+        "index": proof.index,
+        "size": proof.size,
+        "leaf_hash": proof.leaf_hash.hex(),
+        "proof": [h.hex() for h in proof.proof],
+        "root": proof.checkpoint.root.hex(),
+        "checkpoint": proof.checkpoint.note,
+        "tlog_proof": proof.tlog_proof(),
+    }
+
+
+@router.get("/root", summary="The latest signed tree head")
+async def root(runtime: Runtime = Depends(get_runtime)) -> dict[str, Any]:
+    """``{root (hex), size, timestamp, checkpoint}`` of the latest checkpoint, plus the log's origin."""
+    tlog = _log(runtime)
+    return {**_checkpoint_body(await _latest(tlog)), "origin": tlog.origin}
+
+
+@router.get(
+    "/proof",
+    summary="Inclusion proof of a leaf, bound to a signed checkpoint",
+    responses=problem_responses(400, 404),
+)
+async def proof(
+    index: Annotated[int | None, Query(description="Leaf index (0-based)")] = None,
+    size: Annotated[
+        int | None, Query(description="Tree size of an existing checkpoint (default: latest)")
+    ] = None,
+    runtime: Runtime = Depends(get_runtime),
+) -> dict[str, Any]:
+    leaf = _require_index(index, "index")
+    if size is not None and size < 1:
+        raise _bad_param("size", "'size' must be at least 1")
+    try:
+        return _proof_body(await _log(runtime).prove(leaf, size))
+    except NotFound as exc:
+        raise Problem(404, "not_in_log", "No such leaf or checkpoint", str(exc)) from exc
+    except LogCorruption as exc:
+        raise _inconsistent(exc) from exc
+
+
+@router.get(
+    "/consistency", summary="Consistency proof between two tree sizes", responses=problem_responses(400, 404)
+)
+async def consistency(
+    first: Annotated[int | None, Query(description="The older tree size (≥ 1)")] = None,
+    second: Annotated[
+        int | None, Query(description="The newer tree size (default: latest checkpoint)")
+    ] = None,
+    runtime: Runtime = Depends(get_runtime),
+) -> dict[str, Any]:
+    tlog = _log(runtime)
+    if first is None:
+        raise _bad_param("first", "'first' is required (the older tree size)")
+    if first < 1:
+        raise _bad_param("first", "'first' must be at least 1: every tree extends the empty tree")
+    if second is None:
+        second = (await _latest(tlog)).size
+    if second < first:
+        raise _bad_param("second", f"'second' ({second}) must not be smaller than 'first' ({first})")
+    try:
+        async with runtime.db.connect() as conn:
+            size = await tlog.size(conn)
+            if second > size:
+                raise Problem(404, "not_in_log", "Tree size beyond the log", f"the log has {size} leaves")
+            hashes = await tlog.consistency_proof(conn, first, second) if first < second else []
+            first_root, second_root = await tlog.root(conn, first), await tlog.root(conn, second)
+            first_cp = await tlog.checkpoint_of_size(conn, first)
+            second_cp = await tlog.checkpoint_of_size(conn, second)
+    except LogCorruption as exc:
+        raise _inconsistent(exc) from exc
+    return {
+        "first": first,
+        "second": second,
+        "first_root": first_root.hex(),
+        "second_root": second_root.hex(),
+        "proof": [h.hex() for h in hashes],
+        "first_checkpoint": first_cp.note if first_cp else None,
+        "second_checkpoint": second_cp.note if second_cp else None,
+    }
+
+
+@router.get(
+    "/checkpoint",
+    summary="The latest signed checkpoint (C2SP tlog-checkpoint signed note)",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}, **problem_responses(400, 404)},
+)
+async def checkpoint(
+    size: Annotated[int | None, Query(description="A past checkpoint's tree size (default: latest)")] = None,
+    runtime: Runtime = Depends(get_runtime),
+) -> Response:
+    tlog = _log(runtime)
+    if size is None:
+        found = await _latest(tlog)
+    else:
+        if size < 0:
+            raise _bad_param("size", "'size' must not be negative")
+        async with runtime.db.connect() as conn:
+            stored = await tlog.checkpoint_of_size(conn, size)
+        if stored is None:
+            raise Problem(404, "not_in_log", "No checkpoint of that size", f"no checkpoint of size {size}")
+        found = stored
+    return Response(found.note, media_type="text/plain; charset=utf-8")
+
+
+@router.get(
+    "/entries/{index}",
+    summary="A leaf's entry (the logged receipt, its exact bytes)",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}, **problem_responses(400, 404)},
+)
+async def entry(
+    index: Annotated[int, Path(description="Leaf index (0-based)")], runtime: Runtime = Depends(get_runtime)
+) -> Response:
+    _require_index(index, "index")
+    tlog = _log(runtime)
+    async with runtime.db.connect() as conn:
+        leaf = await tlog.leaf(conn, index)
+    if leaf is None:
+        raise Problem(404, "not_in_log", "No such leaf", f"leaf {index} is not in the log")
+    return Response(
+        leaf.entry,
+        media_type="application/json",
+        headers={
+            "Beacon-Leaf-Index": str(leaf.index),
+            "Beacon-Leaf-Hash": leaf.leaf_hash.hex(),
+            "Beacon-Entry-Kind": leaf.kind,
+        },
+    )
+
+
+@router.get("/keys", summary="The log's verifier keys (C2SP vkey format)")
+async def keys(runtime: Runtime = Depends(get_runtime)) -> dict[str, Any]:
+    verifier = _log(runtime).verifier
+    return {
+        "origin": _log(runtime).origin,
+        "keys": [
+            {
+                "vkey": verifier.vkey,
+                "name": verifier.name,
+                "key_id": verifier.key_id.hex(),
+                "algorithm": "ed25519",
+                "public_key": runtime.runner_key.public_key_b64,
+            }
+        ],
+    }
+
+
+@router.get(
+    "/bundles/{cid}",
+    summary="A job bundle by CID (its CID re-checked on the way out)",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}, **problem_responses(400, 404)},
+)
+async def bundle(
+    cid: Annotated[str, Path(description="CIDv1 of the bundle", max_length=128)],
+    runtime: Runtime = Depends(get_runtime),
+) -> Response:
+    try:
+        parse_cid(cid)
+    except CIDError as exc:
+        raise Problem(400, "invalid_cid", "Not a CID this runner serves", str(exc)) from exc
+    try:
+        data = await content_store_of(runtime).get(cid)
+    except ContentNotFound as exc:
+        raise Problem(404, "not_found", "No content with this CID", str(exc)) from exc
+    except ContentIntegrityError as exc:
+        raise Problem(500, "content_integrity", "Stored content does not match its CID", str(exc)) from exc
+    return Response(
+        data,
+        media_type="application/json",
+        headers={"Beacon-CID": cid, "Cache-Control": "public, max-age=31536000, immutable"},
+    )
+
+
+@router.post(
+    "/attestations",
+    summary="Sign and log a harness attestation (a JSON document of hashes)",
+    status_code=201,
+    responses=problem_responses(400, 401, 403),
+)
+async def attest(
+    request: Request,
+    runtime: Runtime = Depends(get_runtime),
+    principal: Principal = Depends(require(Role.OPERATOR)),
+) -> JSONResponse:
+    """The runner signs ``{kind: harness-receipt, attestation: <body>, …}``, appends it and returns
+    ``{leaf_index, receipt, checkpoint, proof}`` (``proof`` is c2sp.org/tlog-proof@v1 text).
+
+    The same attestation twice gets the same leaf (200 instead of 201).
+    """
+    body = await request.body()
+    if len(body) > MAX_ATTESTATION_BYTES:
+        raise Problem(
+            413, "payload_too_large", "Attestation too large", f"at most {MAX_ATTESTATION_BYTES} bytes"
+        )
+    try:
+        attestation = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, "invalid_json", "The body is not JSON", str(exc)) from exc
+    if not isinstance(attestation, dict) or not attestation:
+        raise Problem(
+            400, "invalid_attestation", "Invalid attestation", "the body must be a non-empty JSON object"
+        )
+    try:
+        digest = jcs_sha256(attestation)
+    except CanonicalizationError as exc:
+        raise Problem(400, "invalid_attestation", "Invalid attestation", str(exc)) from exc
+    tlog = _log(runtime)
+    ref = f"harness-receipt:{digest}"
+    receipt = sign_document(
+        {
+            "kind": "harness-receipt",
+            "schema": HARNESS_RECEIPT_SCHEMA,
+            "attestation": attestation,
+            "attestation_sha256": digest,
+            "log_origin": tlog.origin,
+            "issued_at": iso_time(now()),
+            "issued_to": principal.actor,
+        },
+        runtime.runner_key,
+    )
+    async with runtime.db.begin() as conn:
+        existing = await tlog.leaf_by_ref(conn, ref)
+        if existing is None:
+            index = await tlog.append(conn, kind="harness-receipt", ref=ref, entry=jcs(receipt))
+        else:
+            index, receipt = existing.index, orjson.loads(existing.entry)
+    try:
+        inclusion = await tlog.prove(index)
+    except LogCorruption as exc:
+        raise _inconsistent(exc) from exc
+    return JSONResponse(
+        {
+            "leaf_index": index,
+            "leaf_hash": inclusion.leaf_hash.hex(),
+            "receipt": receipt,
+            "checkpoint": inclusion.checkpoint.note,
+            "proof": inclusion.tlog_proof(),
+            "vkey": tlog.verifier.vkey,
+        },
+        status_code=201 if existing is None else 200,
+    )
