@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -475,7 +476,9 @@ def classify_start_error(exc: BaseException, yagna_url: str, platform: str) -> E
         return PermanentExecutorError("golem_appkey_invalid", f"yagna rejects the app key: {text}")
     if type(exc).__name__ == "NoPaymentAccountError":
         return PermanentExecutorError("golem_payment_account_missing", text)
-    if "gftp" in text.lower() or isinstance(exc, FileNotFoundError):
+    # Without gftp on PATH, yapapi's storage provider reads an empty reply and fails with a JSONDecodeError.
+    gftp_missing = shutil.which("gftp") is None and isinstance(exc, json.JSONDecodeError | FileNotFoundError)
+    if gftp_missing or "gftp" in text.lower():
         return PermanentExecutorError(
             "golem_gftp_missing", f"yapapi needs the `gftp` binary from the yagna release on PATH: {text}"
         )

@@ -223,6 +223,20 @@ async def test_payment_account_missing_then_allocation_failing(yagna: Yagna) -> 
     await ex.aclose()
 
 
+async def test_yapapi_without_gftp_is_a_clear_permanent_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from yapapi.storage import gftp
+
+    from beacon.executors.golem import classify_start_error
+
+    monkeypatch.setenv("PATH", "/nonexistent")  # the real failure of yapapi's storage start, without gftp
+    with pytest.raises(Exception) as info:
+        async with asyncio.timeout(20), gftp.provider():
+            pass
+    error = classify_start_error(info.value, "http://127.0.0.1:7465", "erc20-holesky-tglm")
+    assert isinstance(error, PermanentExecutorError)
+    assert error.code == "golem_gftp_missing"
+
+
 def test_payment_platform_names() -> None:
     assert payment_platform("erc20", "holesky") == "erc20-holesky-tglm"
     assert payment_platform("erc20", "polygon") == "erc20-polygon-glm"
