@@ -476,8 +476,10 @@ def classify_start_error(exc: BaseException, yagna_url: str, platform: str) -> E
         return PermanentExecutorError("golem_appkey_invalid", f"yagna rejects the app key: {text}")
     if type(exc).__name__ == "NoPaymentAccountError":
         return PermanentExecutorError("golem_payment_account_missing", text)
-    # Without gftp on PATH, yapapi's storage provider reads an empty reply and fails with a JSONDecodeError.
-    gftp_missing = shutil.which("gftp") is None and isinstance(exc, json.JSONDecodeError | FileNotFoundError)
+    # Without gftp on PATH, yapapi's storage provider talks to a shell that already exited: it fails with a
+    # JSONDecodeError (empty reply) or a reset/broken pipe, depending on who is faster.
+    pipe_failure = json.JSONDecodeError | ConnectionResetError | BrokenPipeError | FileNotFoundError
+    gftp_missing = shutil.which("gftp") is None and isinstance(exc, pipe_failure)
     if gftp_missing or "gftp" in text.lower():
         return PermanentExecutorError(
             "golem_gftp_missing", f"yapapi needs the `gftp` binary from the yagna release on PATH: {text}"

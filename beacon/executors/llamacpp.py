@@ -148,6 +148,7 @@ class LlamaModel:
         self._llama: Any = None
         self._formatter: Any = None
         self._lock = threading.Lock()
+        self._signals: set[StopSignal] = set()
         self._thread = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"llamacpp-{model_id}"
         )
@@ -161,15 +162,20 @@ class LlamaModel:
     ) -> concurrent.futures.Future[Generation]:
         """Queue one generation on this model's thread."""
         queued = time.perf_counter()
-        return self._thread.submit(self._generate, messages, options, stop, queued)
+        self._signals.add(stop)
+        future = self._thread.submit(self._generate, messages, options, stop, queued)
+        future.add_done_callback(lambda _: self._signals.discard(stop))
+        return future
 
     def submit_load(self) -> concurrent.futures.Future[float]:
         return self._thread.submit(self._load)
 
     def close(self) -> None:
-        """Free the model once queued work has finished (the caller stops running generations first)."""
-        self._thread.submit(self._unload)
+        """Stop running and queued generations, then free the model."""
+        for signal in list(self._signals):
+            signal.cancel()
         self._thread.shutdown(wait=True, cancel_futures=True)
+        self._unload()  # the thread has ended: nothing else can touch the model now
 
     # --- on the model thread ---------------------------------------------------------------------
     def _load(self) -> float:
@@ -355,6 +361,12 @@ class LlamaCppExecutor:
         try:
             generation = await asyncio.wrap_future(future)
         except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if future.cancelled() and self._closed and task is not None and not task.cancelling():
+                # Not our caller's cancel: aclose() dropped this call while it was still queued.
+                raise PermanentExecutorError(
+                    "executor_closed", "the executor closed before the call ran"
+                ) from None
             # wrap_future already cancelled the queued call if it had not started; a running one stops at
             # its next token. Wait for that, so that nothing runs on the model after we return.
             stop.cancel()
@@ -367,8 +379,8 @@ class LlamaCppExecutor:
                 f"generation stopped at the deadline after {generation.tokens_out} tokens",
                 details={"tokens_out": generation.tokens_out, "seconds": time.perf_counter() - started},
             )
-        if generation.stopped == "cancelled":  # pragma: no cover - only reachable through cancellation
-            raise asyncio.CancelledError
+        if generation.stopped == "cancelled":  # our own cancel re-raised above: this is aclose()
+            raise PermanentExecutorError("executor_closed", "the executor closed during the call")
         assert model.digest is not None
         return ExecutionResult(
             text=generation.text,

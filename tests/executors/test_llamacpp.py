@@ -226,6 +226,23 @@ async def test_a_prompt_longer_than_the_context_is_permanent() -> None:
         await ex.aclose()
 
 
+async def test_closing_stops_running_and_queued_calls() -> None:
+    assert GGUF is not None
+    ex = LlamaCppExecutor(region="EU", models={SMOLLM2_MODEL_ID: GGUF})
+    await ex.load(SMOLLM2_MODEL_ID)
+    running = asyncio.create_task(ex.execute(request(LONG_PROMPT, options=DecodingOptions(max_tokens=1500))))
+    await asyncio.sleep(0.2)
+    queued = asyncio.create_task(ex.execute(request()))
+    await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    await ex.aclose()
+    assert time.perf_counter() - started < 1.0
+    for task in (running, queued):
+        with pytest.raises(PermanentExecutorError) as info:
+            await task
+        assert info.value.code == "executor_closed"
+
+
 async def test_closed_executor_refuses_work() -> None:
     assert GGUF is not None
     ex = LlamaCppExecutor(region="EU", models={SMOLLM2_MODEL_ID: GGUF})
