@@ -206,7 +206,7 @@ audit_log = sa.Table(
 tlog_leaves = sa.Table(
     "tlog_leaves",
     metadata,
-    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("idx", BigInt, primary_key=True, autoincrement=False, comment="leaf index (SQLite: the rowid)"),
     sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
     sa.Column("entry", sa.LargeBinary, nullable=False, comment="the leaf data: JCS bytes of the entry"),
     sa.Column("kind", sa.String(32), nullable=False, comment="receipt | diff-report | harness-receipt"),
@@ -218,10 +218,16 @@ tlog_leaves = sa.Table(
 tlog_nodes = sa.Table(
     "tlog_nodes",
     metadata,
-    sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
-    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column(
+        "id",
+        BigInt,
+        primary_key=True,
+        autoincrement=False,
+        comment="flat in-order number of the perfect subtree (level, i): (i << (level + 1)) + (1 << level) - 1",
+    ),
     sa.Column("hash", sa.LargeBinary(32), nullable=False),
-    comment="hashes of complete subtrees: node (level, idx) covers leaves [idx·2^level, (idx+1)·2^level)",
+    comment="hashes of complete subtrees of level >= 1 (level 0 is tlog_leaves.leaf_hash); "
+    "node (level, i) covers leaves [i·2^level, (i+1)·2^level)",
 )
 
 tlog_checkpoints = sa.Table(

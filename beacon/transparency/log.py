@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -39,7 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beacon.store import Database
-from beacon.store.tables import tlog_checkpoints, tlog_leaves, tlog_nodes
+from beacon.store.tables import tlog_checkpoints, tlog_leaves
 from beacon.transparency.checkpoint import Checkpoint
 from beacon.transparency.merkle import (
     EMPTY_ROOT,
@@ -67,9 +68,10 @@ SEQUENCER_LOCK_KEY = int.from_bytes(
 """The PostgreSQL advisory lock every appender and checkpoint publisher takes."""
 
 MAX_ENTRY_BYTES = 4 << 20
+LATEST_CACHE_S = 0.5
+"""How long a process may answer "latest checkpoint" from memory."""
 MAX_REF_LENGTH = 128
 MAX_KIND_LENGTH = 32
-_IN_CHUNK = 500  # values per IN (...) list
 
 
 class LogError(Exception):
@@ -137,11 +139,6 @@ def _validate(item: LeafInput) -> None:
         raise ValueError(f"entry is larger than {MAX_ENTRY_BYTES} bytes")
 
 
-def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 class TransparencyLog:
     """The runner's log; implements ``beacon.runtime.LogAppender``."""
 
@@ -162,6 +159,8 @@ class TransparencyLog:
         self._wake = asyncio.Event()
         self._publisher: asyncio.Task[None] | None = None
         self._known_checkpoint_size = 0
+        self._latest: tuple[StoredCheckpoint, float] | None = None
+        self._sql: _Sql = _PostgresSql() if db.is_postgres else _SqliteSql()
         self.last_error: str | None = None
 
     @property
@@ -176,12 +175,12 @@ class TransparencyLog:
 
     async def _lock(self, conn: AsyncConnection) -> None:
         if self.db.is_postgres:
-            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SEQUENCER_LOCK_KEY)))
+            await conn.exec_driver_sql("SELECT pg_advisory_xact_lock($1)", (SEQUENCER_LOCK_KEY,))
         # SQLite: the transaction began with BEGIN IMMEDIATE and holds the database's write lock.
 
     async def size(self, conn: AsyncConnection) -> int:
         """The number of leaves visible to ``conn``."""
-        last = await conn.scalar(sa.select(tlog_leaves.c.idx).order_by(tlog_leaves.c.idx.desc()).limit(1))
+        last = (await conn.exec_driver_sql(self._sql.last_index)).scalar()
         return 0 if last is None else int(last) + 1
 
     async def append(self, conn: AsyncConnection, *, kind: str, ref: str, entry: bytes) -> int:
@@ -198,12 +197,11 @@ class TransparencyLog:
         if not items:
             return []
         await self._lock(conn)
-        existing = await self._indices_of_refs(conn, list({item.ref for item in items}))
-        size = await self.size(conn)
+        size, existing = await self._size_and_refs(conn, list({item.ref for item in items}))
         known = await self._read_nodes(conn, frontier(size))
         now = self.clock()
-        leaf_rows: list[dict[str, Any]] = []
-        node_rows: list[dict[str, Any]] = []
+        leaves: list[LeafRow] = []
+        nodes: list[tuple[int, bytes]] = []
         indices: list[int] = []
         assigned: dict[str, tuple[int, bytes]] = {}
         for item in items:
@@ -218,73 +216,45 @@ class TransparencyLog:
                     )
                 indices.append(previous[0])
                 continue
-            index = size + len(leaf_rows)
+            index = size + len(leaves)
             assigned[item.ref] = (index, hashed)
             indices.append(index)
-            leaf_rows.append(
-                {
-                    "idx": index,
-                    "leaf_hash": hashed,
-                    "entry": item.entry,
-                    "kind": item.kind,
-                    "ref": item.ref,
-                    "created_at": now,
-                }
-            )
+            leaves.append((index, hashed, item.entry, item.kind, item.ref, now))
             known[(0, index)] = hashed
             for level, i in parent_nodes(index):
                 value = node_hash(known[(level - 1, 2 * i)], known[(level - 1, 2 * i + 1)])
                 known[(level, i)] = value
-                node_rows.append({"level": level, "idx": i, "hash": value})
-        if leaf_rows:
-            await conn.execute(tlog_leaves.insert(), leaf_rows)
-        if node_rows:
-            await conn.execute(tlog_nodes.insert(), node_rows)
-        new_size = size + len(leaf_rows)
+                nodes.append((node_id(level, i), value))
+        await self._sql.insert(conn, leaves, nodes)
+        new_size = size + len(leaves)
         if new_size - self._known_checkpoint_size >= self.max_leaves:
             self._wake.set()
         return indices
 
-    async def _indices_of_refs(
+    async def _size_and_refs(
         self, conn: AsyncConnection, refs: Sequence[str]
-    ) -> dict[str, tuple[int, bytes]]:
-        found: dict[str, tuple[int, bytes]] = {}
-        for chunk in _chunks(refs):
-            rows = await conn.execute(
-                sa.select(tlog_leaves.c.ref, tlog_leaves.c.idx, tlog_leaves.c.leaf_hash).where(
-                    tlog_leaves.c.ref.in_(chunk)
-                )
-            )
-            for ref, idx, hashed in rows:
-                found[ref] = (int(idx), bytes(hashed))
-        return found
+    ) -> tuple[int, dict[str, tuple[int, bytes]]]:
+        """The log size and the leaves already logged under ``refs``, in one query."""
+        size, found = 0, {}
+        for ref, idx, hashed in await self._sql.select_many(conn, self._sql.size_and_refs, refs):
+            if ref is None:
+                size = int(idx) + 1
+            else:
+                found[str(ref)] = (int(idx), bytes(hashed))
+        return size, found
 
     # --- reading the tree ------------------------------------------------------------------------------
 
     async def _read_nodes(self, conn: AsyncConnection, nodes: Iterable[Node]) -> dict[Node, bytes]:
-        """The stored hashes of these perfect subtrees, in one round trip; LogCorruption if one is missing."""
+        """The stored hashes of these perfect subtrees, in one query; LogCorruption if one is missing."""
         wanted = set(nodes)
         if not wanted:
             return {}
-        leaves = sorted(i for level, i in wanted if level == 0)
-        inner = sorted((level, i) for level, i in wanted if level > 0)
-        queries: list[sa.Select[Any]] = []
-        for chunk in _chunks(leaves):
-            queries.append(
-                sa.select(
-                    sa.literal(0, sa.Integer).label("level"),
-                    tlog_leaves.c.idx,
-                    tlog_leaves.c.leaf_hash.label("hash"),
-                ).where(tlog_leaves.c.idx.in_(chunk))
-            )
-        for pairs in _chunks(inner):
-            queries.append(
-                sa.select(tlog_nodes.c.level, tlog_nodes.c.idx, tlog_nodes.c.hash).where(
-                    sa.tuple_(tlog_nodes.c.level, tlog_nodes.c.idx).in_(pairs)
-                )
-            )
-        statement = queries[0] if len(queries) == 1 else sa.union_all(*queries)
-        found = {(int(level), int(idx)): bytes(value) for level, idx, value in await conn.execute(statement)}
+        by_id = {(0, i) if level == 0 else (1, node_id(level, i)): (level, i) for level, i in wanted}
+        leaf_ids = [key for kind, key in by_id if kind == 0]
+        inner_ids = [key for kind, key in by_id if kind == 1]
+        rows = await self._sql.read_hashes(conn, leaf_ids, inner_ids)
+        found = {by_id[(int(kind), int(key))]: bytes(value) for kind, key, value in rows}
         missing = wanted - found.keys()
         if missing:
             raise LogCorruption(f"stored tree is missing subtree hashes {sorted(missing)[:5]}")
@@ -342,7 +312,10 @@ class TransparencyLog:
         same size as the latest checkpoint is never signed again.
         """
         async with self.db.begin() as conn:
-            return await self._publish(conn, force=force)
+            result = await self._publish(conn, force=force)
+        if result is not None:
+            self._remember(result)  # committed: safe to serve from memory
+        return result
 
     async def _publish(self, conn: AsyncConnection, *, force: bool) -> StoredCheckpoint | None:
         await self._lock(conn)
@@ -393,20 +366,40 @@ class TransparencyLog:
 
     async def checkpoint_for(self, index: int | None = None, size: int | None = None) -> StoredCheckpoint:
         """The checkpoint a proof binds to: of ``size`` if given, else the latest, published now if
-        it does not cover ``index`` yet. NotFound if there is no such checkpoint or leaf."""
-        async with self.db.connect() as conn:
-            if size is not None:
+        it does not cover ``index`` yet. NotFound if there is no such checkpoint or leaf.
+
+        "Latest" may be up to ``LATEST_CACHE_S`` old (it is still a signed checkpoint of this log);
+        a leaf it does not cover always looks again.
+        """
+        if size is not None:
+            async with self.db.connect() as conn:
                 found = await self.checkpoint_of_size(conn, size)
-                if found is None:
-                    raise NotFound(f"no checkpoint of size {size}")
-                return found
+            if found is None:
+                raise NotFound(f"no checkpoint of size {size}")
+            return found
+        cached = self._latest_cached()
+        if cached is not None and (index is None or index < cached.size):
+            return cached
+        async with self.db.connect() as conn:
             latest = await self.latest_checkpoint(conn)
-        if latest is not None and (index is None or index < latest.size):
-            return latest
+        if latest is not None:
+            self._remember(latest)
+            if index is None or index < latest.size:
+                return latest
         published = await self.publish_checkpoint(force=True)
         if published is None or (index is not None and index >= published.size):
             raise NotFound(f"leaf {index} is not in the log")
         return published
+
+    def _latest_cached(self) -> StoredCheckpoint | None:
+        if self._latest is None or time.monotonic() - self._latest[1] > LATEST_CACHE_S:
+            return None
+        return self._latest[0]
+
+    def _remember(self, checkpoint: StoredCheckpoint) -> None:
+        if self._latest is None or checkpoint.size >= self._latest[0].size:
+            self._latest = (checkpoint, time.monotonic())
+        self._known_checkpoint_size = max(self._known_checkpoint_size, checkpoint.size)
 
     async def prove(self, index: int, size: int | None = None) -> InclusionProof:
         """The inclusion proof of leaf ``index`` bound to a signed checkpoint (latest by default)."""
@@ -492,3 +485,95 @@ def _leaf(row: Any) -> Leaf:
 
 def _checkpoint(row: Any) -> StoredCheckpoint:
     return StoredCheckpoint(int(row.size), bytes(row.root), str(row.note), float(row.created_at))
+
+
+# --- SQL ---------------------------------------------------------------------------------------------------
+# The hot paths (append, proofs) talk to the driver directly: one statement per batch on PostgreSQL
+# (arrays and unnest), executemany on SQLite, and one indexed lookup for every hash a proof needs.
+
+
+def node_id(level: int, index: int) -> int:
+    """The flat in-order number of perfect subtree ``(level, index)`` (``tlog_nodes.id``)."""
+    return (index << (level + 1)) + (1 << level) - 1
+
+
+LeafRow = tuple[int, bytes, bytes, str, str, float]
+
+
+class _Sql:
+    last_index = "SELECT idx FROM tlog_leaves ORDER BY idx DESC LIMIT 1"
+    size_and_refs = ""
+    """Rows ``(ref, idx, leaf_hash)``: the last leaf with a NULL ref, then the leaves logged under the refs."""
+
+    async def select_many(self, conn: AsyncConnection, statement: str, values: Sequence[Any]) -> list[Any]:
+        raise NotImplementedError
+
+    async def read_hashes(self, conn: AsyncConnection, leaf_ids: list[int], node_ids: list[int]) -> list[Any]:
+        raise NotImplementedError
+
+    async def insert(
+        self, conn: AsyncConnection, leaves: list[LeafRow], nodes: list[tuple[int, bytes]]
+    ) -> None:
+        raise NotImplementedError
+
+
+class _PostgresSql(_Sql):
+    size_and_refs = (
+        "SELECT NULL AS ref, idx, leaf_hash FROM (SELECT idx, leaf_hash FROM tlog_leaves ORDER BY idx DESC LIMIT 1)"
+        " AS last UNION ALL SELECT ref, idx, leaf_hash FROM tlog_leaves WHERE ref = ANY($1::varchar[])"
+    )
+
+    async def select_many(self, conn: AsyncConnection, statement: str, values: Sequence[Any]) -> list[Any]:
+        return list((await conn.exec_driver_sql(statement, (list(values),))).all())
+
+    async def read_hashes(self, conn: AsyncConnection, leaf_ids: list[int], node_ids: list[int]) -> list[Any]:
+        result = await conn.exec_driver_sql(
+            "SELECT 0, idx, leaf_hash FROM tlog_leaves WHERE idx = ANY($1::bigint[]) "
+            "UNION ALL SELECT 1, id, hash FROM tlog_nodes WHERE id = ANY($2::bigint[])",
+            (leaf_ids, node_ids),
+        )
+        return list(result.all())
+
+    async def insert(
+        self, conn: AsyncConnection, leaves: list[LeafRow], nodes: list[tuple[int, bytes]]
+    ) -> None:
+        if not leaves:
+            return
+        leaf_columns = [list(column) for column in zip(*leaves, strict=True)]
+        node_columns = [list(column) for column in zip(*nodes, strict=True)] if nodes else [[], []]
+        await conn.exec_driver_sql(
+            "WITH leaves AS (INSERT INTO tlog_leaves (idx, leaf_hash, entry, kind, ref, created_at) SELECT * FROM "
+            "unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::varchar[], $5::varchar[], $6::float8[])) "
+            "INSERT INTO tlog_nodes (id, hash) SELECT * FROM unnest($7::bigint[], $8::bytea[])",
+            (*leaf_columns, *node_columns),
+        )
+
+
+class _SqliteSql(_Sql):
+    # json_each turns one JSON array parameter into an IN list of any length.
+    size_and_refs = (
+        "SELECT NULL AS ref, idx, leaf_hash FROM (SELECT idx, leaf_hash FROM tlog_leaves ORDER BY idx DESC LIMIT 1)"
+        " UNION ALL SELECT ref, idx, leaf_hash FROM tlog_leaves WHERE ref IN (SELECT value FROM json_each(?))"
+    )
+
+    async def select_many(self, conn: AsyncConnection, statement: str, values: Sequence[Any]) -> list[Any]:
+        return list((await conn.exec_driver_sql(statement, (json.dumps(list(values)),))).all())
+
+    async def read_hashes(self, conn: AsyncConnection, leaf_ids: list[int], node_ids: list[int]) -> list[Any]:
+        result = await conn.exec_driver_sql(
+            "SELECT 0, idx, leaf_hash FROM tlog_leaves WHERE idx IN (SELECT value FROM json_each(?)) "
+            "UNION ALL SELECT 1, id, hash FROM tlog_nodes WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(leaf_ids), json.dumps(node_ids)),
+        )
+        return list(result.all())
+
+    async def insert(
+        self, conn: AsyncConnection, leaves: list[LeafRow], nodes: list[tuple[int, bytes]]
+    ) -> None:
+        if leaves:
+            await conn.exec_driver_sql(
+                "INSERT INTO tlog_leaves (idx, leaf_hash, entry, kind, ref, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                leaves,
+            )
+        if nodes:
+            await conn.exec_driver_sql("INSERT INTO tlog_nodes (id, hash) VALUES (?, ?)", nodes)

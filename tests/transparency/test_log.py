@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from beacon.store import Database
 from beacon.store.tables import tlog_checkpoints, tlog_leaves, tlog_nodes
 from beacon.transparency.checkpoint import open_checkpoint
-from beacon.transparency.log import LeafInput, LogCorruption, NotFound, TransparencyLog
+from beacon.transparency.log import LeafInput, LogCorruption, NotFound, TransparencyLog, node_id
 from beacon.transparency.merkle import InMemoryTree, leaf_hash, verify_consistency, verify_inclusion
 from beacon.transparency.proof import TlogProof
 
@@ -49,11 +49,10 @@ async def test_only_complete_subtrees_are_stored(db: Database, tlog: Transparenc
     async with db.begin() as conn:
         await tlog.append_many(conn, entries(13))
     async with db.connect() as conn:
-        nodes = sorted(
-            (r.level, r.idx) for r in await conn.execute(sa.select(tlog_nodes.c.level, tlog_nodes.c.idx))
-        )
+        ids = [r.id for r in await conn.execute(sa.select(tlog_nodes.c.id))]
     # 13 leaves: 6 pairs, 3 quads, 1 octet — and nothing for the incomplete right edge.
-    assert nodes == [(1, i) for i in range(6)] + [(2, i) for i in range(3)] + [(3, 0)]
+    expected = [(1, i) for i in range(6)] + [(2, i) for i in range(3)] + [(3, 0)]
+    assert sorted(ids) == sorted(node_id(level, i) for level, i in expected)
 
 
 async def test_same_ref_is_never_a_second_leaf(db: Database, tlog: TransparencyLog) -> None:
@@ -164,9 +163,7 @@ async def test_a_tampered_tree_is_never_signed_again(db: Database, tlog: Transpa
         await tlog.append_many(conn, entries(3, start=8))
         # Rewrite history: the stored hash of leaves 0..7 (the signed tree) changes.
         await conn.execute(
-            sa.update(tlog_nodes)
-            .where(tlog_nodes.c.level == 3, tlog_nodes.c.idx == 0)
-            .values(hash=b"\x00" * 32)
+            sa.update(tlog_nodes).where(tlog_nodes.c.id == node_id(3, 0)).values(hash=b"\x00" * 32)
         )
     with pytest.raises(LogCorruption, match="not consistent"):
         await tlog.publish_checkpoint()
@@ -181,7 +178,7 @@ async def test_missing_subtree_hash_is_corruption_not_a_wrong_proof(
 ) -> None:
     async with db.begin() as conn:
         await tlog.append_many(conn, entries(4))
-        await conn.execute(sa.delete(tlog_nodes).where(tlog_nodes.c.level == 1, tlog_nodes.c.idx == 1))
+        await conn.execute(sa.delete(tlog_nodes).where(tlog_nodes.c.id == node_id(1, 1)))
     async with db.connect() as conn:
         with pytest.raises(LogCorruption, match="missing"):
             await tlog.inclusion_proof(conn, 0, 4)
@@ -206,3 +203,9 @@ async def test_invalid_inputs_are_refused_before_anything_is_written(
         with pytest.raises(ValueError):
             await tlog.append_many(conn, [LeafInput("receipt", "ok", b"1"), bad])
         assert await tlog.size(conn) == 0
+
+
+def test_node_ids_are_unique_across_levels() -> None:
+    seen = {node_id(level, i) for level in range(12) for i in range(1 << (12 - level))}
+    assert len(seen) == sum(1 << (12 - level) for level in range(12))
+    assert [node_id(1, i) for i in range(3)] == [1, 5, 9] and node_id(3, 0) == 7
