@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from beacon.store.tables import admin_config_versions
 log = logging.getLogger("beacon.admin_config")
 
 MAX_RATE_PER_MINUTE = 10_000_000
+_KID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 
 
 class _Section(BaseModel):
@@ -105,12 +107,12 @@ class SecurityConfig(_Section):
                 continue  # the original dropped empty entries; so do we
             if len(item) > 128:
                 raise ValueError(f"item {index}: longer than 128 characters")
-            if len(item) >= 43 and item.endswith("="):
-                try:
+            if _KID.fullmatch(item) is None:
+                try:  # not a kid, so it must be a base64 public key
                     if len(b64decode(item)) != 32:
                         raise ValueError
                 except ValueError:
-                    raise ValueError(f"item {index}: not a base64 Ed25519 public key") from None
+                    raise ValueError(f"item {index}: neither a kid nor a base64 Ed25519 public key") from None
             if item not in out:
                 out.append(item)
         return out
@@ -311,7 +313,7 @@ class AdminConfigStore:
         async def build(current: ConfigVersion) -> _Built:
             if if_match is not None and if_match != current.version:
                 raise VersionConflict(current.version)
-            return apply_change(current.config, change), "update", {"change": dict(change)}
+            return apply_change(current.config, change), "update", dict(change)
 
         return await self._write(build, actor=actor, request_id=request_id)
 
@@ -365,7 +367,7 @@ class AdminConfigStore:
                         actor=actor,
                         action=f"admin_config.{reason}",
                         target=f"admin_config/{number}",
-                        detail={**change, "version": number},
+                        detail={"version": number, "change": change},
                         request_id=request_id,
                     )
             except IntegrityError:

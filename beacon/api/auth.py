@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -95,10 +94,14 @@ def principal_from_request(request: Request) -> Principal:
     return principal
 
 
-def require(minimum: Role) -> Callable[[Principal], Principal]:
-    """A dependency that admits callers with at least ``minimum``: 401 without a token, 403 below it."""
+class RoleRequirement:
+    """The dependency ``require`` returns; ``minimum`` is introspected by the OpenAPI and RBAC tests."""
 
-    def dependency(principal: Annotated[Principal, Depends(principal_from_request)]) -> Principal:
+    def __init__(self, minimum: Role) -> None:
+        self.minimum = minimum
+
+    def __call__(self, principal: Annotated[Principal, Depends(principal_from_request)]) -> Principal:
+        minimum = self.minimum
         if principal.role >= minimum:
             return principal
         if principal.role is Role.ANONYMOUS:
@@ -117,4 +120,30 @@ def require(minimum: Role) -> Callable[[Principal], Principal]:
             role=principal.role.label,
         )
 
-    return dependency
+    def __repr__(self) -> str:
+        return f"require(Role.{self.minimum.name})"
+
+
+_REQUIREMENTS = {role: RoleRequirement(role) for role in Role}
+
+
+def require(minimum: Role) -> RoleRequirement:
+    """A dependency that admits callers with at least ``minimum``: 401 without a token, 403 below it.
+
+    Use as ``principal: Annotated[Principal, Depends(require(Role.OPERATOR))]`` or in a route's
+    ``dependencies=[Depends(require(Role.ADMIN))]``.
+    """
+    return _REQUIREMENTS[minimum]
+
+
+def minimum_role(dependant: Any) -> Role | None:
+    """The highest role a route's dependency tree requires (None when it requires none)."""
+    found: Role | None = None
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        call = getattr(current, "call", None)
+        if isinstance(call, RoleRequirement) and (found is None or call.minimum > found):
+            found = call.minimum
+        stack.extend(getattr(current, "dependencies", ()))
+    return found

@@ -147,24 +147,26 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        from beacon.store import DatabaseUnavailable
+        return problem_response(request, problem_for_exception(request, exc))
 
-        if isinstance(exc, DatabaseUnavailable) or _is_connection_error(exc):
-            return problem_response(
-                request,
-                Problem(
-                    503,
-                    "dependency_unavailable",
-                    "A backing service is unavailable",
-                    "the database or queue cannot be reached; retry shortly",
-                    headers={"Retry-After": "2"},
-                ),
-            )
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(
-            request,
-            Problem(500, "internal_error", "Internal error", "the error was logged with this request id"),
+
+def problem_for_exception(request: Request, exc: BaseException) -> Problem:
+    """The problem for an exception no handler took: 503 if a backing service is down, else 500 (logged)."""
+    from beacon.store import DatabaseUnavailable
+
+    if isinstance(exc, DatabaseUnavailable) or _is_connection_error(exc):
+        log.warning(
+            "backing service unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
         )
+        return Problem(
+            503,
+            "dependency_unavailable",
+            "A backing service is unavailable",
+            "the database or queue cannot be reached; retry shortly",
+            headers={"Retry-After": "2"},
+        )
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Problem(500, "internal_error", "Internal error", "the error was logged with this request id")
 
 
 def _is_connection_error(exc: BaseException) -> bool:

@@ -19,6 +19,7 @@ from beacon.intake.signatures import (
     verify_jobspec,
 )
 from beacon.intake.trust import TrustDecision, evaluate_trust
+from beacon.intake.verdict import Verdict, check_document
 
 __all__ = [
     "Freshness",
@@ -27,7 +28,9 @@ __all__ = [
     "IntakeResponse",
     "Scheme",
     "TrustDecision",
+    "Verdict",
     "Verification",
+    "check_document",
     "check_freshness",
     "evaluate_trust",
     "intake_for",

@@ -6,6 +6,11 @@ from fastapi import FastAPI
 
 
 def include_routers(app: FastAPI) -> None:
-    from beacon.api.routes import health
+    from beacon.api.routes import admin, auth, health, jobs, metrics, questions
 
     app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(auth.router)
+    app.include_router(admin.router)
+    app.include_router(jobs.router)
+    app.include_router(questions.router)
