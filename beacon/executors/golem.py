@@ -407,9 +407,10 @@ class GolemExecutor:
         try:
             checked = await self.connect()
         except ExecutorError as exc:
-            return {**facts, "reachable": False, "error": exc.code, "detail": exc.message}
+            return {**facts, "ready": False, "reachable": False, "error": exc.code, "detail": exc.message}
         return {
             **facts,
+            "ready": self.platform in checked["platforms"],
             "reachable": True,
             **checked,
             "payment_account": self.platform in checked["platforms"],

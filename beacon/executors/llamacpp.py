@@ -423,6 +423,7 @@ class LlamaCppExecutor:
             }
         return {
             "backend": self.name,
+            "ready": not self._closed and any(m["present"] for m in models.values()),
             "reachable": not self._closed,
             "region": self.region,
             "provider_id": self.provider_id,

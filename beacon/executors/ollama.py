@@ -246,19 +246,21 @@ class OllamaExecutor:
             running = await self._client.ps()
         except Exception as exc:
             error = exc if isinstance(exc, ExecutorError) else self._classify(exc, "")
-            return {**facts, "reachable": False, "error": error.code, "detail": error.message}
+            return {**facts, "ready": False, "reachable": False, "error": error.code, "detail": error.message}
         available = {entry.model: entry.digest for entry in listed.models if entry.model}
+        models = {
+            model: {
+                "tag": tag,
+                "digest": next((d for name, d in available.items() if same_tag(name, tag)), None),
+            }
+            for model, tag in sorted(self._models.items())
+        }
         return {
             **facts,
+            "ready": any(entry["digest"] for entry in models.values()),
             "reachable": True,
             "backend_version": version,
-            "models": {
-                model: {
-                    "tag": tag,
-                    "digest": next((d for name, d in available.items() if same_tag(name, tag)), None),
-                }
-                for model, tag in sorted(self._models.items())
-            },
+            "models": models,
             "loaded": [entry.model for entry in running.models],
         }
 

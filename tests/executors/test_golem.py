@@ -202,6 +202,7 @@ async def test_status_reports_the_requestor_identity(yagna: Yagna) -> None:
     assert status["identity"].startswith("0x") and len(status["identity"]) == 42
     assert status["yapapi_version"] == "0.13.1"
     assert status["payment_account"] is False  # until `yagna payment init --sender` (next test)
+    assert status["ready"] is False
 
 
 async def test_payment_account_missing_then_allocation_failing(yagna: Yagna) -> None:
@@ -219,7 +220,7 @@ async def test_payment_account_missing_then_allocation_failing(yagna: Yagna) -> 
     assert info.value.code == "golem_payment_unavailable"
     assert "allocat" in info.value.message
     status = await ex.status()
-    assert status["engine_started"] is False and status["payment_account"] is True
+    assert status["engine_started"] is False and status["payment_account"] is True and status["ready"]
     await ex.aclose()
 
 

@@ -188,7 +188,8 @@ async def test_an_unreachable_host_fails_the_region_without_fallback() -> None:
         assert info.value.code == "ollama_unreachable"
         assert "ASIA" in info.value.message
         status = await ex.status()
-        assert status["reachable"] is False and status["error"] == "ollama_unreachable"
+        assert status["reachable"] is False and status["ready"] is False
+        assert status["error"] == "ollama_unreachable"
     finally:
         await ex.aclose()
 
@@ -229,7 +230,7 @@ async def test_status_reports_version_models_and_digests(
 ) -> None:
     await executor.execute(request())
     status = await executor.status()
-    assert status["reachable"] is True
+    assert status["reachable"] is True and status["ready"] is True
     assert status["backend_version"] == STANDIN_VERSION
     assert status["models"][SMOLLM2_MODEL_ID] == {"tag": TAG, "digest": standin.models[TAG].digest}
     assert status["loaded"] == [TAG]

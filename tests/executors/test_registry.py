@@ -21,6 +21,7 @@ async def test_llamacpp_is_the_default_with_the_bundled_model(make_settings: Cal
     status = await executor.status()
     assert status["models"][SMOLLM2_MODEL_ID]["path"] == str(smollm2_gguf_path())
     assert status["models"][SMOLLM2_MODEL_ID]["present"] is True
+    assert status["ready"] is True
     await executor.aclose()
 
 
