@@ -26,7 +26,7 @@ from beacon.harness.results import sha256_file, write_json_atomic
 
 DOCUMENT_TYPE = "beacon.harness-run/v1"
 ATTESTATION_FILE = "attestation.json"
-COVERED_DIRS = ("inputs", "notebooks", "results", "logs")
+COVERED_DIRS = ("inputs", "notebooks", "results", "logs", "artefacts")
 COVERED_FILES = ("summary.json", "monitor.jsonl")
 NOT_COVERED = ("index.html", ATTESTATION_FILE, "attestation-error.json")
 
@@ -209,11 +209,8 @@ def verify_report(run_dir: Path, *, runner_key: str | None = None, log_vkey: str
 
 
 def _receipt_binds(receipt: dict[str, Any], document: dict[str, Any]) -> bool:
-    """True if the receipt carries this document, or its JCS SHA-256."""
-    digest = jcs_sha256(document)
-    if receipt.get("document") == document:
-        return True
-    return bool(receipt.get("document_sha256") == digest)
+    """True if the harness receipt carries exactly this attestation (and its JCS SHA-256)."""
+    return bool(receipt.get("attestation") == document and receipt.get("attestation_sha256") == jcs_sha256(document))
 
 
 def write_attestation_failure(run_dir: Path, error: str) -> None:

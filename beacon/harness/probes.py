@@ -79,7 +79,7 @@ def error_cases(key: Ed25519Key, *, prefix: str, max_body_bytes: int = 1 << 20) 
         for name in ("unsigned", "badsig", "untrusted", "ctype", "question", "region", "idem")
     }
 
-    unsigned = jobs.stamp(jobs.minimal_jobspec(ids["unsigned"]))  # the plan's own unsigned example
+    unsigned = jobs.minimal_jobspec(ids["unsigned"])  # the plan's own unsigned example, verbatim but for the id
     tampered = jobs.sign(jobs.minimal_jobspec(ids["badsig"]), key)
     tampered["version"] = "2"  # a signed field changed after signing
     untrusted = jobs.sign(jobs.minimal_jobspec(ids["untrusted"]), stranger)

@@ -291,12 +291,10 @@ class PhaseResults:
 
     # --- persistence -----------------------------------------------------------------------------
     def _relative(self, file: Path) -> str:
+        """``file`` relative to the results file's folder (``../artefacts/…`` in a run folder)."""
         if self.path is None:
             return str(file)
-        try:
-            return str(file.resolve().relative_to(self.path.resolve().parent))
-        except ValueError:
-            return str(file)
+        return os.path.relpath(file.resolve(), self.path.resolve().parent)
 
     def _maybe_flush(self) -> None:
         if time.monotonic() - self._last_flush >= self.FLUSH_INTERVAL_S:
