@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beacon.config import Settings
 from beacon.keys import Ed25519Key, TrustedKeys, load_or_create_key
 from beacon.store import Database
+
+if TYPE_CHECKING:
+    from beacon.queue.base import Queue
 
 log = logging.getLogger("beacon.runtime")
 
@@ -47,6 +50,8 @@ class Runtime:
     """Signs receipts, checkpoints, diff reports and harness receipts."""
     tlog: LogAppender | None = None
     """The transparency log (set by beacon.transparency at start)."""
+    queue: Queue | None = None
+    """The region queues (set by beacon.queue at start; closed with the other extras)."""
     job_finalizers: list[tuple[int, str, JobFinalizer]] = field(default_factory=list)
     """(order, name, finalizer): run in ascending order after a job is terminal (diffs 10, bundle 20)."""
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
@@ -70,6 +75,12 @@ class Runtime:
         from beacon.transparency import attach as attach_transparency
 
         attach_transparency(runtime)  # runtime.tlog, content store, bundle finalizer, checkpoint publisher
+        from beacon.queue import attach as attach_queue
+
+        attach_queue(runtime)  # runtime.queue, queue and worker health checks
+        from beacon.benchmark.report import attach as attach_diff_reports
+
+        attach_diff_reports(runtime)  # the difference-report job finalizer (order 10)
         log.info(
             "runtime started",
             extra={

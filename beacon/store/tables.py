@@ -160,8 +160,12 @@ workers = sa.Table(
     sa.Column("state", sa.String(16), nullable=False, comment="running | draining | stopped"),
     sa.Column("concurrency", sa.Integer, nullable=False),
     sa.Column("current", JSON, comment="execution ids in progress"),
+    sa.Column("public_key", sa.String(64), comment="the key this worker signs receipts with"),
+    sa.Column("version", sa.String(64)),
     sa.Column("started_at", Time, nullable=False),
     sa.Column("heartbeat_at", Time, nullable=False),
+    sa.Column("stopped_at", Time),
+    sa.Index("ix_workers_heartbeat_at", "heartbeat_at"),
 )
 
 dead_letters = sa.Table(
@@ -173,7 +177,37 @@ dead_letters = sa.Table(
     sa.Column("payload", JSON, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("execution_id", sa.String(64)),
+    sa.Column("job_id", sa.String(128)),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("requeued_at", Time),
     sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_dead_letters_region_id", "region", "id"),
+)
+
+job_finalizations = sa.Table(
+    "job_finalizations",
+    metadata,
+    sa.Column("job_id", sa.String(128), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False, comment="the finalizer's order: lower runs first"),
+    sa.Column("state", sa.String(16), nullable=False, comment="pending | running | retry | done | failed"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("lease_until", Time, comment="a running finalizer whose lease passed is taken over"),
+    sa.Column("next_at", Time, comment="when a retry is due"),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Index("ix_job_finalizations_state", "state"),
+)
+
+runner_keys = sa.Table(
+    "runner_keys",
+    metadata,
+    sa.Column("kid", sa.String(64), primary_key=True),
+    sa.Column("public_key", sa.String(64), nullable=False),
+    sa.Column("first_seen_at", Time, nullable=False),
+    sa.Column("last_seen_at", Time, nullable=False),
+    comment="every key that has signed receipts here (GET /api/v1/keys), kept after its workers are gone",
 )
 
 # --- administration ---------------------------------------------------------------------------------

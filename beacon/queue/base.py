@@ -1,0 +1,177 @@
+"""The queue interface: what the relay, the workers, the sweeper and the operators need.
+
+Two implementations behave alike: :class:`~beacon.queue.streams.RedisStreamsQueue` (service mode)
+and :class:`~beacon.queue.inprocess.InProcessQueue` (embedded mode). The contract:
+
+* **publish** appends to the region's queue; within a region delivery is FIFO.
+* **consume** hands each message to one consumer and keeps it *pending* until it is acknowledged,
+  handed back for a retry, or dead-lettered. Acknowledge only after the result is committed.
+* A pending message carries a **lease**: its consumer renews it with every heartbeat; when the
+  consumer stops (crash, kill -9, partition) the lease runs out and **reclaim** hands the message to
+  another consumer. There is no fixed lock TTL that a long execution could outlive.
+* **retry** acknowledges the message and schedules a copy (attempt + 1) after a delay; the delay
+  and the budget are policy (:class:`~beacon.queue.retry.RetryPolicy`), decided by the caller.
+* **dead_letter** moves a message to the region's dead-letter store with the reason.
+* The control channel carries best-effort signals (cancel a job, drain a worker). The database is
+  the truth for both; signals only make them immediate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from beacon.queue.message import Message, MessageError
+
+
+class QueueUnavailable(Exception):
+    """The queue backend cannot be reached (Redis down, connection reset)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message handed to one consumer."""
+
+    id: str
+    """The queue's id for this message (a Redis stream id); changes when a retry re-publishes it."""
+    region: str
+    payload: Any
+    deliveries: int = 1
+    """How many times this message id was handed out (more than one after a reclaim)."""
+
+    @property
+    def message(self) -> Message:
+        """The parsed message; raises :class:`MessageError` for a malformed payload."""
+        return Message.parse(self.payload)
+
+    def parse(self) -> tuple[Message | None, str | None]:
+        try:
+            return Message.parse(self.payload), None
+        except MessageError as exc:
+            return None, str(exc)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: str
+    region: str
+    source_id: str
+    payload: Any
+    reason: str
+    attempts: int
+    at: float
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    region: str
+    depth: int
+    """Messages waiting to be delivered."""
+    pending: int
+    """Delivered, not yet acknowledged (in progress, or held by a worker that died)."""
+    delayed: int
+    """Waiting for a retry's backoff to pass."""
+    dead_letters: int
+    oldest_ready_age_s: float | None
+    """Age of the oldest message not yet delivered: how far behind the region's workers are."""
+    oldest_pending_age_s: float | None
+    consumers: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "depth": self.depth,
+            "pending": self.pending,
+            "delayed": self.delayed,
+            "dead_letters": self.dead_letters,
+            "oldest_ready_age_s": self.oldest_ready_age_s,
+            "oldest_pending_age_s": self.oldest_pending_age_s,
+            "consumers": self.consumers,
+        }
+
+
+@dataclass(frozen=True)
+class ControlEvent:
+    """A signal on the control channel: ``cancel`` (job_id) or ``drain`` (worker_id)."""
+
+    kind: str
+    job_id: str | None = None
+    worker_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "job_id": self.job_id, "worker_id": self.worker_id}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ControlEvent:
+        return cls(str(data.get("kind", "")), data.get("job_id"), data.get("worker_id"))
+
+
+class Queue(Protocol):
+    """Region queues with acknowledgement, leases, retries and dead letters."""
+
+    kind: str
+    """``redis`` or ``inprocess``."""
+    lease_s: float
+
+    async def publish(self, region: str, payloads: Sequence[Any]) -> list[str]:
+        """Append messages to the region's queue, in order; return their ids."""
+        ...
+
+    async def consume(self, region: str, consumer: str, *, count: int, block_s: float) -> list[Delivery]:
+        """Up to ``count`` new messages for ``consumer``, waiting at most ``block_s`` for the first."""
+        ...
+
+    async def reclaim(self, region: str, consumer: str, *, count: int) -> list[Delivery]:
+        """Take over messages whose lease ran out (their consumer stopped renewing it)."""
+        ...
+
+    async def renew(self, region: str, consumer: str, ids: Sequence[str]) -> list[str]:
+        """Extend the lease of messages ``consumer`` is working on (on every heartbeat).
+
+        Returns the ids another consumer holds now: their lease ran out and they were reclaimed, so
+        the caller must abandon that work (its result would be refused anyway).
+        """
+        ...
+
+    async def release(self, region: str, consumer: str, ids: Sequence[str]) -> None:
+        """Hand messages back now, so another consumer reclaims them without waiting out the lease."""
+        ...
+
+    async def ack(self, region: str, ids: Sequence[str]) -> None:
+        """Done with these messages: remove them for good."""
+        ...
+
+    async def retry(self, delivery: Delivery, *, delay_s: float, reason: str) -> None:
+        """Acknowledge ``delivery`` and publish a copy with ``attempt + 1`` after ``delay_s``."""
+        ...
+
+    async def dead_letter(self, delivery: Delivery, *, reason: str, attempts: int) -> str:
+        """Acknowledge ``delivery`` and keep it in the region's dead-letter store with ``reason``."""
+        ...
+
+    async def dead_letters(self, region: str, *, limit: int = 100) -> list[DeadLetter]:
+        """The newest dead letters of a region (newest first)."""
+        ...
+
+    async def purge_dead_letters(self, region: str, source_ids: set[str] | None = None) -> int:
+        """Remove dead letters (all, or those of the given source message ids); return how many."""
+        ...
+
+    async def live_payloads(self, region: str) -> list[Any]:
+        """Every payload that may still be delivered: waiting, pending or delayed (for the sweeper)."""
+        ...
+
+    async def stats(self, region: str) -> QueueStats: ...
+
+    async def signal(self, event: ControlEvent) -> None:
+        """Broadcast a control event to every subscriber (best effort)."""
+        ...
+
+    def control_events(self) -> AsyncIterator[ControlEvent]:
+        """Subscribe to control events until the iterator is closed."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def aclose(self) -> None: ...

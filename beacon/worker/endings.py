@@ -1,0 +1,187 @@
+"""Ending executions: the terminal write, its signed receipt and its log leaf, in one transaction.
+
+Whoever ends an execution — the worker that ran it, the worker that found its job cancelled or out
+of time, the cancel endpoint, the sweeper — goes through :func:`write_endings`, so every terminal
+execution has exactly one receipt and (when the transparency log is on) one leaf, written in the
+same transaction as the status. The caller must hold the execution rows' locks and have checked
+that each row is still in the state it expects (the fencing check).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from beacon.benchmark.questions import question_set
+from beacon.canonical import jcs, sha256_hex
+from beacon.executors.base import ExecutionResult, PermanentExecutorError
+from beacon.receipts import ReceiptFacts, issue_receipt
+from beacon.runtime import Runtime
+from beacon.store.tables import executions
+from beacon.worker.lifecycle import EXECUTION_TERMINAL, ExecutionStatus
+from beacon.worker.requests import NOOP_BENCHMARK, prompts_for
+from beacon.worker.terms import JobTerms
+
+EXECUTION_COLUMNS = (
+    executions.c.id,
+    executions.c.job_id,
+    executions.c.region,
+    executions.c.model,
+    executions.c.question_id,
+    executions.c.variant,
+    executions.c.status,
+    executions.c.attempt,
+    executions.c.worker_id,
+    executions.c.receipt_id,
+    executions.c.queued_at,
+    executions.c.started_at,
+)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How one attempt ended. ``status`` QUEUED means "retry after ``retry_in`` seconds"."""
+
+    status: ExecutionStatus
+    ended_at: float
+    result: ExecutionResult | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    retry_in: float | None = None
+    dead_letter: bool = False
+    """The retry budget ran out: the message also goes to the dead-letter store."""
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in EXECUTION_TERMINAL
+
+
+@dataclass(frozen=True)
+class EndingItem:
+    row: Any
+    """The locked execution row (:data:`EXECUTION_COLUMNS`)."""
+    terms: JobTerms
+    ending: Ending
+    attempt: int
+    started_at: float | None
+    worker_id: str | None
+    provider_info: dict[str, Any] = field(default_factory=dict)
+
+
+def receipt_facts(item: EndingItem) -> ReceiptFacts:
+    row, terms, ending, result = item.row, item.terms, item.ending, item.ending.result
+    try:
+        system, prompt = prompts_for(terms.benchmark, row.question_id, row.variant, row.region)
+    except PermanentExecutorError:
+        system, prompt = None, None
+    return ReceiptFacts(
+        execution_id=row.id,
+        job_id=row.job_id,
+        jobspec_hash=terms.spec_hash,
+        benchmark=terms.benchmark,
+        benchmark_version=terms.benchmark_version,
+        question_id=row.question_id,
+        question_set_version=None if terms.benchmark == NOOP_BENCHMARK else question_set().version,
+        requested_region=row.region,
+        served_region=result.served_region if result else None,
+        model=row.model,
+        model_digest=(result.model_digest or None) if result else None,
+        backend=result.backend if result else None,
+        backend_version=result.backend_version if result else None,
+        provider_id=result.provider_id if result else None,
+        provider_info={**(result.provider_info if result else {}), **item.provider_info} or None,
+        variant=row.variant,
+        system_prompt=system,
+        prompt=prompt,
+        options=terms.options.as_dict(),
+        attempt=item.attempt,
+        queued_at=row.queued_at,
+        started_at=item.started_at,
+        ended_at=ending.ended_at,
+        tokens_in=result.tokens_in if result else None,
+        tokens_out=result.tokens_out if result else None,
+        backend_timings=dict(result.timings) if result else None,
+        output=result.text if result else None,
+        status=str(ending.status),
+        error_code=ending.error_code,
+        error_message=ending.error_message,
+        worker_id=item.worker_id,
+    )
+
+
+async def write_endings(
+    conn: AsyncConnection, runtime: Runtime, items: Sequence[EndingItem]
+) -> list[dict[str, Any]]:
+    """Write terminal endings with their signed receipts (and log leaves); return the receipts."""
+    if not items:
+        return []
+    receipts = [issue_receipt(receipt_facts(item), runtime.runner_key) for item in items]
+    leaves: list[int | None] = [None] * len(items)
+    if runtime.tlog is not None:
+        append_many = getattr(runtime.tlog, "append_many", None)
+        if append_many is not None:
+            from beacon.transparency.log import LeafInput
+
+            leaves = list(
+                await append_many(conn, [LeafInput("receipt", r["receipt_id"], jcs(r)) for r in receipts])
+            )
+        else:
+            leaves = [
+                await runtime.tlog.append(conn, kind="receipt", ref=r["receipt_id"], entry=jcs(r))
+                for r in receipts
+            ]
+    params = []
+    for item, receipt, leaf in zip(items, receipts, leaves, strict=True):
+        ending, result = item.ending, item.ending.result
+        timings = receipt["timings"]
+        params.append(
+            {
+                "_id": item.row.id,
+                "status": str(ending.status),
+                "attempt": item.attempt,
+                "backend": result.backend if result else None,
+                "backend_version": result.backend_version if result else None,
+                "provider_id": result.provider_id if result else None,
+                "served_region": result.served_region if result else None,
+                "model_digest": (result.model_digest or None) if result else None,
+                "output": result.text if result else None,
+                "output_hash": sha256_hex(result.text.encode()) if result else None,
+                "tokens_in": result.tokens_in if result else None,
+                "tokens_out": result.tokens_out if result else None,
+                "timings": {
+                    "queue_wait_s": timings["queue_wait_s"],
+                    "duration_s": timings["duration_s"],
+                    "tokens_per_s": timings["tokens_per_s"],
+                    **timings["backend"],
+                },
+                "error_code": ending.error_code,
+                "error_detail": ending.error_message,
+                "receipt_id": receipt["receipt_id"],
+                "receipt": receipt,
+                "leaf_index": leaf,
+                "worker_id": item.worker_id,
+                "started_at": item.started_at,
+                "finished_at": ending.ended_at,
+                "updated_at": ending.ended_at,
+            }
+        )
+    await update_rows(conn, params)
+    return receipts
+
+
+async def update_rows(conn: AsyncConnection, params: Sequence[dict[str, Any]]) -> None:
+    """``UPDATE executions`` for many rows at once; each dict has ``_id`` and the same column names."""
+    if not params:
+        return
+    columns = [name for name in params[0] if name != "_id"]
+    # executemany: bind names must differ from the column names SQLAlchemy reserves for SET.
+    await conn.execute(
+        executions.update()
+        .where(executions.c.id == sa.bindparam("b__id"))
+        .values({name: sa.bindparam(f"b_{name}") for name in columns}),
+        [{f"b_{key}": value for key, value in row.items()} for row in params],
+    )

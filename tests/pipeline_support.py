@@ -1,0 +1,270 @@
+"""Helpers shared by the pipeline tests (tests/queue, tests/worker, tests/faults) and bench/pipeline.py.
+
+Jobs are submitted through the real intake (signed, verified, planned, one transaction); workers
+are real ``beacon worker`` processes; the checks read the database like an auditor would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from beacon.canonical import jcs
+from beacon.intake import Intake, sign_jobspec, stamp
+from beacon.keys import Ed25519Key
+from beacon.receipts import receipt_id, verify_receipt
+from beacon.runtime import Runtime
+from beacon.store import Database
+from beacon.store.tables import executions, job_events, jobs, tlog_leaves
+
+TERMINAL_JOBS = {"completed", "failed", "cancelled", "timed_out"}
+TERMINAL_EXECUTIONS = TERMINAL_JOBS
+
+
+@dataclass
+class Submitter:
+    """Signs JobSpecs with one key and submits them through the real intake."""
+
+    key: Ed25519Key = field(default_factory=Ed25519Key.generate)
+
+    @property
+    def trusted_keys(self) -> str:
+        return json.dumps([{"kid": "test", "public_key": self.key.public_key_b64}])
+
+    def document(
+        self,
+        job_id: str,
+        *,
+        benchmark: str = "noop",
+        regions: Iterable[str] = ("US",),
+        models: Iterable[str] | None = None,
+        questions: Iterable[str] | None = None,
+        constraints: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "id": job_id,
+            "version": "1",
+            "benchmark": {"name": benchmark},
+            "constraints": {"regions": list(regions), "min_success_rate": 0.0, **(constraints or {})},
+        }
+        if models is not None:
+            document["models"] = list(models)
+        if questions is not None:
+            document["questions"] = list(questions)
+        if options is not None:
+            document["options"] = dict(options)
+        return document
+
+    def body(self, job_id: str, **kwargs: Any) -> bytes:
+        return json.dumps(sign_jobspec(stamp(self.document(job_id, **kwargs)), self.key)).encode()
+
+    async def submit(self, runtime: Runtime, job_id: str, **kwargs: Any) -> str:
+        await Intake(runtime).submit(self.body(job_id, **kwargs))
+        return job_id
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]],
+    *,
+    timeout_s: float,
+    interval_s: float = 0.05,
+    what: str = "condition",
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(interval_s)
+
+
+async def job_statuses(db: Database, job_ids: Iterable[str] | None = None) -> dict[str, str]:
+    query = sa.select(jobs.c.id, jobs.c.status)
+    if job_ids is not None:
+        query = query.where(jobs.c.id.in_(list(job_ids)))
+    async with db.connect() as conn:
+        return {row.id: row.status for row in await conn.execute(query)}
+
+
+async def wait_for_jobs(db: Database, job_ids: Iterable[str], *, timeout_s: float = 60.0) -> dict[str, str]:
+    ids = list(job_ids)
+    statuses: dict[str, str] = {}
+
+    async def done() -> bool:
+        nonlocal statuses
+        statuses = await job_statuses(db, ids)
+        return len(statuses) == len(ids) and all(s in TERMINAL_JOBS for s in statuses.values())
+
+    try:
+        await wait_until(done, timeout_s=timeout_s, interval_s=0.1, what=f"{len(ids)} jobs to end")
+    except AssertionError as exc:
+        waiting = {k: v for k, v in statuses.items() if v not in TERMINAL_JOBS}
+        raise AssertionError(f"{exc}; not terminal: {dict(list(waiting.items())[:10])}") from None
+    return statuses
+
+
+async def audit_pipeline(db: Database, public_keys: Iterable[str]) -> list[str]:
+    """Everything an auditor checks after a run; returns the violations (empty: all good).
+
+    Every job terminal with a terminal timeline event; every execution terminal with exactly one
+    receipt that verifies under one of ``public_keys`` and matches the row (status, attempt, id);
+    when the log is on, exactly one leaf per receipt whose bytes are the receipt's JCS.
+    """
+    problems: list[str] = []
+    keys = list(public_keys)
+    async with db.connect() as conn:
+        job_rows = (await conn.execute(sa.select(jobs.c.id, jobs.c.status))).all()
+        events = {
+            (row.job_id, row.status): row.n
+            for row in await conn.execute(
+                sa.select(job_events.c.job_id, job_events.c.status, sa.func.count().label("n")).group_by(
+                    job_events.c.job_id, job_events.c.status
+                )
+            )
+        }
+        rows = (await conn.execute(sa.select(executions))).all()
+        leaves: dict[str, tuple[int, bytes]] = {}
+        for leaf in await conn.execute(
+            sa.select(tlog_leaves.c.ref, tlog_leaves.c.entry).where(tlog_leaves.c.kind == "receipt")
+        ):
+            count, _ = leaves.get(leaf.ref, (0, b""))
+            leaves[leaf.ref] = (count + 1, bytes(leaf.entry))
+    for job in job_rows:
+        if job.status not in TERMINAL_JOBS:
+            problems.append(f"job {job.id} is {job.status}")
+        elif events.get((job.id, job.status)) != 1:
+            problems.append(f"job {job.id}: {events.get((job.id, job.status))} '{job.status}' events")
+    for row in rows:
+        if row.status not in TERMINAL_EXECUTIONS:
+            problems.append(f"execution {row.id} is {row.status}")
+            continue
+        receipt = row.receipt
+        if receipt is None:
+            problems.append(f"execution {row.id} has no receipt")
+            continue
+        if not any(_verifies(receipt, key) for key in keys):
+            problems.append(f"receipt of {row.id} does not verify")
+        if receipt["status"] != row.status or receipt["attempt"] != row.attempt:
+            problems.append(
+                f"receipt of {row.id} says {receipt['status']}@{receipt['attempt']}, row {row.status}@{row.attempt}"
+            )
+        if (
+            row.receipt_id != receipt_id(row.id, receipt["attempt"])
+            or receipt["receipt_id"] != row.receipt_id
+        ):
+            problems.append(f"receipt id of {row.id} does not match")
+        if leaves or row.leaf_index is not None:
+            count, entry = leaves.get(row.receipt_id, (0, None))
+            if count != 1:
+                problems.append(f"receipt {row.receipt_id} has {count} log leaves")
+            elif bytes(entry) != jcs(receipt):
+                problems.append(f"log leaf of {row.receipt_id} is not the receipt's JCS bytes")
+    receipts = {row.receipt_id for row in rows if row.receipt_id}
+    extra = set(leaves) - receipts
+    if extra:
+        problems.append(f"{len(extra)} receipt leaves belong to no execution (e.g. {sorted(extra)[:3]})")
+    return problems
+
+
+def _verifies(receipt: dict[str, Any], key: str) -> bool:
+    try:
+        verify_receipt(receipt, key)
+    except Exception:
+        return False
+    return True
+
+
+# --- real worker processes ----------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def child_environment(settings: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a child ``beacon`` process: ours minus Beacon settings, plus ``settings``."""
+    drop = (
+        "BEACON_",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "TRUSTED_KEYS",
+        "ADMIN_TOKENS",
+        "OPERATOR_TOKENS",
+        "VIEWER_TOKENS",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update({"PYTHONUNBUFFERED": "1", "BEACON_ENV_FILE": "/nonexistent/beacon.env", **settings})
+    return env
+
+
+@dataclass
+class BeaconProcess:
+    """A ``beacon`` subcommand run as a child process, stopped by PID."""
+
+    args: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> BeaconProcess:
+        log = self.log_path.open("ab")
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", "from beacon.cli import main; main()", *self.args],
+                env=self.env,
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """kill -9."""
+        if self.alive:
+            os.kill(self.pid, signal.SIGKILL)
+            assert self.process is not None
+            self.process.wait(10)
+
+    def terminate(self, timeout_s: float = 20.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def worker_process(
+    region: str, env: dict[str, str], log_dir: Path, *, concurrency: int = 1, name: str = ""
+) -> BeaconProcess:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / f"worker-{region.lower()}{name}-{time.monotonic_ns()}.log"
+    return BeaconProcess(["worker", "--region", region, "--concurrency", str(concurrency)], env, path)
