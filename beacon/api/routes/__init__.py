@@ -14,3 +14,6 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(admin.router)
     app.include_router(jobs.router)
     app.include_router(questions.router)
+    from beacon.api.routes import transparency
+
+    app.include_router(transparency.router)
