@@ -157,6 +157,8 @@ def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[.
                 "CORS_ORIGINS",
                 "RATE_LIMIT",
                 "SUBMIT_RATE_LIMIT",
+                "LLAMACPP_",
+                "GOLEM_",
             )
         ):
             monkeypatch.delenv(variable, raising=False)

@@ -138,6 +138,8 @@ class Settings(BaseSettings):
     )
     llamacpp_threads: int | None = Field(None, ge=1, validation_alias=AliasChoices("LLAMACPP_THREADS"))
     llamacpp_n_ctx: int = Field(2048, ge=256, validation_alias=AliasChoices("LLAMACPP_N_CTX"))
+    llamacpp_gpu_layers: int = Field(0, ge=-1, validation_alias=AliasChoices("LLAMACPP_GPU_LAYERS"))
+    """Layers offloaded to the GPU: 0 = CPU only, -1 = all (needs a llama.cpp build with a GPU backend)."""
     provider_id: str | None = Field(None, validation_alias=AliasChoices("BEACON_PROVIDER_ID"))
     ollama_models: dict[str, str] = Field(
         default_factory=lambda: {"smollm2-135m": "smollm2:135m"},
@@ -149,9 +151,7 @@ class Settings(BaseSettings):
         "/beacon/run-benchmark", validation_alias=AliasChoices("GOLEM_VM_ENTRYPOINT")
     )
     golem_min_mem_gib: float = Field(1.0, gt=0, validation_alias=AliasChoices("GOLEM_MIN_MEM_GIB"))
-    golem_min_storage_gib: float = Field(
-        2.0, gt=0, validation_alias=AliasChoices("GOLEM_MIN_STORAGE_GIB")
-    )
+    golem_min_storage_gib: float = Field(2.0, gt=0, validation_alias=AliasChoices("GOLEM_MIN_STORAGE_GIB"))
 
     # --- HTTP -------------------------------------------------------------------------------------
     cors_origins: CsvList = Field(
@@ -171,9 +171,7 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(2.0, gt=0, validation_alias=AliasChoices("BEACON_HEARTBEAT_SECONDS"))
     runner_key_file: Path | None = Field(None, validation_alias=AliasChoices("BEACON_RUNNER_KEY_FILE"))
     # queue and pipeline policy (docs/pipeline.md)
-    worker_lease_s: float = Field(
-        10.0, gt=0, validation_alias=AliasChoices("BEACON_WORKER_LEASE_SECONDS")
-    )
+    worker_lease_s: float = Field(10.0, gt=0, validation_alias=AliasChoices("BEACON_WORKER_LEASE_SECONDS"))
     """A message whose worker stopped heartbeating for this long is reclaimed by another worker."""
     retry_base_s: float = Field(1.0, gt=0, validation_alias=AliasChoices("BEACON_RETRY_BASE_SECONDS"))
     retry_max_s: float = Field(60.0, gt=0, validation_alias=AliasChoices("BEACON_RETRY_MAX_SECONDS"))

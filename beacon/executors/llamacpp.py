@@ -138,10 +138,19 @@ class Generation:
 class LlamaModel:
     """One GGUF model, loaded lazily on its own single inference thread, shared by a worker's tasks."""
 
-    def __init__(self, model_id: str, path: Path, *, n_ctx: int = 2048, n_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_id: str,
+        path: Path,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+    ) -> None:
         self.model_id = model_id
         self.path = path
         self.n_ctx = n_ctx
+        self.n_gpu_layers = n_gpu_layers
         self.n_threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
         self.digest: str | None = None
         self.busy = False
@@ -198,6 +207,9 @@ class LlamaModel:
                     # llama-cpp-python defaults batch (prompt) threads to every core; on a shared machine
                     # its spinning thread pool then stalls behind other processes (seconds per prompt).
                     n_threads_batch=self.n_threads,
+                    # 0 keeps everything on the CPU; -1 offloads every layer when llama.cpp was built with a
+                    # GPU backend (CUDA, Metal, Vulkan) and is ignored by a CPU-only build.
+                    n_gpu_layers=self.n_gpu_layers,
                     seed=DecodingOptions().seed,
                     verbose=False,
                 )
@@ -292,6 +304,15 @@ def _chat_formatter(llm: Any, path: Path) -> Any:
     )
 
 
+def gpu_offload_supported() -> bool:
+    """True when this llama.cpp build has a GPU backend (CUDA, Metal, Vulkan …) that layers can go to."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return False
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
 def chat_messages(request: ExecutionRequest) -> list[dict[str, str]]:
     """The chat turns sent to the model's own template.
 
@@ -316,9 +337,11 @@ class LlamaCppExecutor:
         models: Mapping[str, Path],
         n_ctx: int = 2048,
         n_threads: int | None = None,
+        n_gpu_layers: int = 0,
         provider_id: str | None = None,
     ) -> None:
         self.region = region
+        self._n_gpu_layers = n_gpu_layers
         self.provider_id = provider_id or f"local:{socket.gethostname()}"
         self._paths = dict(models)
         self._n_ctx = n_ctx
@@ -338,7 +361,9 @@ class LlamaCppExecutor:
                     "model_not_available",
                     f"model {model_id!r} is not configured for llamacpp (LLAMACPP_MODELS); known: {known}",
                 )
-            model = LlamaModel(model_id, path, n_ctx=self._n_ctx, n_threads=self._n_threads)
+            model = LlamaModel(
+                model_id, path, n_ctx=self._n_ctx, n_threads=self._n_threads, n_gpu_layers=self._n_gpu_layers
+            )
             self._models[model_id] = model
         return model
 
@@ -428,6 +453,8 @@ class LlamaCppExecutor:
             "region": self.region,
             "provider_id": self.provider_id,
             "backend_version": backend_version(),
+            "gpu_offload": gpu_offload_supported(),
+            "n_gpu_layers": self._n_gpu_layers,
             "models": models,
         }
 

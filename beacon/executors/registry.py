@@ -46,6 +46,7 @@ def create_executor(settings: Settings, region: str, backend: str | None = None)
             models=llamacpp_model_paths(settings),
             n_ctx=settings.llamacpp_n_ctx,
             n_threads=settings.llamacpp_threads,
+            n_gpu_layers=settings.llamacpp_gpu_layers,
             provider_id=settings.provider_id,
         )
     if name == "ollama":
