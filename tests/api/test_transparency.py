@@ -108,6 +108,17 @@ async def test_proof_parameter_errors(client: httpx.AsyncClient, runtime: Runtim
     problem(await client.get("/api/v1/transparency/entries/-1"), 400, "invalid_parameter")
     problem(await client.get("/api/v1/transparency/entries/x"), 400, "invalid_request")
     problem(await client.get("/api/v1/transparency/checkpoint", params={"size": 99}), 404, "not_in_log")
+    # Beyond a 64-bit integer: still "not in the log", never a database overflow.
+    problem(await client.get(f"/api/v1/transparency/entries/{10**30}"), 404, "not_in_log")
+    problem(
+        await client.get("/api/v1/transparency/proof", params={"index": 0, "size": 10**30}), 404, "not_in_log"
+    )
+    problem(await client.get("/api/v1/transparency/checkpoint", params={"size": 10**30}), 404, "not_in_log")
+    problem(
+        await client.get("/api/v1/transparency/consistency", params={"first": 1, "second": 10**30}),
+        404,
+        "not_in_log",
+    )
 
 
 async def test_consistency_between_checkpoints(client: httpx.AsyncClient, runtime: Runtime) -> None:

@@ -29,6 +29,8 @@ from beacon.transparency.log import InclusionProof, LogCorruption, NotFound, Sto
 router = APIRouter(prefix="/api/v1/transparency", tags=["transparency"])
 
 HARNESS_RECEIPT_SCHEMA = "beacon.harness-receipt/v1"
+MAX_INDEX = (1 << 63) - 1
+"""Indices and sizes beyond a 64-bit database integer cannot be in the log (404, never a 500)."""
 MAX_ATTESTATION_BYTES = 256 << 10
 
 
@@ -36,22 +38,28 @@ def _log(runtime: Runtime) -> TransparencyLog:
     return log_of(runtime)
 
 
-def _bad_param(name: str, detail: str) -> Problem:
+def _bad_param(name: str, detail: str, kind: str = "value_error") -> Problem:
     return Problem(
         400,
         "invalid_parameter",
         "Invalid query parameter",
         detail,
-        errors=[{"path": name, "message": detail}],
+        errors=[{"path": name, "message": detail, "type": kind}],
     )
 
 
 def _require_index(value: int | None, name: str) -> int:
     if value is None:
-        raise _bad_param(name, f"'{name}' is required (a leaf index: 0, 1, 2, …)")
+        raise _bad_param(name, f"'{name}' is required (a leaf index: 0, 1, 2, …)", "missing")
     if value < 0:
         raise _bad_param(name, f"'{name}' must not be negative")
+    if value > MAX_INDEX:
+        raise _not_in_log(f"{name} {value} is beyond any log")
     return value
+
+
+def _not_in_log(detail: str) -> Problem:
+    return Problem(404, "not_in_log", "Not in the log", detail)
 
 
 def _inconsistent(exc: LogCorruption) -> Problem:
@@ -117,6 +125,8 @@ async def proof(
     leaf = _require_index(index, "index")
     if size is not None and size < 1:
         raise _bad_param("size", "'size' must be at least 1")
+    if size is not None and size > MAX_INDEX:
+        raise _not_in_log(f"no checkpoint of size {size}")
     try:
         return _proof_body(await _log(runtime).prove(leaf, size))
     except NotFound as exc:
@@ -137,7 +147,7 @@ async def consistency(
 ) -> dict[str, Any]:
     tlog = _log(runtime)
     if first is None:
-        raise _bad_param("first", "'first' is required (the older tree size)")
+        raise _bad_param("first", "'first' is required (the older tree size)", "missing")
     if first < 1:
         raise _bad_param("first", "'first' must be at least 1: every tree extends the empty tree")
     if second is None:
@@ -182,6 +192,8 @@ async def checkpoint(
     else:
         if size < 0:
             raise _bad_param("size", "'size' must not be negative")
+        if size > MAX_INDEX:
+            raise _not_in_log(f"no checkpoint of size {size}")
         async with runtime.db.connect() as conn:
             stored = await tlog.checkpoint_of_size(conn, size)
         if stored is None:
@@ -303,7 +315,7 @@ async def attest(
             "attestation_sha256": digest,
             "log_origin": tlog.origin,
             "issued_at": iso_time(now()),
-            "issued_to": principal.actor,
+            "issued_to": principal.role.label,
         },
         runtime.runner_key,
     )
