@@ -210,7 +210,9 @@ def verify_report(run_dir: Path, *, runner_key: str | None = None, log_vkey: str
 
 def _receipt_binds(receipt: dict[str, Any], document: dict[str, Any]) -> bool:
     """True if the harness receipt carries exactly this attestation (and its JCS SHA-256)."""
-    return bool(receipt.get("attestation") == document and receipt.get("attestation_sha256") == jcs_sha256(document))
+    return bool(
+        receipt.get("attestation") == document and receipt.get("attestation_sha256") == jcs_sha256(document)
+    )
 
 
 def write_attestation_failure(run_dir: Path, error: str) -> None:

@@ -79,7 +79,9 @@ def error_cases(key: Ed25519Key, *, prefix: str, max_body_bytes: int = 1 << 20) 
         for name in ("unsigned", "badsig", "untrusted", "ctype", "question", "region", "idem")
     }
 
-    unsigned = jobs.minimal_jobspec(ids["unsigned"])  # the plan's own unsigned example, verbatim but for the id
+    unsigned = jobs.minimal_jobspec(
+        ids["unsigned"]
+    )  # the plan's own unsigned example, verbatim but for the id
     tampered = jobs.sign(jobs.minimal_jobspec(ids["badsig"]), key)
     tampered["version"] = "2"  # a signed field changed after signing
     untrusted = jobs.sign(jobs.minimal_jobspec(ids["untrusted"]), stranger)

@@ -59,10 +59,7 @@ def to_jsonable(value: Any) -> Any:
         return to_jsonable(value.value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return to_jsonable(dataclasses.asdict(value))
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item):
-        return to_jsonable(item())
-    tolist = getattr(value, "tolist", None)  # numpy arrays
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
     if callable(tolist):
         return to_jsonable(tolist())
     return str(value)

@@ -20,6 +20,7 @@ Run folder layout::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import psutil
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -84,6 +86,8 @@ class RunOptions:
     runner_env: dict[str, str] = field(default_factory=dict)
     """Settings for the embedded runner."""
     monitor_interval_s: float = 1.0
+    kernel_grace_s: float = KERNEL_GRACE_S
+    """Added to each phase's timeout for starting and stopping its kernel."""
 
 
 @dataclass
@@ -191,10 +195,13 @@ def cell_timings(notebook_path: Path) -> list[dict[str, Any]]:
 class PhaseExecutor:
     """Runs one phase notebook in a child process under a wall-clock budget."""
 
-    def __init__(self, run_dir: Path, kernel: str, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, run_dir: Path, kernel: str, env: Mapping[str, str], grace_s: float = KERNEL_GRACE_S
+    ) -> None:
         self.run_dir = run_dir
         self.kernel = kernel
         self.env = dict(env)
+        self.grace_s = grace_s
 
     def run(
         self,
@@ -216,11 +223,11 @@ class PhaseExecutor:
             "kernel": self.kernel,
             "cwd": str(self.run_dir),
             "cell_timeout_s": phase.timeout_s,
-            "start_timeout_s": KERNEL_GRACE_S * 3,
+            "start_timeout_s": max(self.grace_s, 10.0),
         }
         write_json_atomic(spec_path, spec)
         log_path = logs / f"{slug(phase.id)}.log"
-        budget = phase.timeout_s + KERNEL_GRACE_S
+        budget = phase.timeout_s + self.grace_s
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "beacon.harness.execute", str(spec_path)],
@@ -235,35 +242,20 @@ class PhaseExecutor:
             reader = threading.Thread(target=_read_events, args=(process, events), daemon=True)
             reader.start()
             deadline = time.monotonic() + budget
-            final: dict[str, Any] | None = None
-            while True:
-                try:
-                    event = events.get(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
-                except queue.Empty:
-                    event = {}
-                if event is None:  # the child closed stdout: it is exiting
-                    break
-                if event:
-                    if event.get("event") == "end":
-                        final = event
-                    on_event(event)
-                if time.monotonic() >= deadline:
-                    kill_tree(process.pid)
-                    process.wait(10)
-                    reader.join(5)
-                    return {
-                        "event": "end",
-                        "outcome": "timeout",
-                        "evalue": f"the phase ran past its budget of {budget:.0f}s (timeout {phase.timeout_s:.0f}s "
-                        f"+ {KERNEL_GRACE_S:.0f}s for the kernel) and was killed with its kernel",
-                    }
+            family = _Family(process.pid)
             try:
-                process.wait(max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                kill_tree(process.pid)
-                process.wait(10)
-            # The kernel runs in a session of its own; make sure nothing of this phase outlives it.
-            reader.join(5)
+                outcome = self._follow(process, events, deadline, family, on_event)
+            finally:
+                family.kill_survivors()  # kernels run in sessions of their own: none may outlive the phase
+                reader.join(5)
+        if outcome is not None:
+            return {
+                **outcome,
+                "evalue": outcome["evalue"].format(
+                    budget=budget, timeout=phase.timeout_s, grace=self.grace_s
+                ),
+            }
+        final = family.final
         if final is None:
             return {
                 "event": "end",
@@ -272,6 +264,72 @@ class PhaseExecutor:
                 f"last lines of {log_path.name}:\n{log_tail(log_path, 15)}",
             }
         return final
+
+    @staticmethod
+    def _follow(
+        process: subprocess.Popen[bytes],
+        events: queue.Queue[dict[str, Any] | None],
+        deadline: float,
+        family: _Family,
+        on_event: Callable[[dict[str, Any]], None],
+    ) -> dict[str, Any] | None:
+        """Relay events until the child exits; kill it at the deadline (returns the timeout outcome)."""
+        while True:
+            family.remember()
+            try:
+                event = events.get(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+            except queue.Empty:
+                event = {}
+            if event is None:  # the child closed stdout: it is exiting
+                break
+            if event:
+                if event.get("event") == "end":
+                    family.final = event
+                on_event(event)
+            if time.monotonic() >= deadline:
+                kill_tree(process.pid)
+                process.wait(10)
+                return {
+                    "event": "end",
+                    "outcome": "timeout",
+                    "evalue": "the phase ran past its budget of {budget:.0f}s (timeout {timeout:.0f}s + {grace:.0f}s "
+                    "for the kernel) and was killed with its kernel",
+                }
+        try:
+            process.wait(max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            kill_tree(process.pid)
+            process.wait(10)
+        return None
+
+
+class _Family:
+    """The processes a phase started (papermill, its kernel), remembered while they run."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.members: dict[int, float] = {}
+        self.final: dict[str, Any] | None = None
+
+    def remember(self) -> None:
+        try:
+            for child in psutil.Process(self.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    self.members.setdefault(child.pid, child.create_time())
+        except psutil.Error:
+            pass
+
+    def kill_survivors(self) -> None:
+        survivors = []
+        for pid, created in self.members.items():
+            try:
+                process = psutil.Process(pid)
+                if process.create_time() == created:  # not a recycled pid
+                    process.kill()
+                    survivors.append(process)
+            except psutil.Error:
+                continue
+        psutil.wait_procs(survivors, timeout=5)
 
 
 def _read_events(process: subprocess.Popen[bytes], events: queue.Queue[dict[str, Any] | None]) -> None:
@@ -435,7 +493,7 @@ class Run:
             self.runner.stop()
 
     def _run_phases(self) -> None:
-        executor = PhaseExecutor(self.run_dir, self.kernel, self.env)
+        executor = PhaseExecutor(self.run_dir, self.kernel, self.env, self.options.kernel_grace_s)
         notebooks = self.run_dir / "notebooks"
         notebooks.mkdir(parents=True, exist_ok=True)
         halted = False

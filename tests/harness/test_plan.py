@@ -1,0 +1,184 @@
+"""The plan as data: loading, validation against the notebooks, typed parameters, extends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from beacon.harness.plan import PlanError, load_plan, parse_cli_value, split_overrides
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY1 = ROOT / "test_plans" / "day1.yaml"
+SMOKE = ROOT / "test_plans" / "smoke.yaml"
+
+
+def write_plan(tmp_path: Path, document: dict, name: str = "plan.yaml") -> Path:
+    folder = tmp_path / "test_plans"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def minimal(**changes: object) -> dict:
+    document: dict = {
+        "schema": "beacon.test-plan/v1",
+        "name": "mini",
+        "title": "Mini",
+        "parameters": {"results_path": {"type": "str", "default": "", "injected": True}},
+        "phases": [
+            {
+                "id": "one",
+                "title": "One",
+                "section": "S",
+                "notebook": "notebooks/one.ipynb",
+                "timeout_s": 10,
+                "parameters": {
+                    "count": {"type": "int", "default": 2},
+                    "names": {"type": "list[str]", "default": ["a"]},
+                },
+                "checks": [{"id": "ok", "title": "ok", "plan": "the plan's words"}],
+            }
+        ],
+        "success_criteria": [{"id": "c", "title": "C", "evidence": ["one/ok"]}],
+    }
+    document.update(changes)
+    return document
+
+
+def test_the_day1_plan_is_valid_and_matches_its_notebooks() -> None:
+    plan = load_plan(DAY1)
+    assert [p.id for p in plan.phases] == [
+        "t-60",
+        "t-30",
+        "t-15",
+        "cors",
+        "t-0",
+        "t+15",
+        "t+45",
+        "emergency",
+        "t+60",
+    ]
+    assert plan.validate_notebooks() == []
+    assert len(plan.success_criteria) == 8  # the written plan's eight Success Criteria
+    for phase in plan.phases:
+        for check in phase.checks:
+            assert check.plan, f"{phase.id}/{check.id} quotes no item of the written plan"
+        plan.resolve_parameters(phase, {})  # every default is valid for its type
+
+
+def test_the_smoke_plan_extends_day1_with_a_subset() -> None:
+    plan = load_plan(SMOKE)
+    day1 = load_plan(DAY1)
+    assert {p.id for p in plan.phases} < {p.id for p in day1.phases}
+    assert plan.validate_notebooks() == []
+    for criterion in plan.success_criteria:  # only criteria its phases can decide are kept
+        assert all(plan.phase(ref.split("/")[0]) for ref in criterion.evidence)
+
+
+def test_parameters_are_typed_and_unknown_names_refused(tmp_path: Path) -> None:
+    plan = load_plan(write_plan(tmp_path, minimal()))
+    phase = plan.phases[0]
+    assert plan.resolve_parameters(phase, {"count": 5}) == {"results_path": "", "count": 5, "names": ["a"]}
+    with pytest.raises(PlanError, match=r"count.*expected int"):
+        plan.resolve_parameters(phase, {"count": "5"})
+    with pytest.raises(PlanError, match=r"names.*expected list"):
+        plan.resolve_parameters(phase, {"names": "a"})
+    with pytest.raises(PlanError, match=r"unknown parameter.*colour"):
+        plan.resolve_parameters(phase, {"colour": "red"})
+    with pytest.raises(PlanError, match=r"count.*expected int"):
+        plan.resolve_parameters(phase, {"count": True})  # a bool is not an int here
+
+
+def test_required_and_choices(tmp_path: Path) -> None:
+    document = minimal()
+    document["phases"][0]["parameters"]["mode"] = {
+        "type": "str",
+        "default": "",
+        "required": True,
+        "choices": ["", "a", "b"],
+    }
+    plan = load_plan(write_plan(tmp_path, document))
+    with pytest.raises(PlanError, match="required"):
+        plan.resolve_parameters(plan.phases[0], {})
+    with pytest.raises(PlanError, match="not one of"):
+        plan.resolve_parameters(plan.phases[0], {"mode": "c"})
+    assert plan.resolve_parameters(plan.phases[0], {"mode": "b"})["mode"] == "b"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"success_criteria": [{"id": "c", "title": "C", "evidence": ["one/nope"]}]},
+            "declares no check 'nope'",
+        ),
+        ({"success_criteria": [{"id": "c", "title": "C", "evidence": ["two/ok"]}]}, "unknown phase 'two'"),
+        ({"success_criteria": [{"id": "c", "title": "C", "evidence": ["one-ok"]}]}, "not 'phase/check'"),
+        ({"schema": "something/v2"}, "beacon.test-plan/v1"),
+        ({"colour": "red"}, "Extra inputs"),
+    ],
+)
+def test_invalid_plans_are_refused_with_the_place(tmp_path: Path, change: dict, message: str) -> None:
+    with pytest.raises(PlanError, match=message):
+        load_plan(write_plan(tmp_path, minimal(**change)))
+
+
+def test_duplicate_phase_ids_are_refused(tmp_path: Path) -> None:
+    document = minimal()
+    document["phases"].append(dict(document["phases"][0]))
+    with pytest.raises(PlanError, match="phase ids listed twice: one"):
+        load_plan(write_plan(tmp_path, document))
+
+
+def test_notebook_validation_finds_missing_and_undeclared_parameters(tmp_path: Path) -> None:
+    import nbformat
+
+    (tmp_path / "notebooks").mkdir()
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "beacon", "display_name": "Beacon", "language": "python"}
+    cell = nbformat.v4.new_code_cell("results_path = ''\ncount = 2\nextra = 1\n")
+    cell.metadata["tags"] = ["parameters"]
+    notebook.cells = [cell]
+    nbformat.write(notebook, str(tmp_path / "notebooks" / "one.ipynb"))
+    plan = load_plan(write_plan(tmp_path, minimal()))
+    problems = plan.validate_notebooks()
+    assert "phase one: parameter 'names' is not in the notebook's parameters cell" in problems
+    assert "phase one: notebook parameter 'extra' is not declared in the plan" in problems
+
+
+def test_extends_keeps_a_subset_and_overrides_defaults(tmp_path: Path) -> None:
+    base = minimal()
+    base["phases"].append({**base["phases"][0], "id": "two", "checks": [{"id": "ok", "title": "ok"}]})
+    base["success_criteria"].append({"id": "d", "title": "D", "evidence": ["two/ok"]})
+    write_plan(tmp_path, base, "base.yaml")
+    child = write_plan(
+        tmp_path,
+        {
+            "extends": "base.yaml",
+            "name": "child",
+            "phases_only": ["two"],
+            "parameter_defaults": {"two.count": 7},
+        },
+        "child.yaml",
+    )
+    plan = load_plan(child)
+    assert [p.id for p in plan.phases] == ["two"]
+    assert [c.id for c in plan.success_criteria] == ["d"]
+    assert plan.resolve_parameters(plan.phases[0], {})["count"] == 7
+    bad = write_plan(tmp_path, {"extends": "base.yaml", "phases_only": ["zzz"]}, "bad.yaml")
+    with pytest.raises(PlanError, match="unknown phase"):
+        load_plan(bad)
+
+
+def test_cli_values_and_overrides() -> None:
+    plan = load_plan(DAY1)
+    assert parse_cli_value("3") == 3
+    assert parse_cli_value("[US, EU]") == ["US", "EU"]
+    assert parse_cli_value("true") is True
+    assert parse_cli_value("") == ""
+    common, per_phase = split_overrides({"live": True, "t+15.jobs_count": 2}, plan)
+    assert common == {"live": True}
+    assert per_phase == {"t+15": {"jobs_count": 2}}
