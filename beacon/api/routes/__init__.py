@@ -17,3 +17,6 @@ def include_routers(app: FastAPI) -> None:
     from beacon.api.routes import transparency
 
     app.include_router(transparency.router)
+    from beacon.api.routes import diffs
+
+    app.include_router(diffs.router)
