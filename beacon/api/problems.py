@@ -165,8 +165,33 @@ def problem_for_exception(request: Request, exc: BaseException) -> Problem:
             "the database or queue cannot be reached; retry shortly",
             headers={"Retry-After": "2"},
         )
+    if _is_out_of_range(exc):
+        # A number from the request that the database cannot hold (e.g. ?offset=10**40): the client's
+        # error, not ours. Routes should bound their parameters; this keeps a missed bound a 400.
+        log.warning("value out of range on %s %s", request.method, request.url.path, exc_info=exc)
+        return Problem(
+            400, "value_out_of_range", "A value is out of range", "a number in the request is too large"
+        )
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Problem(500, "internal_error", "Internal error", "the error was logged with this request id")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _is_out_of_range(exc: BaseException) -> bool:
+    for cause in _causes(exc):
+        if isinstance(cause, OverflowError):
+            return True
+        if type(cause).__name__ in ("DataError", "NumericValueOutOfRangeError") and "range" in str(cause):
+            return True
+    return False
 
 
 def _is_connection_error(exc: BaseException) -> bool:

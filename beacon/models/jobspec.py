@@ -38,6 +38,22 @@ _GO_DURATION_UNITS = {
 _GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 
 
+MAX_DURATION_S = (2**63 - 1) / 1e9
+"""Go's largest duration (int64 nanoseconds, about 292 years): anything longer is not a Go duration."""
+
+
+def _seconds(total: float, value: Any) -> timedelta:
+    if not total <= MAX_DURATION_S:  # also refuses NaN
+        raise ValueError(f"{str(value)[:40]!r} is longer than any Go duration")
+    return timedelta(seconds=total)
+
+
+def _nanoseconds(count: int | float, value: Any) -> timedelta:
+    if count > 2**63 - 1:  # compared before dividing: a huge int does not fit in a float
+        raise ValueError(f"{str(value)[:40]!r} is longer than any Go duration")
+    return _seconds(count / 1e9, value)
+
+
 def parse_duration(value: Any) -> timedelta:
     """A Go duration: integer nanoseconds (``600000000000``) or a string (``"10m"``, ``"1h30m"``, ``"300s"``)."""
     if isinstance(value, timedelta):
@@ -47,13 +63,13 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value / 1e9)
+        return _nanoseconds(value, value)
     if isinstance(value, str):
         text = value.strip()
         if text == "0":
             return timedelta(0)
         if text.isdigit():
-            return timedelta(seconds=int(text) / 1e9)
+            return _nanoseconds(int(text), value)
         position, total = 0, 0.0
         for match in _GO_DURATION_PART.finditer(text):
             if match.start() != position:
@@ -61,7 +77,7 @@ def parse_duration(value: Any) -> timedelta:
             total += float(match.group(1)) * _GO_DURATION_UNITS[match.group(2)]
             position = match.end()
         if position == len(text) and position > 0:
-            return timedelta(seconds=total)
+            return _seconds(total, value)
         raise ValueError(f"{value!r} is not a duration (use nanoseconds or e.g. '10m', '1h30m', '300s')")
     raise ValueError("expected a duration: integer nanoseconds or a string like '10m'")
 

@@ -4,7 +4,14 @@ PostgreSQL), the app built by ``create_app``, and an httpx client speaking ASGI 
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -84,3 +91,98 @@ def sign(signing_key: Ed25519Key) -> Callable[[dict[str, Any]], bytes]:
         return json.dumps(sign_jobspec(stamp(document), signing_key)).encode()
 
     return build
+
+
+# --- a real `beacon serve` process -------------------------------------------------------------------
+
+_STRIPPED_PREFIXES = (
+    "BEACON_",
+    "ADMIN_TOKENS",
+    "OPERATOR_TOKENS",
+    "VIEWER_TOKENS",
+    "TRUSTED_KEYS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "IPFS_",
+    "YAGNA_",
+    "OLLAMA_",
+    "GIN_MODE",
+    "CORS_ORIGINS",
+    "RATE_LIMIT",
+    "SUBMIT_RATE_LIMIT",
+)
+
+
+@dataclass
+class Served:
+    """A `beacon serve` subprocess and what a client needs to use it."""
+
+    url: str
+    workdir: Path
+    env: dict[str, str]
+    """The environment the plan's shell commands run with (tokens, PATH with the console scripts)."""
+    process: subprocess.Popen[str]
+    log: Path
+
+
+def start_server(
+    workdir: Path, extra_env: dict[str, str] | None = None, *, trusted: list[dict[str, str]]
+) -> Served:
+    """Start `beacon serve --port 0` with the plan's environment; wait until it listens."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_PREFIXES)}
+    env.update(
+        {
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "BEACON_ENV_FILE": str(workdir / "no.env"),
+            "BEACON_DATA_DIR": str(workdir / "data"),
+            "ADMIN_TOKENS": TOKENS["admin"],
+            "OPERATOR_TOKENS": TOKENS["operator"],
+            "VIEWER_TOKENS": TOKENS["viewer"],
+            "TRUSTED_KEYS": json.dumps(trusted),
+            "GIN_MODE": "release",
+            **(extra_env or {}),
+        }
+    )
+    log = workdir / "server.log"
+    process = subprocess.Popen(
+        [str(bin_dir / "beacon"), "serve", "--host", "127.0.0.1", "--port", "0"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 90
+    url = None
+    while time.monotonic() < deadline and url is None:
+        line = process.stdout.readline()
+        if not line:
+            if process.poll() is not None:
+                break
+            continue
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            url = match.group(1)
+    while url is not None and time.monotonic() < deadline:  # printed before uvicorn listens: wait for it
+        try:
+            httpx.get(f"{url}/health/live", timeout=2).raise_for_status()
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        raise RuntimeError(f"beacon serve did not start:\n{log.read_text()[-4000:]}")
+    env.update({"RUNNER": url, "ADMIN_TOKEN": TOKENS["admin"], "OPERATOR_TOKEN": TOKENS["operator"]})
+    return Served(url, workdir, env, process, log)
+
+
+def stop_server(served: Served) -> None:
+    served.process.terminate()
+    try:
+        served.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        served.process.kill()
+        served.process.wait(timeout=10)

@@ -11,10 +11,13 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from beacon.admin_config import admin_config_store
 from beacon.benchmark.questions import question_set
-from beacon.intake import Intake, IntakeError, sign_jobspec, stamp
+from beacon.intake import Intake, IntakeError, Scheme, Verification, sign_jobspec, stamp
+from beacon.intake.service import normalise
 from beacon.keys import Ed25519Key
 from beacon.runtime import Runtime
 from beacon.store.tables import executions, idempotency_keys, job_events, jobs, nonces, outbox
@@ -125,6 +128,8 @@ async def test_a_bias_job_plans_every_region_model_and_question(runtime: Runtime
         ({"constraints": {"max_cost": 99}}, "exceeds_max_cost", "constraints.max_cost"),
         ({"constraints": {"timeout": "1h"}}, "exceeds_max_duration", "constraints.timeout"),
         ({"id": "a/b"}, "invalid_jobspec", "id"),
+        ({"constraints": {"timeout": 1e30}}, "invalid_jobspec", "constraints.timeout"),
+        ({"constraints": {"provider_timeout": "9" * 400}}, "invalid_jobspec", "constraints.provider_timeout"),
     ],
 )
 async def test_invalid_jobs_are_refused_with_paths_and_nothing_is_written(
@@ -248,3 +253,40 @@ async def test_concurrent_identical_requests_create_one_job(runtime: Runtime, si
     assert set(outcomes) <= {(202, "fresh"), (202, "replayed"), (409, "idempotency_in_flight")}
     totals = await counts(runtime)
     assert (totals["jobs"], totals["outbox"], totals["idempotency_keys"]) == (1, 1, 1)
+
+
+# --- normalisation never fails with anything but a refusal ------------------------------------------
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+_field = st.sampled_from(
+    [
+        "id",
+        "version",
+        "benchmark",
+        "container",
+        "constraints",
+        "metadata",
+        "questions",
+        "models",
+        "runs",
+        "options",
+        "wallet_auth",
+        "created_at",
+        "jobspec_id",
+        "extra",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_field, _values, max_size=8))
+def test_normalise_refuses_garbage_cleanly(document: dict[str, Any]) -> None:
+    verification = Verification(Scheme.JCS, b"\x00" * 32)
+    try:
+        normalise(document, verification)
+    except IntakeError as exc:
+        assert exc.status == 400

@@ -189,7 +189,7 @@ async def config_history(
     _: Operator,
     runtime: Runtime = Depends(get_runtime),
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**53)] = None,
 ) -> HistoryOut:
     """Stored versions, newest first: who changed what, when."""
     versions = await admin_config_store(runtime).history(limit=limit, before=before)
@@ -212,7 +212,7 @@ async def audit(
     _: Admin,
     runtime: Runtime = Depends(get_runtime),
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**53)] = None,
 ) -> AuditOut:
     """The audit log of admin actions, newest first (admin only)."""
     rows = await audit_entries(runtime.db, limit=limit, before=before)

@@ -178,6 +178,15 @@ def _document_schemas() -> dict[str, Any]:
 
 add_component_schemas(_document_schemas())
 _JOB_DOCUMENT_SCHEMA = {"$ref": "#/components/schemas/JobSpecDocument"}
+_EXAMPLE_DOCUMENT = {
+    "id": "day1-minimal",
+    "version": "1",
+    "benchmark": "noop",
+    "container": {"image": "noop"},
+    "metadata": {"timestamp": "2025-08-30T17:17:00Z", "nonce": "9f1c2b7e4d3a5f60"},
+    "public_key": "F7VGEf8dtKbcGDBe59WYY5/J+0V/onPZe2P5vQbAixY=",
+    "signature": "<base64 Ed25519 signature of the RFC 8785 bytes of the document without signature and public_key>",
+}
 
 
 @router.post(
@@ -190,7 +199,10 @@ _JOB_DOCUMENT_SCHEMA = {"$ref": "#/components/schemas/JobSpecDocument"}
         **problem_responses(400, 409, 422, 503),
     },
     openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _JOB_DOCUMENT_SCHEMA}}}
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _JOB_DOCUMENT_SCHEMA, "example": _EXAMPLE_DOCUMENT}},
+        }
     },
 )
 async def submit_job(
