@@ -146,13 +146,14 @@ def monitor(
 ) -> None:
     """Follow the log's checkpoints, proving each consistent with the last; exit 2 on a fork.
 
-    Without --vkey the key is taken from the runner's /api/v1/transparency/keys on first use and
-    pinned in --state (trust on first use); pass --vkey to pin it yourself.
+    Without --vkey the keys pinned in --state are used; failing those, the runner's own
+    /api/v1/transparency/keys on first use (trust on first use, then pinned in --state).
     """
     from beacon.client import BeaconClient, BeaconError
     from beacon.transparency.monitor import ForkDetected, Monitor, load_state, save_state
 
-    verifiers = _verifiers(vkey)
+    previous, pinned = load_state(state) if state else (None, [])
+    verifiers = _verifiers(vkey) or _verifiers(pinned)
     client = BeaconClient(url)
     try:
         if not verifiers:
@@ -161,7 +162,6 @@ def monitor(
             except (BeaconError, KeyError, TypeError, NoteError) as exc:
                 raise _fail(UNREADABLE, f"cannot read the log's keys from {url}: {exc}") from exc
             err.print(f"[yellow]trusting the runner's own log key on first use: {verifiers[0].vkey}[/]")
-        previous = load_state(state) if state else None
         try:
             follower = Monitor(client, verifiers, previous)
         except CheckpointError as exc:

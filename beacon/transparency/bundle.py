@@ -276,7 +276,7 @@ def verify_bundle(
     if isinstance(diff, dict) and diff.get("proof") is not None:
         items.append(("diff report", diff.get("report"), diff.get("proof")))
     for name, document, proof_text in items:
-        _verify_item(report, name, document, proof_text, verifiers, checkpoint_note, bundle.get("job_id"))
+        _verify_item(report, name, document, proof_text, verifiers, checkpoint_note, bundle)
     return report
 
 
@@ -287,7 +287,7 @@ def _verify_item(
     proof_text: Any,
     verifiers: list[Verifier],
     checkpoint_note: Any,
-    job_id: Any,
+    bundle: dict[str, Any],
 ) -> None:
     if not isinstance(document, dict):
         report.add(name, False, "not a JSON object")
@@ -297,8 +297,10 @@ def _verify_item(
         report.add(f"{name} signature", True, f"key {document.get('public_key')}")
     except SignatureError as exc:
         report.add(f"{name} signature", False, str(exc))
-    if "job_id" in document and document["job_id"] != job_id:
+    if "job_id" in document and document["job_id"] != bundle.get("job_id"):
         report.add(f"{name} job", False, f"belongs to job {document['job_id']!r}")
+    if "jobspec_hash" in document and document["jobspec_hash"] != bundle.get("jobspec_sha256"):
+        report.add(f"{name} jobspec", False, "was issued for another JobSpec than the bundle's")
     try:
         proof = TlogProof.parse(str(proof_text))
         if proof.checkpoint_note != checkpoint_note:

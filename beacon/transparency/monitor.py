@@ -99,23 +99,26 @@ class Monitor:
         return Poll("same" if new.size == previous.size else "grew", new.size, new.root, previous.size)
 
 
-def load_state(path: Path) -> str | None:
-    """The last accepted checkpoint note saved at ``path``, if any."""
+def load_state(path: Path) -> tuple[str | None, list[str]]:
+    """The last accepted checkpoint note and the verifier keys pinned at ``path`` (if it exists)."""
     if not path.exists():
-        return None
+        return None, []
     data = json.loads(path.read_text(encoding="utf-8"))
     note = data.get("checkpoint")
-    return note if isinstance(note, str) else None
+    vkeys = [str(v) for v in data.get("vkeys") or []]
+    return (note if isinstance(note, str) else None), vkeys
 
 
 def save_state(path: Path, monitor: Monitor) -> None:
+    """Keep the last accepted checkpoint and the keys it was checked with (a later run pins them)."""
     if monitor.last is None:
         return
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(
-        json.dumps(
-            {"checkpoint": monitor.last.note, "size": monitor.last.size, "root": monitor.last.root.hex()}
-        ),
-        encoding="utf-8",
-    )
+    state = {
+        "checkpoint": monitor.last.note,
+        "size": monitor.last.size,
+        "root": monitor.last.root.hex(),
+        "vkeys": [v.vkey for v in monitor.verifiers],
+    }
+    tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
     tmp.replace(path)

@@ -159,7 +159,9 @@ def test_monitor_follows_and_detects_a_fork(
         forked.append(9, "z")
         with BeaconClient(forked.url) as client:
             client.inclusion_proof(0)
-        code, verdict = run("tlog", "monitor", forked.url, "--vkey", VKEY, "--state", str(state), "--once")
+        # No --vkey: the key pinned in the state file is used, not whatever the runner offers.
+        assert json.loads(state.read_text())["vkeys"] == [VKEY]
+        code, verdict = run("tlog", "monitor", forked.url, "--state", str(state), "--once")
     assert code == 2 and "not consistent" in verdict["fork"]
 
 
