@@ -430,6 +430,8 @@ class LlamaCppExecutor:
                 "digest_kind": "gguf-file-sha256",
                 "n_ctx": model.n_ctx,
                 "n_threads": model.n_threads,
+                # GPU and CPU kernels round differently, so greedy text can differ between them: record which.
+                "n_gpu_layers": model.n_gpu_layers if gpu_offload_supported() else 0,
                 "sampler": dict(SAMPLER_DEFAULTS),
                 "finish_reason": generation.finish_reason,
             },
