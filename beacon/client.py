@@ -399,8 +399,14 @@ class _Routes:
         return Call("POST", "/admin/ops/dead-letters/purge", "/admin/ops/dead-letters/purge", json=body)
 
     @staticmethod
-    def workers() -> Call[JSON]:
-        return Call("GET", "/admin/ops/workers", "/admin/ops/workers")
+    def workers(include_gone: bool = False, region: str | None = None) -> Call[JSON]:
+        """Live workers; ``include_gone`` adds stopped and lost ones."""
+        return Call(
+            "GET",
+            "/admin/ops/workers",
+            "/admin/ops/workers",
+            params=_params(all="true" if include_gone else None, region=region),
+        )
 
     @staticmethod
     def drain_worker(worker_id: str) -> Call[JSON]:
@@ -755,8 +761,8 @@ class BeaconClient(_Base):
     def purge_dead_letters(self, ids: Sequence[int] | None = None, region: str | None = None) -> JSON:
         return self.send(ROUTES.purge_dead_letters(ids, region))
 
-    def workers(self) -> JSON:
-        return self.send(ROUTES.workers())
+    def workers(self, include_gone: bool = False, region: str | None = None) -> JSON:
+        return self.send(ROUTES.workers(include_gone, region))
 
     def drain_worker(self, worker_id: str) -> JSON:
         return self.send(ROUTES.drain_worker(worker_id))
@@ -996,8 +1002,8 @@ class AsyncBeaconClient(_Base):
     async def purge_dead_letters(self, ids: Sequence[int] | None = None, region: str | None = None) -> JSON:
         return await self.send(ROUTES.purge_dead_letters(ids, region))
 
-    async def workers(self) -> JSON:
-        return await self.send(ROUTES.workers())
+    async def workers(self, include_gone: bool = False, region: str | None = None) -> JSON:
+        return await self.send(ROUTES.workers(include_gone, region))
 
     async def drain_worker(self, worker_id: str) -> JSON:
         return await self.send(ROUTES.drain_worker(worker_id))
