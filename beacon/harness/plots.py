@@ -129,9 +129,11 @@ def job_timeline(timeline: pd.DataFrame) -> bytes | None:
                 left=times[i] - start,
                 color=STATE_COLOURS.get(state, "#607d8b"),
             )
-        ax.plot([times[-1] - start], [position], marker="|", markersize=14, color="black")
+        ending = STATE_COLOURS["completed"] if states[-1] == "completed" else STATUS_COLOURS["failed"]
+        ax.plot([times[-1] - start], [position], marker="|", markersize=16, markeredgewidth=3, color=ending)
     handles = [Rectangle((0, 0), 1, 1, color=c) for c in STATE_COLOURS.values()]
-    ax.legend(handles, list(STATE_COLOURS), loc="lower right", fontsize=8)
+    labels = [*list(STATE_COLOURS)[:-1], "completed (end mark)"]
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.set_yticks(range(len(jobs)), [str(j)[:36] for j in reversed(jobs)], fontsize=7)
     ax.set_xlabel("seconds since the first job was created")
     ax.set_title("Job lifecycle (server timestamps)")
