@@ -9,6 +9,7 @@ a subset of its phases (the CI smoke plan does).
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -62,6 +63,8 @@ class ParameterSpec(_Model):
     choices: list[Any] | None = None
     injected: bool = False
     """Set by the harness (runner URL, results path …), not by the user."""
+    overridden: bool = False
+    """The default was changed by a plan that ``extends`` this one (it may differ from the notebook's)."""
 
     def coerce(self, name: str, value: Any) -> Any:
         """``value`` validated against the declared type (strict: "yes" is not a bool)."""
@@ -276,7 +279,52 @@ class Plan(_Model):
                         spec.coerce(name, spec.default)
                     except PlanError as exc:
                         problems.append(f"phase {phase.id}: default of {exc}")
+                if name in inferred and not (spec.injected or spec.overridden):
+                    problem = _default_mismatch(name, spec, inferred[name].get("default"))
+                    if problem:
+                        problems.append(f"phase {phase.id}: {problem}")
         return problems
+
+
+def _default_mismatch(name: str, spec: ParameterSpec, notebook_default: Any) -> str | None:
+    """Why the notebook's default differs from the plan's, or None.
+
+    An empty notebook default (``{}``, ``[]``) means "the plan's default" (the notebook reads it
+    with :func:`plan_default`), so big tables live in one place only.
+    """
+    if not isinstance(notebook_default, str):
+        return None
+    try:
+        value = ast.literal_eval(notebook_default)
+    except (ValueError, SyntaxError):
+        return None  # an expression: nothing to compare
+    if value in ({}, []) and spec.default not in (None, {}, []):
+        return None
+    if value != spec.default:
+        return f"parameter {name!r} defaults to {value!r} in the notebook but {spec.default!r} in the plan"
+    return None
+
+
+def find_plan(name: str = "day1.yaml", start: Path | None = None) -> Path:
+    """``test_plans/<name>`` in the current folder or one of its parents (a notebook opened in notebooks/)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "test_plans" / name
+        if candidate.is_file():
+            return candidate
+    raise PlanError(f"test_plans/{name} not found from {here}")
+
+
+def plan_default(phase_id: str, name: str, plan_path: str | Path | None = None) -> Any:
+    """The plan's default for a phase parameter (a notebook fills its empty defaults with it)."""
+    plan = load_plan(plan_path or find_plan())
+    phase = plan.phase(phase_id)
+    if phase is None:
+        raise PlanError(f"the plan has no phase {phase_id!r}")
+    spec = plan.parameter_specs(phase).get(name)
+    if spec is None:
+        raise PlanError(f"phase {phase_id} has no parameter {name!r}")
+    return spec.default
 
 
 def _has_parameters_cell(path: Path) -> bool:
@@ -340,13 +388,13 @@ def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
             if dot and phase_id == phase["id"]:
                 if name not in params:
                     raise PlanError(f"parameter_defaults: phase {phase_id} has no parameter {name!r}")
-                params[name] = {**params[name], "default": value}
+                params[name] = {**params[name], "default": value, "overridden": True}
         new_phases.append({**phase, "parameters": params})
     for key, value in defaults.items():
         if "." not in key or key.rpartition(".")[0] not in {p["id"] for p in phases}:
             if key not in common:
                 raise PlanError(f"parameter_defaults: no plan-wide parameter {key!r}")
-            common[key] = {**common[key], "default": value}
+            common[key] = {**common[key], "default": value, "overridden": True}
     merged["parameters"] = common
     merged["phases"] = new_phases
     return merged

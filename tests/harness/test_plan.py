@@ -182,3 +182,32 @@ def test_cli_values_and_overrides() -> None:
     common, per_phase = split_overrides({"live": True, "t+15.jobs_count": 2}, plan)
     assert common == {"live": True}
     assert per_phase == {"t+15": {"jobs_count": 2}}
+
+
+def test_notebook_defaults_must_agree_with_the_plan(tmp_path: Path) -> None:
+    import nbformat
+
+    (tmp_path / "notebooks").mkdir()
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "beacon", "display_name": "Beacon", "language": "python"}
+    cell = nbformat.v4.new_code_cell("results_path = ''\ncount = 3\nnames = []\n")
+    cell.metadata["tags"] = ["parameters"]
+    notebook.cells = [cell]
+    nbformat.write(notebook, str(tmp_path / "notebooks" / "one.ipynb"))
+    plan = load_plan(write_plan(tmp_path, minimal()))
+    # count differs; names = [] means "the plan's default" and is accepted
+    assert plan.validate_notebooks() == [
+        "phase one: parameter 'count' defaults to 3 in the notebook but 2 in the plan"
+    ]
+
+
+def test_plan_default_is_found_from_a_notebook_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from beacon.harness.plan import plan_default
+
+    monkeypatch.chdir(ROOT / "notebooks")
+    assert plan_default("t-15", "expected")["unsigned"] == {"status": 400, "code": "signature_missing"}
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PlanError, match="not found"):
+        plan_default("t-15", "expected")
