@@ -45,10 +45,11 @@ pytest: setup ## pytest only (PYTEST_ARGS=... to pass options)
 test: lint typecheck pytest ## Set up and run every check and test
 
 day1: setup ## Run the whole Day-1 plan against an embedded runner; writes reports/<run-id>/index.html
-	$(BIN)/beacon day1
+	@# Options pass through: make day1 DAY1_ARGS="--runner https://runner.example --fail-fast"
+	$(BIN)/beacon day1 $(DAY1_ARGS)
 
-lab: setup ## Open JupyterLab with the `beacon` kernel on notebooks/
-	$(BIN)/jupyter lab notebooks/
+lab: setup ## Open JupyterLab with the `beacon` kernel on notebooks/ (an empty runner_url starts an embedded runner)
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
 
 bench: setup ## Run the benchmarks in bench/ (each prints ratios against a named peer)
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
