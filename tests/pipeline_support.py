@@ -13,11 +13,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from beacon.canonical import jcs
@@ -27,6 +28,7 @@ from beacon.receipts import receipt_id, verify_receipt
 from beacon.runtime import Runtime
 from beacon.store import Database
 from beacon.store.tables import executions, job_events, jobs, tlog_leaves
+from beacon.worker.service import Pipeline
 
 TERMINAL_JOBS = {"completed", "failed", "cancelled", "timed_out"}
 TERMINAL_EXECUTIONS = TERMINAL_JOBS
@@ -268,3 +270,113 @@ def worker_process(
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / f"worker-{region.lower()}{name}-{time.monotonic_ns()}.log"
     return BeaconProcess(["worker", "--region", region, "--concurrency", str(concurrency)], env, path)
+
+
+FAST = {
+    "BEACON_HEARTBEAT_SECONDS": "0.2",
+    "BEACON_WORKER_LEASE_SECONDS": "1.0",
+    "BEACON_RETRY_BASE_SECONDS": "0.05",
+    "BEACON_RETRY_MAX_SECONDS": "0.3",
+    "BEACON_SWEEP_SECONDS": "0.5",
+}
+"""Clocks for the fault tests: a lost worker's messages move on after a second."""
+
+
+@dataclass
+class Cluster:
+    """The test's runner: API-side services in this process, workers as child processes."""
+
+    runtime: Runtime
+    pipeline: Pipeline
+    submitter: Submitter
+    env: dict[str, str]
+    log_dir: Path
+    workers: list[BeaconProcess] = field(default_factory=list)
+
+    def start_worker(
+        self, region: str = "US", *, concurrency: int = 1, failpoints: str = ""
+    ) -> BeaconProcess:
+        env = {**self.env, "BEACON_FAILPOINTS": failpoints} if failpoints else self.env
+        process = worker_process(region, env, self.log_dir, concurrency=concurrency).start()
+        self.workers.append(process)
+        return process
+
+    def start_server(self, *, failpoints: str = "", extra: list[str] | None = None) -> BeaconProcess:
+        """``beacon serve --port 0`` (API, relay, sweeper) as a child process."""
+        env = {**self.env, "BEACON_FAILPOINTS": failpoints} if failpoints else self.env
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        path = self.log_dir / f"serve-{time.monotonic_ns()}.log"
+        process = BeaconProcess(["serve", "--port", "0", *(extra or [])], env, path).start()
+        self.workers.append(process)
+        return process
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.log_path.name}\n{p.log()[-3000:]}" for p in self.workers)
+
+
+@pytest.fixture
+async def make_cluster(
+    make_settings: Callable[..., Any], tmp_path: Path
+) -> AsyncIterator[Callable[..., Any]]:
+    """Build a Cluster on a database and a Redis; stop its workers and services afterwards."""
+    made: list[Cluster] = []
+
+    async def build(
+        database_url: str,
+        redis_url: str,
+        prefix: str,
+        *,
+        relay: bool = True,
+        sweeper: bool = True,
+        **extra: Any,
+    ) -> Cluster:
+        submitter = Submitter()
+        settings_env = {
+            **FAST,
+            "DATABASE_URL": database_url.replace("postgresql+asyncpg://", "postgresql://"),
+            "REDIS_URL": redis_url,
+            "BEACON_REDIS_PREFIX": prefix,
+            "BEACON_DATA_DIR": str(tmp_path / "worker-data"),
+            "BEACON_RUNNER_KEY_FILE": str(tmp_path / "runner-key.json"),
+            "TRUSTED_KEYS": submitter.trusted_keys,
+            "LOG_LEVEL": "INFO",
+        }
+        settings = make_settings(
+            database_url=database_url,
+            redis_url=redis_url,
+            redis_prefix=prefix,
+            trusted_keys=submitter.trusted_keys,
+            runner_key_file=tmp_path / "runner-key.json",
+            heartbeat_interval_s=0.2,
+            worker_lease_s=1.0,
+            retry_base_s=0.05,
+            retry_max_s=0.3,
+            sweep_interval_s=0.5,
+            **extra,
+        )
+        runtime = await Runtime.start(settings)
+        pipeline = Pipeline(runtime, relay=relay, sweeper=sweeper)
+        await pipeline.start()
+        cluster = Cluster(runtime, pipeline, submitter, child_environment(settings_env), tmp_path / "logs")
+        made.append(cluster)
+        return cluster
+
+    yield build
+    for cluster in made:
+        for process in cluster.workers:
+            process.kill()
+        await cluster.pipeline.stop(timeout_s=5)
+        await cluster.runtime.stop()
+
+
+def server_url(process: BeaconProcess, timeout_s: float = 30.0) -> str:
+    """The URL a ``beacon serve`` child printed once it listens."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for line in process.log().splitlines():
+            if line.startswith("Beacon listening on "):
+                return line.split()[3]
+        if not process.alive:
+            raise AssertionError(f"beacon serve exited:\n{process.log()[-3000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"beacon serve did not start:\n{process.log()[-3000:]}")

@@ -1,17 +1,22 @@
-"""CLI: serve, worker, db upgrade (see beacon/cli/__init__.py)."""
+"""CLI: ``beacon serve``, ``beacon worker``, ``beacon db upgrade`` (see beacon/cli/__init__.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import socket
+import sys
+from typing import Any
 
 import typer
 
-from beacon.config import ConfigError, load_settings
+from beacon.config import REGIONS, ConfigError, Settings, load_settings, normalize_region
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 
 
-def _settings_or_exit(**overrides: object):  # type: ignore[no-untyped-def]
+def _settings_or_exit(**overrides: Any) -> Settings:
     try:
         return load_settings(**overrides)
     except ConfigError as exc:
@@ -19,22 +24,194 @@ def _settings_or_exit(**overrides: object):  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from None
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        typer.secho(f"cannot listen on {host}:{port}: {exc.strerror}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8090, help="Port to listen on (0 picks a free one)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (use ::1 for IPv6 loopback)."),
+    port: int = typer.Option(8090, help="Port to listen on; 0 picks a free one (the URL is printed)."),
     embedded: bool = typer.Option(
         False,
         "--embedded",
-        help="Run API, relay and three region workers (US, EU, ASIA) in one process on SQLite.",
+        help="API, relay, sweeper and three region workers (US, EU, ASIA) in one process, on SQLite "
+        "(unless DATABASE_URL says otherwise) with the in-process queue. Also the mode without REDIS_URL.",
     ),
+    relay: bool = typer.Option(True, "--relay/--no-relay", help="Run the outbox relay in this process."),
+    sweeper: bool = typer.Option(True, "--sweeper/--no-sweeper", help="Run the sweeper in this process."),
+    concurrency: int | None = typer.Option(
+        None, min=1, help="Executions at a time per in-process worker (default BEACON_WORKER_CONCURRENCY)."
+    ),
+    drain_timeout: float = typer.Option(30.0, help="Seconds to let in-process workers finish on shutdown."),
 ) -> None:
-    """Run the runner's HTTP API."""
+    """Run the runner: the HTTP API, the outbox relay and the sweeper — and, in embedded mode (or
+    without REDIS_URL), one worker per region. Prints "Beacon listening on URL" once it accepts
+    connections. SIGTERM/Ctrl-C drains the workers, then stops."""
+    settings = _settings_or_exit(embedded=True) if embedded else _settings_or_exit()
+    sock = _bind(host, port)
+    asyncio.run(
+        _serve(
+            settings, sock, relay=relay, sweeper=sweeper, concurrency=concurrency, drain_timeout=drain_timeout
+        )
+    )
+
+
+async def _serve(
+    settings: Settings,
+    sock: socket.socket,
+    *,
+    relay: bool,
+    sweeper: bool,
+    concurrency: int | None,
+    drain_timeout: float,
+) -> None:
     import uvicorn
 
     from beacon.api import create_app
+    from beacon.logging import configure_logging, uvicorn_log_config
+    from beacon.runtime import Runtime
+    from beacon.worker.service import Pipeline
 
-    settings = _settings_or_exit(embedded=embedded) if embedded else _settings_or_exit()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    configure_logging(settings)
+    runtime = await Runtime.start(settings)
+    in_process = runtime.queue is not None and runtime.queue.kind == "inprocess"
+    pipeline = Pipeline(
+        runtime,
+        relay=relay,
+        sweeper=sweeper,
+        worker_regions=REGIONS if in_process else (),
+        concurrency=concurrency,
+    )
+    app = create_app(settings, runtime=runtime)
+    config = uvicorn.Config(
+        app, log_config=uvicorn_log_config(settings), log_level=settings.log_level.lower(), access_log=False
+    )
+    server = uvicorn.Server(config)
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal(signum: int, frame: object) -> None:
+        # uvicorn handles SIGTERM/SIGINT while it serves, then re-raises them to the handlers it
+        # found: these. The first lets the workers drain; another during the drain stops them.
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            loop.call_soon_threadsafe(pipeline.hard_stop)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    try:
+        await pipeline.start()
+        bound_host, bound_port = sock.getsockname()[:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        mode = (
+            "embedded: in-process queue, workers for " + ", ".join(REGIONS)
+            if in_process
+            else "service: Redis queue"
+        )
+        print(f"Beacon listening on http://{shown}:{bound_port} ({mode})", flush=True)
+        await server.serve(sockets=[sock])
+    finally:
+        await pipeline.stop(drain=True, timeout_s=drain_timeout)
+        await runtime.stop()
+        sock.close()
+
+
+def worker(
+    region: str = typer.Option(..., "--region", "-r", help="The region this worker serves: US, EU or ASIA."),
+    backend: str | None = typer.Option(
+        None,
+        help="Executor backend (llamacpp, ollama, golem); default BEACON_REGION_BACKENDS / BEACON_BACKEND.",
+    ),
+    concurrency: int | None = typer.Option(
+        None, min=1, help="Executions at a time (default BEACON_WORKER_CONCURRENCY)."
+    ),
+    worker_id: str | None = typer.Option(None, "--id", help="Worker id (default: region-host-pid-random)."),
+) -> None:
+    """Run one region worker: take that region's executions from the queue (REDIS_URL), run them on
+    the backend, sign receipts. SIGTERM/Ctrl-C drains (finish current work, take no more); a second
+    one stops at once and hands current work back to the queue."""
+    chosen = normalize_region(region)
+    if chosen is None:
+        typer.secho(f"unknown region {region!r}; known: {', '.join(REGIONS)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    settings = _settings_or_exit()
+    if not settings.redis_url or settings.embedded:
+        typer.secho(
+            "a worker process needs REDIS_URL: the queue it shares with the API "
+            "(for one process with everything, run `beacon serve --embedded`)",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(2)
+    sys.exit(asyncio.run(_worker(settings, chosen, backend, concurrency, worker_id)))
+
+
+async def _worker(
+    settings: Settings, region: str, backend: str | None, concurrency: int | None, worker_id: str | None
+) -> int:
+    from beacon.logging import configure_logging
+    from beacon.runtime import Runtime
+    from beacon.store.migrate import current_revision, head_revision
+    from beacon.worker.loop import Worker
+    from beacon.worker.service import build_executor
+
+    configure_logging(settings)
+    runtime = await Runtime.start(settings, migrate=False)
+    try:
+        async with runtime.db.connect() as conn:
+            revision = await conn.run_sync(current_revision)
+        if revision != head_revision():
+            typer.secho(
+                f"the database is at revision {revision}, this worker needs {head_revision()}: "
+                "run `beacon db upgrade` (or start the API, which upgrades it)",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            return 2
+        assert runtime.queue is not None
+        executor = await build_executor(runtime, region, backend)
+        unit = Worker(
+            runtime,
+            runtime.queue,
+            region=region,
+            executor=executor,
+            backend=backend or settings.backend_for(region),
+            worker_id=worker_id,
+            concurrency=concurrency,
+        )
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                unit.drain()
+            else:
+                unit.stop()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        print(f"Beacon worker {unit.id} serving {region} ({unit.registry.info.backend})", flush=True)
+        try:
+            await unit.run()
+        finally:
+            with contextlib.suppress(Exception):
+                await executor.aclose()
+        return 0
+    finally:
+        await runtime.stop()
 
 
 @db_app.command("upgrade")
@@ -58,4 +235,5 @@ def db_upgrade() -> None:
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the ``beacon`` app."""
     app.command()(serve)
+    app.command()(worker)
     app.add_typer(db_app, name="db")

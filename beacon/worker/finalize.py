@@ -202,6 +202,10 @@ class Finalizers:
         self.schedule(job_ids)
         return len(job_ids)
 
+    async def aclose(self) -> None:
+        """Called by ``Runtime.stop``: give running finalizers a moment, then cancel them."""
+        await self.wait(timeout_s=5.0)
+
     async def wait(self, timeout_s: float) -> None:
         """Give running finalizers up to ``timeout_s`` to end, then cancel them (the sweeper resumes)."""
         tasks = list(self._tasks.values())

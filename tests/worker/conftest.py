@@ -139,3 +139,6 @@ class ScriptedExecutor:
 
     async def aclose(self) -> None:
         return None
+
+
+from tests.pipeline_support import make_cluster  # noqa: E402, F401 - real worker processes (test_worker_process)

@@ -20,3 +20,8 @@ def include_routers(app: FastAPI) -> None:
     from beacon.api.routes import diffs
 
     app.include_router(diffs.router)
+    from beacon.api.routes import executions, keys, ops
+
+    app.include_router(executions.router)
+    app.include_router(keys.router)
+    app.include_router(ops.router)
