@@ -197,6 +197,15 @@ class _Routes:
         return Call("GET", "/health", "/health")
 
     @staticmethod
+    def metrics() -> Call[str]:
+        """Prometheus metrics (text exposition format)."""
+        return Call("GET", "/metrics", "/metrics", parse="text")
+
+    @staticmethod
+    def openapi() -> Call[JSON]:
+        return Call("GET", "/openapi.json", "/openapi.json")
+
+    @staticmethod
     def ready() -> Call[httpx.Response]:
         return Call("GET", "/health/ready", "/health/ready", parse="response", ok=(503,))
 
@@ -266,13 +275,17 @@ class _Routes:
 
     @staticmethod
     def executions(
-        limit: int | None = None, offset: int | None = None, job_id: str | None = None
+        limit: int | None = None,
+        offset: int | None = None,
+        job_id: str | None = None,
+        status: str | None = None,
+        region: str | None = None,
     ) -> Call[JSON]:
         return Call(
             "GET",
             "/api/v1/executions",
             "/api/v1/executions",
-            params=_params(limit=limit, offset=offset, job_id=job_id),
+            params=_params(limit=limit, offset=offset, job_id=job_id, status=status, region=region),
         )
 
     @staticmethod
@@ -304,17 +317,25 @@ class _Routes:
         )
 
     @staticmethod
-    def consistency_proof(first: int, second: int) -> Call[JSON]:
+    def consistency_proof(first: int, second: int | None = None) -> Call[JSON]:
+        """``second`` defaults to the latest checkpoint's size."""
         return Call(
             "GET",
             "/api/v1/transparency/consistency",
             "/api/v1/transparency/consistency",
-            params={"first": first, "second": second},
+            params=_params(first=first, second=second),
         )
 
     @staticmethod
-    def checkpoint() -> Call[str]:
-        return Call("GET", "/api/v1/transparency/checkpoint", "/api/v1/transparency/checkpoint", parse="text")
+    def checkpoint(size: int | None = None) -> Call[str]:
+        """The latest signed checkpoint note, or the one of tree size ``size``."""
+        return Call(
+            "GET",
+            "/api/v1/transparency/checkpoint",
+            "/api/v1/transparency/checkpoint",
+            params=_params(size=size),
+            parse="text",
+        )
 
     @staticmethod
     def log_entry(index: int) -> Call[JSON]:
@@ -347,8 +368,13 @@ class _Routes:
 
     # diffs
     @staticmethod
-    def diffs(limit: int | None = None) -> Call[JSON]:
-        return Call("GET", "/api/v1/diffs", "/api/v1/diffs", params=_params(limit=limit))
+    def diffs(limit: int | None = None, offset: int | None = None) -> Call[JSON]:
+        return Call("GET", "/api/v1/diffs", "/api/v1/diffs", params=_params(limit=limit, offset=offset))
+
+    @staticmethod
+    def create_diff(job_id: str) -> Call[JSON]:
+        """Write a finished job's difference report now (operator; idempotent)."""
+        return Call("POST", "/api/v1/diffs/{job_id}", f"/api/v1/diffs/{_seg(job_id)}")
 
     @staticmethod
     def diff(job_id: str) -> Call[JSON]:
@@ -368,20 +394,30 @@ class _Routes:
         return Call("POST", "/admin/ops/pause", "/admin/ops/pause", json=_params(reason=reason))
 
     @staticmethod
-    def resume_submissions() -> Call[JSON]:
-        return Call("POST", "/admin/ops/resume", "/admin/ops/resume", json={})
+    def resume_submissions(reason: str | None = None) -> Call[JSON]:
+        return Call("POST", "/admin/ops/resume", "/admin/ops/resume", json=_params(reason=reason))
 
     @staticmethod
     def queue_stats() -> Call[JSON]:
         return Call("GET", "/admin/ops/queues", "/admin/ops/queues")
 
     @staticmethod
-    def dead_letters(region: str | None = None, limit: int | None = None) -> Call[JSON]:
+    def dead_letters(
+        region: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        include_requeued: bool = False,
+    ) -> Call[JSON]:
         return Call(
             "GET",
             "/admin/ops/dead-letters",
             "/admin/ops/dead-letters",
-            params=_params(region=region, limit=limit),
+            params=_params(
+                region=region,
+                limit=limit,
+                offset=offset,
+                include_requeued="true" if include_requeued else None,
+            ),
         )
 
     @staticmethod
@@ -628,6 +664,12 @@ class BeaconClient(_Base):
     def health(self) -> JSON:
         return self.send(ROUTES.health())
 
+    def metrics(self) -> str:
+        return self.send(ROUTES.metrics())
+
+    def openapi(self) -> JSON:
+        return self.send(ROUTES.openapi())
+
     def ready(self) -> httpx.Response:
         """``/health/ready``: 200 when ready, 503 (returned, not raised) when a dependency is down."""
         return self.send(ROUTES.ready())
@@ -693,9 +735,14 @@ class BeaconClient(_Base):
         return self.send(ROUTES.questions())
 
     def executions(
-        self, limit: int | None = None, offset: int | None = None, job_id: str | None = None
+        self,
+        limit: int | None = None,
+        offset: int | None = None,
+        job_id: str | None = None,
+        status: str | None = None,
+        region: str | None = None,
     ) -> JSON:
-        return self.send(ROUTES.executions(limit, offset, job_id))
+        return self.send(ROUTES.executions(limit, offset, job_id, status, region))
 
     def execution(self, execution_id: str) -> JSON:
         return self.send(ROUTES.execution(execution_id))
@@ -713,11 +760,11 @@ class BeaconClient(_Base):
     def inclusion_proof(self, index: int, size: int | None = None) -> JSON:
         return self.send(ROUTES.inclusion_proof(index, size))
 
-    def consistency_proof(self, first: int, second: int) -> JSON:
+    def consistency_proof(self, first: int, second: int | None = None) -> JSON:
         return self.send(ROUTES.consistency_proof(first, second))
 
-    def checkpoint(self) -> str:
-        return self.send(ROUTES.checkpoint())
+    def checkpoint(self, size: int | None = None) -> str:
+        return self.send(ROUTES.checkpoint(size))
 
     def log_entry(self, index: int) -> JSON:
         return self.send(ROUTES.log_entry(index))
@@ -733,8 +780,11 @@ class BeaconClient(_Base):
         return self.send(ROUTES.attest(document, idempotency_key))
 
     # diffs
-    def diffs(self, limit: int | None = None) -> JSON:
-        return self.send(ROUTES.diffs(limit))
+    def diffs(self, limit: int | None = None, offset: int | None = None) -> JSON:
+        return self.send(ROUTES.diffs(limit, offset))
+
+    def create_diff(self, job_id: str) -> JSON:
+        return self.send(ROUTES.create_diff(job_id))
 
     def diff(self, job_id: str) -> JSON:
         return self.send(ROUTES.diff(job_id))
@@ -746,14 +796,20 @@ class BeaconClient(_Base):
     def pause_submissions(self, reason: str | None = None) -> JSON:
         return self.send(ROUTES.pause_submissions(reason))
 
-    def resume_submissions(self) -> JSON:
-        return self.send(ROUTES.resume_submissions())
+    def resume_submissions(self, reason: str | None = None) -> JSON:
+        return self.send(ROUTES.resume_submissions(reason))
 
     def queue_stats(self) -> JSON:
         return self.send(ROUTES.queue_stats())
 
-    def dead_letters(self, region: str | None = None, limit: int | None = None) -> JSON:
-        return self.send(ROUTES.dead_letters(region, limit))
+    def dead_letters(
+        self,
+        region: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        include_requeued: bool = False,
+    ) -> JSON:
+        return self.send(ROUTES.dead_letters(region, limit, offset, include_requeued))
 
     def requeue_dead_letters(self, ids: Sequence[int] | None = None, region: str | None = None) -> JSON:
         return self.send(ROUTES.requeue_dead_letters(ids, region))
@@ -867,6 +923,12 @@ class AsyncBeaconClient(_Base):
     async def health(self) -> JSON:
         return await self.send(ROUTES.health())
 
+    async def metrics(self) -> str:
+        return await self.send(ROUTES.metrics())
+
+    async def openapi(self) -> JSON:
+        return await self.send(ROUTES.openapi())
+
     async def ready(self) -> httpx.Response:
         """``/health/ready``: 200 when ready, 503 (returned, not raised) when a dependency is down."""
         return await self.send(ROUTES.ready())
@@ -934,9 +996,14 @@ class AsyncBeaconClient(_Base):
         return await self.send(ROUTES.questions())
 
     async def executions(
-        self, limit: int | None = None, offset: int | None = None, job_id: str | None = None
+        self,
+        limit: int | None = None,
+        offset: int | None = None,
+        job_id: str | None = None,
+        status: str | None = None,
+        region: str | None = None,
     ) -> JSON:
-        return await self.send(ROUTES.executions(limit, offset, job_id))
+        return await self.send(ROUTES.executions(limit, offset, job_id, status, region))
 
     async def execution(self, execution_id: str) -> JSON:
         return await self.send(ROUTES.execution(execution_id))
@@ -954,11 +1021,11 @@ class AsyncBeaconClient(_Base):
     async def inclusion_proof(self, index: int, size: int | None = None) -> JSON:
         return await self.send(ROUTES.inclusion_proof(index, size))
 
-    async def consistency_proof(self, first: int, second: int) -> JSON:
+    async def consistency_proof(self, first: int, second: int | None = None) -> JSON:
         return await self.send(ROUTES.consistency_proof(first, second))
 
-    async def checkpoint(self) -> str:
-        return await self.send(ROUTES.checkpoint())
+    async def checkpoint(self, size: int | None = None) -> str:
+        return await self.send(ROUTES.checkpoint(size))
 
     async def log_entry(self, index: int) -> JSON:
         return await self.send(ROUTES.log_entry(index))
@@ -974,8 +1041,11 @@ class AsyncBeaconClient(_Base):
         return await self.send(ROUTES.attest(document, idempotency_key))
 
     # diffs
-    async def diffs(self, limit: int | None = None) -> JSON:
-        return await self.send(ROUTES.diffs(limit))
+    async def diffs(self, limit: int | None = None, offset: int | None = None) -> JSON:
+        return await self.send(ROUTES.diffs(limit, offset))
+
+    async def create_diff(self, job_id: str) -> JSON:
+        return await self.send(ROUTES.create_diff(job_id))
 
     async def diff(self, job_id: str) -> JSON:
         return await self.send(ROUTES.diff(job_id))
@@ -987,14 +1057,20 @@ class AsyncBeaconClient(_Base):
     async def pause_submissions(self, reason: str | None = None) -> JSON:
         return await self.send(ROUTES.pause_submissions(reason))
 
-    async def resume_submissions(self) -> JSON:
-        return await self.send(ROUTES.resume_submissions())
+    async def resume_submissions(self, reason: str | None = None) -> JSON:
+        return await self.send(ROUTES.resume_submissions(reason))
 
     async def queue_stats(self) -> JSON:
         return await self.send(ROUTES.queue_stats())
 
-    async def dead_letters(self, region: str | None = None, limit: int | None = None) -> JSON:
-        return await self.send(ROUTES.dead_letters(region, limit))
+    async def dead_letters(
+        self,
+        region: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        include_requeued: bool = False,
+    ) -> JSON:
+        return await self.send(ROUTES.dead_letters(region, limit, offset, include_requeued))
 
     async def requeue_dead_letters(self, ids: Sequence[int] | None = None, region: str | None = None) -> JSON:
         return await self.send(ROUTES.requeue_dead_letters(ids, region))
