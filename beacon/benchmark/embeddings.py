@@ -91,16 +91,18 @@ _ERF_Q = tuple(
 
 
 def erf(x: NDArray[Any]) -> FloatArray:
-    """The error function, elementwise, in float32."""
+    """The error function, elementwise, in float32 (Horner's scheme, in place: four temporaries)."""
     z = np.clip(np.asarray(x, dtype=np.float32), np.float32(-4.0), np.float32(4.0))
     z2 = z * z
-    p = np.full_like(z, _ERF_P[0])
-    for c in _ERF_P[1:]:
+    p = z2 * _ERF_P[0]
+    p += _ERF_P[1]
+    for c in _ERF_P[2:]:
         p *= z2
         p += c
     p *= z
-    q = np.full_like(z, _ERF_Q[0])
-    for c in _ERF_Q[1:]:
+    q = z2 * _ERF_Q[0]
+    q += _ERF_Q[1]
+    for c in _ERF_Q[2:]:
         q *= z2
         q += c
     p /= q
@@ -264,7 +266,7 @@ class MiniLM:
         result: FloatArray = (pooled / norms).astype(np.float32)
         return result
 
-    def encode(self, texts: Sequence[str], *, batch_tokens: int = 8192) -> FloatArray:
+    def encode(self, texts: Sequence[str], *, batch_tokens: int = 1024) -> FloatArray:
         """Unit embeddings, one row per text (order kept; duplicates computed once).
 
         Texts are sorted by length and batched so that a batch holds at most ``batch_tokens``
