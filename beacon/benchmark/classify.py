@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import unicodedata
 import zlib
 from collections.abc import Callable, Sequence
@@ -441,13 +442,16 @@ def _clip(text: str, limit: int) -> str:
 
 
 _default: Classifier | None = None
+_default_lock = threading.Lock()
 
 
 def default_classifier() -> Classifier:
-    """The process-wide classifier with the built-in exemplars and the MiniLM embedder."""
+    """The process-wide classifier with the built-in exemplars and the MiniLM embedder (built once)."""
     global _default
     if _default is None:
-        from beacon.benchmark.embeddings import encode
+        with _default_lock:
+            if _default is None:
+                from beacon.benchmark.embeddings import encode
 
-        _default = Classifier(encode)
+                _default = Classifier(encode)
     return _default

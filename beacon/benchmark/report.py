@@ -283,10 +283,13 @@ async def create_difference_report(
         existing = await _stored(conn, job_id)
         if existing is not None:
             return dict(existing["report"])
+        benchmark = await conn.scalar(sa.select(jobs.c.benchmark).where(jobs.c.id == job_id))
+        if benchmark is None:
+            raise LookupError(f"unknown job {job_id!r}")
+        if benchmark in SKIPPED_BENCHMARKS:
+            return None
         job, records = await load_job(conn, job_id)
-    if job is None:
-        raise LookupError(f"unknown job {job_id!r}")
-    if job["benchmark"] in SKIPPED_BENCHMARKS or len(regions_completed(records)) < 2:
+    if job is None or len(regions_completed(records)) < 2:
         return None
 
     prompt_context = _prompt_context(job.get("spec"))
