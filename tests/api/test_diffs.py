@@ -80,6 +80,15 @@ async def test_list_shows_pending_then_reported_newest_first(
     assert listed["regions"] == ["ASIA", "EU", "US"] and isinstance(listed["leaf_index"], int)
 
 
+async def test_noop_jobs_have_nothing_to_compare(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    noop = {(region, "noop", "noop", "neutral"): "" for region in ("US", "EU", "ASIA")}
+    await insert_job(runtime.db, "noop-job", noop, benchmark="noop")
+    assert (await client.get("/api/v1/diffs")).json()["total"] == 0
+    body = problem(await client.get("/api/v1/diffs/noop-job"), 404, "diff_not_found")
+    assert "calls no model" in body["detail"]
+    problem(await client.post("/api/v1/diffs/noop-job", headers=auth("operator")), 409, "not_comparable")
+
+
 async def test_read_the_signed_report(client: httpx.AsyncClient, runtime: Runtime) -> None:
     await insert_job(runtime.db, "job-a", outputs())
     report = await create_difference_report(runtime, "job-a")

@@ -20,7 +20,7 @@ from beacon.api.openapi import problem_responses
 from beacon.api.problems import Problem
 from beacon.benchmark.classify import SUCCESS_STATUS
 from beacon.benchmark.embeddings import EmbeddingModelUnavailable
-from beacon.benchmark.report import ANALYSIS_TYPE, create_difference_report
+from beacon.benchmark.report import ANALYSIS_TYPE, SKIPPED_BENCHMARKS, create_difference_report
 from beacon.clock import iso_time
 from beacon.models.jobspec import ID_PATTERN
 from beacon.runtime import Runtime
@@ -56,6 +56,8 @@ async def list_diffs(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
     multi = _completed_regions_query()
+    comparable = multi.join(jobs, jobs.c.id == multi.c.job_id)
+    analysed = jobs.c.benchmark.not_in(sorted(SKIPPED_BENCHMARKS))  # noop jobs call no model
     query = (
         sa.select(
             jobs.c.id.label("job_id"),
@@ -68,17 +70,18 @@ async def list_diffs(
             diff_reports.c.leaf_index,
             diff_reports.c.created_at,
         )
-        .select_from(
-            multi.join(jobs, jobs.c.id == multi.c.job_id).outerjoin(
-                diff_reports, diff_reports.c.job_id == multi.c.job_id
-            )
-        )
+        .select_from(comparable.outerjoin(diff_reports, diff_reports.c.job_id == multi.c.job_id))
+        .where(analysed)
         .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
         .limit(limit)
         .offset(offset)
     )
     async with runtime.db.connect() as conn:
-        total = int((await conn.execute(sa.select(sa.func.count()).select_from(multi))).scalar_one())
+        total = int(
+            (
+                await conn.execute(sa.select(sa.func.count()).select_from(comparable).where(analysed))
+            ).scalar_one()
+        )
         rows = (await conn.execute(query)).all()
         pending = [r.job_id for r in rows if r.id is None]
         regions: dict[str, set[str]] = defaultdict(set)
@@ -115,9 +118,19 @@ async def _report_row(runtime: Runtime, job_id: str) -> Any:
         row = (await conn.execute(sa.select(diff_reports).where(diff_reports.c.job_id == job_id))).first()
         if row is not None:
             return row
-        job = (await conn.execute(sa.select(jobs.c.status).where(jobs.c.id == job_id))).first()
+        job = (
+            await conn.execute(sa.select(jobs.c.status, jobs.c.benchmark).where(jobs.c.id == job_id))
+        ).first()
     if job is None:
         raise Problem(404, "job_not_found", "Job not found", f"no job with id {job_id!r}")
+    if job.benchmark in SKIPPED_BENCHMARKS:
+        raise Problem(
+            404,
+            "diff_not_found",
+            "No difference report for this job",
+            f"job {job_id!r} ran the {job.benchmark} benchmark, which calls no model: there is nothing to compare",
+            job_status=job.status,
+        )
     raise Problem(
         404,
         "diff_not_found",
