@@ -310,6 +310,8 @@ class _Family:
         self.pid = pid
         self.members: dict[int, float] = {}
         self.final: dict[str, Any] | None = None
+        with contextlib.suppress(psutil.Error):  # the phase process itself (interrupted runs)
+            self.members[pid] = psutil.Process(pid).create_time()
 
     def remember(self) -> None:
         try:
