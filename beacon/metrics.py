@@ -35,6 +35,16 @@ JOBS_ACCEPTED = Counter(
 JOBS_REJECTED = Counter(
     "beacon_jobs_rejected_total", "JobSpec submissions refused, by problem code.", ["code"]
 )
+INTAKE_BATCH_JOBS = Histogram(
+    "beacon_intake_batch_jobs",
+    "Submissions written per intake transaction (group commit).",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200),
+)
+INTAKE_COMMIT_SECONDS = Histogram(
+    "beacon_intake_commit_seconds",
+    "Time to write and commit one intake transaction.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 RATE_LIMITED = Counter(
     "beacon_rate_limited_total", "Requests refused by the rate limiter, by policy.", ["policy"]
 )

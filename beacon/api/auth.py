@@ -60,8 +60,11 @@ def resolve_role(settings: Settings, token: str) -> Role | None:
     return found
 
 
-def principal_from_request(request: Request) -> Principal:
-    """Who is calling. A malformed or unknown token is a 401, never silently anonymous."""
+async def principal_from_request(request: Request) -> Principal:
+    """Who is calling. A malformed or unknown token is a 401, never silently anonymous.
+
+    ``async`` (like every dependency here) because FastAPI runs plain ``def`` dependencies in a thread pool.
+    """
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
@@ -100,7 +103,7 @@ class RoleRequirement:
     def __init__(self, minimum: Role) -> None:
         self.minimum = minimum
 
-    def __call__(self, principal: Annotated[Principal, Depends(principal_from_request)]) -> Principal:
+    async def __call__(self, principal: Annotated[Principal, Depends(principal_from_request)]) -> Principal:
         minimum = self.minimum
         if principal.role >= minimum:
             return principal

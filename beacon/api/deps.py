@@ -7,6 +7,7 @@ from fastapi import Request
 from beacon.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """The app's runtime. ``async`` on purpose: FastAPI runs plain ``def`` dependencies in a thread pool."""
     runtime: Runtime = request.app.state.runtime
     return runtime

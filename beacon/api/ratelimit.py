@@ -200,7 +200,7 @@ async def enforce_rate_limit(request: Request) -> None:
     template = route_template(request.scope)
     if template is None or template.startswith(EXEMPT_PREFIXES):
         return
-    runtime = get_runtime(request)
+    runtime = await get_runtime(request)
     config = await current_admin_config(runtime)
     if (request.method, template) in SUBMIT_ROUTES:
         policy, limit = "submit", config.rate_limits.submit_per_minute

@@ -2,7 +2,7 @@
 
 * first use: the key is claimed (``in_flight``) in a short transaction of its own, so concurrent
   copies of the request see the claim at once;
-* the submission transaction that creates the job also stores the response (``done``);
+* the transaction that creates the job also stores the response (``done``);
 * same key + same body later: the stored response is replayed; same key + different body: 422;
   same key while the first is still running: 409;
 * a request that fails releases its claim (nothing was written), so the client may retry;
@@ -123,26 +123,37 @@ async def claim(
     return StoredResponse(row.response_status, bytes(row.response_body), dict(row.response_headers or {}))
 
 
-async def complete(conn: AsyncConnection, owned: Claim, *, job_id: str, response: StoredResponse) -> None:
-    """Store the response inside the submission transaction; IntakeError 409 if the claim was lost."""
-    table = idempotency_keys.c
-    result = await conn.execute(
-        sa.update(idempotency_keys)
-        .where(table.key == owned.key, table.state == "in_flight", table.created_at == owned.token)
-        .values(
-            state="done",
-            job_id=job_id,
-            response_status=response.status,
-            response_body=response.body,
-            response_headers=response.headers,
-        )
+COMPLETE = (
+    sa.update(idempotency_keys)
+    .where(
+        idempotency_keys.c.key == sa.bindparam("b_key"),
+        idempotency_keys.c.fingerprint == sa.bindparam("b_fingerprint"),
     )
-    if result.rowcount != 1:
-        raise IntakeError(
-            "idempotency_in_flight",
-            "another request took over this Idempotency-Key while this one was running",
-            status=409,
-        )
+    .values(
+        state="done",
+        job_id=sa.bindparam("b_job_id"),
+        response_status=sa.bindparam("b_status"),
+        response_body=sa.bindparam("b_body"),
+        response_headers=sa.bindparam("b_headers"),
+    )
+)
+"""Store the response under a key; execute (inside the submission transaction) with :func:`completion`.
+
+Matched by key and fingerprint, not by claim: if a stale claim was taken over, the other request
+carried the same body, hence the same nonce, so at most one of the two can have created the job.
+"""
+
+
+def completion(owned: Claim, *, job_id: str, response: StoredResponse) -> dict[str, object]:
+    """The parameters of :data:`COMPLETE` for one request."""
+    return {
+        "b_key": owned.key,
+        "b_fingerprint": owned.fingerprint,
+        "b_job_id": job_id,
+        "b_status": response.status,
+        "b_body": response.body,
+        "b_headers": response.headers,
+    }
 
 
 async def release(db: Database, owned: Claim) -> None:

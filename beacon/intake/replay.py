@@ -88,27 +88,30 @@ def check_freshness(
     return Freshness(timestamp, nonce, timestamp + max_age_s + max_skew_s)
 
 
-async def record_nonce(
-    db: Database, conn: AsyncConnection, public_key_b64: str, freshness: Freshness, *, now: float
-) -> None:
-    """Claim the nonce inside the caller's transaction; IntakeError ``replay_detected`` if it is taken.
-
-    An expired row with the same nonce is taken over in the same statement.
-    """
-    statement = db.insert(nonces).values(
-        public_key=public_key_b64, nonce=freshness.nonce, expires_at=freshness.expires_at
-    )
-    statement = statement.on_conflict_do_update(
+def nonce_claim(db: Database, *, now: float) -> Any:
+    """INSERT … RETURNING for nonce rows: a row comes back for each nonce claimed (new, or expired and
+    taken over); a nonce still in its window returns nothing. Execute with one or many rows."""
+    statement = db.insert(nonces)
+    return statement.on_conflict_do_update(
         index_elements=[nonces.c.public_key, nonces.c.nonce],
         set_={"expires_at": statement.excluded.expires_at},
         where=nonces.c.expires_at < now,
+    ).returning(nonces.c.public_key, nonces.c.nonce)
+
+
+def replay_detected() -> IntakeError:
+    return IntakeError(
+        "replay_detected", "this key already used metadata.nonce for an accepted JobSpec; sign a new document"
     )
-    result = await conn.execute(statement)
-    if result.rowcount != 1:
-        raise IntakeError(
-            "replay_detected",
-            "this key already used metadata.nonce for an accepted JobSpec; sign a new document",
-        )
+
+
+async def record_nonce(
+    db: Database, conn: AsyncConnection, public_key_b64: str, freshness: Freshness, *, now: float
+) -> None:
+    """Claim one nonce inside the caller's transaction; IntakeError ``replay_detected`` if it is taken."""
+    row = {"public_key": public_key_b64, "nonce": freshness.nonce, "expires_at": freshness.expires_at}
+    if not (await conn.execute(nonce_claim(db, now=now), [row])).all():
+        raise replay_detected()
 
 
 async def purge_expired_nonces(conn: AsyncConnection, *, now: float) -> int:

@@ -2,8 +2,9 @@
 
 Order matters (reference §9, failure modes 2 and 5): the signature is verified on the document
 exactly as parsed, *then* the document is normalised and validated, then planned, and only then
-is anything written — in one transaction holding the job, its events, the nonce, the idempotency
-record, every planned execution and one outbox row per execution.
+is anything written — atomically: the job, its events, the nonce, the idempotency record, every
+planned execution and one outbox row per execution (beacon.intake.writer, which lets concurrent
+submissions share a transaction without sharing their fate).
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ from beacon.clock import iso_time
 from beacon.intake import idempotency
 from beacon.intake.document import parse_document
 from beacon.intake.errors import IntakeError
-from beacon.intake.replay import check_freshness, purge_expired_nonces, record_nonce
+from beacon.intake.replay import check_freshness, purge_expired_nonces
 from beacon.intake.signatures import Scheme, Verification, verify_jobspec
 from beacon.intake.trust import TrustDecision, evaluate_trust
+from beacon.intake.writer import PreparedJob, SubmissionWriter
 from beacon.metrics import JOBS_ACCEPTED, JOBS_REJECTED
 from beacon.models.jobspec import JobSpec
 from beacon.runtime import Runtime
 from beacon.store import now
-from beacon.store.tables import executions, job_events, jobs, outbox
 from beacon.worker.planner import PlanError, PlannedExecution, plan
 
 log = logging.getLogger("beacon.intake")
@@ -140,6 +141,7 @@ class Intake:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.writer = SubmissionWriter(runtime.db)
         self._last_purge = time.monotonic()
 
     async def submit(
@@ -209,92 +211,81 @@ class Intake:
         accepted_at = now()
         response = self._response(spec, verification, trust, body, regions, len(planned), accepted_at)
 
-        db = runtime.db
-        async with db.begin() as conn:
-            await record_nonce(db, conn, verification.public_key_b64, freshness, now=accepted_at)
-            inserted = await conn.execute(
-                db.insert(jobs)
-                .values(
-                    id=spec.id,
-                    status="enqueued",
-                    benchmark=spec.benchmark.name,
-                    spec=spec.model_dump(mode="json"),
-                    raw=body.decode("utf-8"),
-                    spec_hash=sha256_hex(body),
-                    signature_scheme=str(verification.scheme),
-                    public_key=verification.public_key_b64,
-                    kid=trust.kid,
-                    regions=regions,
-                    total_executions=len(planned),
-                    request_id=request_id,
-                    created_at=accepted_at,
-                    enqueued_at=accepted_at,
-                    updated_at=accepted_at,
-                )
-                .on_conflict_do_nothing(index_elements=[jobs.c.id])
-            )
-            if inserted.rowcount != 1:
-                raise IntakeError(
-                    "job_exists",
-                    f"a job with id {spec.id!r} already exists; give the new job another id",
-                    status=409,
-                )
-            created_detail: dict[str, Any] = {"scheme": str(verification.scheme), "kid": trust.kid}
-            if verification.unsigned_fields:
-                created_detail["unsigned_fields"] = list(verification.unsigned_fields)
-            await conn.execute(
-                job_events.insert(),
-                [
-                    {"job_id": spec.id, "status": "created", "at": accepted_at, "detail": created_detail},
-                    {
-                        "job_id": spec.id,
-                        "status": "enqueued",
-                        "at": accepted_at,
-                        "detail": {"executions": len(planned), "regions": regions},
-                    },
-                ],
-            )
-            await conn.execute(
-                executions.insert(),
-                [
-                    {
-                        "id": p.id,
-                        "job_id": p.job_id,
+        job_id = spec.id
+        created_detail: dict[str, Any] = {"scheme": str(verification.scheme), "kid": trust.kid}
+        if verification.unsigned_fields:
+            created_detail["unsigned_fields"] = list(verification.unsigned_fields)
+        prepared = PreparedJob(
+            job={
+                "id": job_id,
+                "status": "enqueued",
+                "benchmark": spec.benchmark.name,
+                "spec": spec.model_dump(mode="json"),
+                "raw": body.decode("utf-8"),
+                "spec_hash": sha256_hex(body),
+                "signature_scheme": str(verification.scheme),
+                "public_key": verification.public_key_b64,
+                "kid": trust.kid,
+                "regions": regions,
+                "total_executions": len(planned),
+                "request_id": request_id,
+                "created_at": accepted_at,
+                "enqueued_at": accepted_at,
+                "updated_at": accepted_at,
+            },
+            events=[
+                {"job_id": job_id, "status": "created", "at": accepted_at, "detail": created_detail},
+                {
+                    "job_id": job_id,
+                    "status": "enqueued",
+                    "at": accepted_at,
+                    "detail": {"executions": len(planned), "regions": regions},
+                },
+            ],
+            executions=[
+                {
+                    "id": p.id,
+                    "job_id": job_id,
+                    "region": p.region,
+                    "model": p.model,
+                    "question_id": p.question_id,
+                    "variant": p.variant,
+                    "status": "queued",
+                    "attempt": 0,
+                    "queued_at": accepted_at,
+                    "created_at": accepted_at,
+                    "updated_at": accepted_at,
+                }
+                for p in planned
+            ],
+            outbox=[
+                {
+                    "topic": p.region,
+                    "payload": {
+                        "execution_id": p.id,
+                        "job_id": job_id,
                         "region": p.region,
-                        "model": p.model,
-                        "question_id": p.question_id,
-                        "variant": p.variant,
-                        "status": "queued",
                         "attempt": 0,
-                        "queued_at": accepted_at,
-                        "created_at": accepted_at,
-                        "updated_at": accepted_at,
-                    }
-                    for p in planned
-                ],
-            )
-            await conn.execute(
-                outbox.insert(),
-                [
-                    {
-                        "topic": p.region,
-                        "payload": {
-                            "execution_id": p.id,
-                            "job_id": p.job_id,
-                            "region": p.region,
-                            "attempt": 0,
-                            "enqueued_at": accepted_at,
-                        },
-                        "created_at": accepted_at,
-                    }
-                    for p in planned
-                ],
-            )
-            if claim is not None:
-                stored = idempotency.StoredResponse(response.status, response.body, response.headers)
-                await idempotency.complete(conn, claim, job_id=spec.id, response=stored)
+                        "enqueued_at": accepted_at,
+                    },
+                    "created_at": accepted_at,
+                }
+                for p in planned
+            ],
+            nonce={
+                "public_key": verification.public_key_b64,
+                "nonce": freshness.nonce,
+                "expires_at": freshness.expires_at,
+            },
+            idempotency=(
+                (claim, idempotency.StoredResponse(response.status, response.body, response.headers))
+                if claim is not None
+                else None
+            ),
+        )
+        await self.writer.write(prepared)
         JOBS_ACCEPTED.labels(str(verification.scheme)).inc()
-        log.info(
+        log.debug(  # the access log, the job's events and beacon_jobs_accepted_total already record it
             "job accepted",
             extra={
                 "job_id": spec.id,
@@ -333,6 +324,9 @@ class Intake:
         if verification.unsigned_fields:
             payload["unsigned_fields"] = list(verification.unsigned_fields)
         return IntakeResponse(202, orjson.dumps(payload), {"Location": location})
+
+    async def aclose(self) -> None:
+        await self.writer.aclose()
 
     async def _housekeeping(self) -> None:
         """Forget expired nonces and idempotency keys, at most once a minute per process."""

@@ -1,0 +1,173 @@
+"""Group commit for submissions: concurrent jobs share one transaction, each one all-or-nothing.
+
+A request hands its prepared rows to the writer and waits. The writer takes everything waiting
+(up to ``max_batch``) and writes it in one transaction with one multi-row statement per table; the
+next batch gathers while this one commits. At low load a batch is one job and nothing waits; under
+load the per-transaction costs (round trips, commit flush) are shared.
+
+Each job keeps its own atomicity inside the batch: its nonce is claimed first (a replay gets
+``replay_detected``), then its job row (a taken id gets ``job_exists`` and its nonce is removed
+again), and only jobs whose nonce and id both went in get their events, executions, outbox rows and
+idempotency record. If the transaction fails, no job of the batch was written and every waiting
+request gets the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from beacon.intake import idempotency
+from beacon.intake.errors import IntakeError
+from beacon.intake.idempotency import Claim, StoredResponse
+from beacon.intake.replay import nonce_claim, replay_detected
+from beacon.metrics import INTAKE_BATCH_JOBS, INTAKE_COMMIT_SECONDS
+from beacon.store import Database, now
+from beacon.store.tables import executions, job_events, jobs, nonces, outbox
+
+
+@dataclass
+class PreparedJob:
+    """Every row one accepted submission writes, ready for the writer."""
+
+    job: dict[str, Any]
+    events: list[dict[str, Any]]
+    executions: list[dict[str, Any]]
+    outbox: list[dict[str, Any]]
+    nonce: dict[str, Any]
+    """``{"public_key", "nonce", "expires_at"}``"""
+    idempotency: tuple[Claim, StoredResponse] | None = None
+    done: asyncio.Future[None] | None = field(default=None, repr=False)
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job["id"])
+
+    @property
+    def nonce_key(self) -> tuple[str, str]:
+        return self.nonce["public_key"], self.nonce["nonce"]
+
+
+def job_exists(job_id: str) -> IntakeError:
+    return IntakeError(
+        "job_exists", f"a job with id {job_id!r} already exists; give the new job another id", status=409
+    )
+
+
+class SubmissionWriter:
+    """Writes prepared jobs in shared transactions; one per process (``intake_for(runtime).writer``)."""
+
+    def __init__(self, db: Database, *, max_batch: int = 200) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self._waiting: list[PreparedJob] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def write(self, job: PreparedJob) -> None:
+        """Return once ``job`` is committed; raise IntakeError (replay, taken id) or the database's error."""
+        job.done = asyncio.get_running_loop().create_future()
+        self._waiting.append(job)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._drain(), name="beacon-intake-writer")
+        # shield: a client that goes away must not cancel a commit other requests share
+        await asyncio.shield(job.done)
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
+            started = time.perf_counter()
+            try:
+                outcomes = await self._flush(batch)
+            except BaseException as exc:
+                for job in batch:
+                    assert job.done is not None
+                    if not job.done.done():
+                        job.done.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            INTAKE_BATCH_JOBS.observe(len(batch))
+            INTAKE_COMMIT_SECONDS.observe(time.perf_counter() - started)
+            for job, outcome in zip(batch, outcomes, strict=True):
+                assert job.done is not None
+                if job.done.done():
+                    continue
+                if outcome is None:
+                    job.done.set_result(None)
+                else:
+                    job.done.set_exception(outcome)
+
+    async def _flush(self, batch: list[PreparedJob]) -> list[IntakeError | None]:
+        outcomes: list[IntakeError | None] = [None] * len(batch)
+        nonces_seen: set[tuple[str, str]] = set()
+        ids_seen: set[str] = set()
+        for index, job in enumerate(batch):  # duplicates inside one batch: the first one wins
+            if job.nonce_key in nonces_seen:
+                outcomes[index] = replay_detected()
+            elif job.job_id in ids_seen:
+                outcomes[index] = job_exists(job.job_id)
+            else:
+                nonces_seen.add(job.nonce_key)
+                ids_seen.add(job.job_id)
+        live = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        if not live:
+            return outcomes
+        async with self.db.begin() as conn:
+            claimed = {
+                (row.public_key, row.nonce)
+                for row in await conn.execute(nonce_claim(self.db, now=now()), [batch[i].nonce for i in live])
+            }
+            for i in live:
+                if batch[i].nonce_key not in claimed:
+                    outcomes[i] = replay_detected()
+            live = [i for i in live if outcomes[i] is None]
+            if live:
+                inserted = {
+                    row.id
+                    for row in await conn.execute(
+                        self.db.insert(jobs)
+                        .on_conflict_do_nothing(index_elements=[jobs.c.id])
+                        .returning(jobs.c.id),
+                        [batch[i].job for i in live],
+                    )
+                }
+                taken = [i for i in live if batch[i].job_id not in inserted]
+                if taken:
+                    for i in taken:
+                        outcomes[i] = job_exists(batch[i].job_id)
+                    await conn.execute(
+                        sa.delete(nonces).where(
+                            sa.tuple_(nonces.c.public_key, nonces.c.nonce).in_(
+                                [batch[i].nonce_key for i in taken]
+                            )
+                        )
+                    )
+                live = [i for i in live if outcomes[i] is None]
+            if live:
+                await self._insert(conn, job_events, [row for i in live for row in batch[i].events])
+                await self._insert(conn, executions, [row for i in live for row in batch[i].executions])
+                await self._insert(conn, outbox, [row for i in live for row in batch[i].outbox])
+                completions = [
+                    idempotency.completion(pair[0], job_id=batch[i].job_id, response=pair[1])
+                    for i in live
+                    if (pair := batch[i].idempotency) is not None
+                ]
+                if completions:
+                    await conn.execute(idempotency.COMPLETE, completions)
+        return outcomes
+
+    @staticmethod
+    async def _insert(conn: Any, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await conn.execute(table.insert(), rows)
+
+    async def aclose(self) -> None:
+        """Finish what is waiting (called by Runtime.stop through the intake)."""
+        if self._flusher is not None:
+            with contextlib.suppress(Exception):
+                await self._flusher
