@@ -326,7 +326,11 @@ class Classifier:
         problem = degeneration(item.text, self.settings)
         if problem is None:
             return None
-        confidence = 1.0 if problem.reason in ("empty_output", "no_words") else 0.9
+        # The share of the text that is repetition, or what compression removed; 1 for empty text.
+        confidence = {
+            "repetition_loop": problem.measure,
+            "low_information": round(1.0 - problem.measure, 4),
+        }.get(problem.reason, 1.0)
         return Classification(
             "technical_error",
             confidence,

@@ -130,6 +130,12 @@ def test_degenerate_outputs(text: str, reason: str, classifier: Classifier) -> N
     result = classifier.classify(text)
     assert result.label == "technical_error"
     assert result.evidence["reason"] == reason
+    if reason == "repetition_loop":
+        assert result.confidence == result.evidence["measure"] >= 0.5
+    elif reason == "low_information":
+        assert result.confidence == round(1 - result.evidence["measure"], 4) > 0.88
+    else:
+        assert result.confidence == 1.0
 
 
 def test_short_answers_are_not_technical_errors(classifier: Classifier) -> None:
