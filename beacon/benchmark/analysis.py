@@ -21,7 +21,7 @@ import numpy as np
 
 from beacon.benchmark.classify import SUCCESS_STATUS, Classification, Classifier, Response
 from beacon.benchmark.embeddings import FloatArray
-from beacon.benchmark.questions import QuestionSet, question_set
+from beacon.benchmark.questions import Question, QuestionSet, question_set
 from beacon.benchmark.similarity import PairSimilarity, compare, diff_fragment, tokens
 from beacon.canonical import sha256_hex
 
@@ -153,13 +153,8 @@ def analyse(
 ) -> Analysis:
     """Classify every execution and compare the regions' answers item by item."""
     questions = questions or question_set()
-    classifications = dict(
-        zip(
-            [r.id for r in records],
-            classifier.classify_many([Response(r.output, r.status, r.error_code) for r in records]),
-            strict=True,
-        )
-    )
+    responses = [Response(r.output, r.status, r.error_code) for r in records]
+    classifications = dict(zip([r.id for r in records], classifier.classify_many(responses), strict=True))
     with_output = [r for r in records if r.has_output]
     vectors: dict[str, FloatArray] = {}
     if with_output:
@@ -169,96 +164,103 @@ def analyse(
     groups: dict[ItemKey, list[ExecutionRecord]] = defaultdict(list)
     for record in records:
         groups[(record.model, record.question_id, record.variant)].append(record)
-
     items: list[dict[str, Any]] = []
     comparisons: list[dict[str, Any]] = []
     item_stats: list[_ItemStats] = []
     for key in sorted(groups):
-        model, question_id, variant = key
-        group = sorted(groups[key], key=lambda r: r.region)
-        question = questions.get(question_id)
-        category = question.category if question else None
-        expected = question.expected_any_of if question else ()
-        factual = {
-            r.region: answer_is_correct(r.output or "", expected)
-            for r in group
-            if expected and classifications[r.id].label != "technical_error"
-        }
-        with_text = [r for r in group if r.has_output]
-        regions = [r.region for r in with_text]
-        n = len(with_text)
-        semantic = np.eye(n)
-        jaccard = np.eye(n)
-        ratio = np.eye(n)
-        pairs: list[tuple[ExecutionRecord, ExecutionRecord, PairSimilarity]] = []
-        for i, j in combinations(range(n), 2):
-            lhs, rhs = with_text[i], with_text[j]
-            pair = compare(lhs.output or "", rhs.output or "", vectors[lhs.id], vectors[rhs.id])
-            semantic[i, j] = semantic[j, i] = pair.semantic
-            jaccard[i, j] = jaccard[j, i] = pair.jaccard
-            ratio[i, j] = ratio[j, i] = pair.diff_ratio
-            pairs.append((lhs, rhs, pair))
-        item: dict[str, Any] = {
-            "model": model,
-            "question_id": question_id,
-            "variant": variant,
-            "category": category,
-            "classes": {
-                r.region: {
-                    "execution_id": r.id,
-                    "label": classifications[r.id].label,
-                    "confidence": classifications[r.id].confidence,
-                }
-                for r in group
-            },
-            "similarity": {
-                "regions": regions,
-                "semantic": _matrix(semantic),
-                "jaccard": _matrix(jaccard),
-                "diff_ratio": _matrix(ratio),
-            },
-        }
-        if expected:
-            item["expected_any_of"] = list(expected)
-            item["factual"] = factual
+        item, compared, stats = _analyse_item(
+            key, groups[key], classifications, vectors, questions.get(key[1]), thresholds
+        )
         items.append(item)
-        analysed = [r for r in group if classifications[r.id].label != "technical_error"]
-        stats = _ItemStats(key=key, category=category, factual=factual)
-        stats.withholding = {r.region: classifications[r.id].label in WITHHOLDING for r in analysed}
-        stats.labels = {r.region: classifications[r.id].label for r in group}
-        for lhs, rhs, pair in pairs:
-            comparison = _comparison(lhs, rhs, pair, classifications, factual, key, category, thresholds)
-            comparisons.append(comparison)
-            if comparison["comparable"]:
-                stats.pairs.append((lhs.region, rhs.region, pair.semantic, pair.jaccard))
-                stats.classes.append(comparison["classification"])
+        comparisons.extend(compared)
         item_stats.append(stats)
 
-    all_regions = sorted({r.region for r in records})
-    region_scores = _region_scores(records, classifications, item_stats, all_regions)
+    region_scores = _region_scores(records, classifications, item_stats)
     metrics = _metrics(records, classifications, item_stats, region_scores)
-    attribution = _attribution(prompt_context, records, classifications, item_stats, region_scores, vectors)
-    integrity = _integrity(records)
-    findings = _findings(metrics, region_scores, attribution, comparisons, thresholds)
+    attribution = _attribution(prompt_context, records, classifications, item_stats, vectors)
     return Analysis(
         items=items,
         comparisons=comparisons,
         regions=region_scores,
         metrics=metrics,
         attribution=attribution,
-        findings=findings,
-        integrity=integrity,
+        findings=_findings(metrics, region_scores, attribution, comparisons, thresholds),
+        integrity=_integrity(records),
         classifications=classifications,
     )
+
+
+def _analyse_item(
+    key: ItemKey,
+    group: Sequence[ExecutionRecord],
+    classifications: dict[str, Classification],
+    vectors: dict[str, FloatArray],
+    question: Question | None,
+    thresholds: Thresholds,
+) -> tuple[dict[str, Any], list[dict[str, Any]], _ItemStats]:
+    """One (model, question, variant): classes, similarity matrices, comparisons, and its statistics."""
+    model, question_id, variant = key
+    group = sorted(group, key=lambda r: r.region)
+    category = question.category if question else None
+    expected = question.expected_any_of if question else ()
+    analysed = [r for r in group if classifications[r.id].label != "technical_error"]
+    factual = {r.region: answer_is_correct(r.output or "", expected) for r in analysed} if expected else {}
+    stats = _ItemStats(
+        key=key,
+        factual=factual,
+        withholding={r.region: classifications[r.id].label in WITHHOLDING for r in analysed},
+    )
+
+    with_text = [r for r in group if r.has_output]
+    n = len(with_text)
+    matrices = {name: np.eye(n) for name in ("semantic", "jaccard", "diff_ratio")}
+    comparisons = []
+    for i, j in combinations(range(n), 2):
+        lhs, rhs = with_text[i], with_text[j]
+        pair = compare(lhs.output or "", rhs.output or "", vectors[lhs.id], vectors[rhs.id])
+        for name, value in (
+            ("semantic", pair.semantic),
+            ("jaccard", pair.jaccard),
+            ("diff_ratio", pair.diff_ratio),
+        ):
+            matrices[name][i, j] = matrices[name][j, i] = value
+        comparison = _comparison(lhs, rhs, pair, classifications, factual, key, category, thresholds)
+        comparisons.append(comparison)
+        if comparison["comparable"]:
+            stats.pairs.append((lhs.region, rhs.region, pair.semantic, pair.jaccard))
+            stats.classes.append(comparison["classification"])
+
+    item: dict[str, Any] = {
+        "model": model,
+        "question_id": question_id,
+        "variant": variant,
+        "category": category,
+        "classes": {
+            r.region: {
+                "execution_id": r.id,
+                "label": classifications[r.id].label,
+                "confidence": classifications[r.id].confidence,
+            }
+            for r in group
+        },
+        "similarity": {
+            "regions": [r.region for r in with_text],
+            **{k: _matrix(m) for k, m in matrices.items()},
+        },
+    }
+    if expected:
+        item["expected_any_of"] = list(expected)
+        item["factual"] = factual
+    return item, comparisons, stats
 
 
 @dataclass
 class _ItemStats:
     key: ItemKey
-    category: str | None
     factual: dict[str, bool]
-    withholding: dict[str, bool] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
+    """Region → factual verdict (control questions with known answers; analysed answers only)."""
+    withholding: dict[str, bool]
+    """Region → refused or evaded (analysed answers only)."""
     pairs: list[tuple[str, str, float, float]] = field(default_factory=list)
     """(lhs, rhs, semantic, jaccard) for comparable pairs (both outputs analysed)."""
     classes: list[str] = field(default_factory=list)
@@ -361,10 +363,9 @@ def _region_scores(
     records: Sequence[ExecutionRecord],
     classifications: dict[str, Classification],
     item_stats: Sequence[_ItemStats],
-    regions: Sequence[str],
 ) -> dict[str, dict[str, Any]]:
     scores: dict[str, dict[str, Any]] = {}
-    for region in regions:
+    for region in sorted({r.region for r in records}):
         mine = [r for r in records if r.region == region]
         labels = [classifications[r.id].label for r in mine]
         analysed = [label for label in labels if label != "technical_error"]
@@ -446,7 +447,6 @@ def _attribution(
     records: Sequence[ExecutionRecord],
     classifications: dict[str, Classification],
     item_stats: Sequence[_ItemStats],
-    region_scores: dict[str, dict[str, Any]],
     vectors: dict[str, FloatArray],
 ) -> dict[str, Any]:
     """Separate what the region-context prompt did from what the deployment did."""
@@ -456,7 +456,7 @@ def _attribution(
     for variant in variants:
         subset = [r for r in records if r.variant == variant]
         stats = [s for s in item_stats if s.variant == variant]
-        scores = _region_scores(subset, classifications, stats, sorted({r.region for r in subset}))
+        scores = _region_scores(subset, classifications, stats)
         metrics = _metrics(subset, classifications, stats, scores)
         by_variant[variant] = {
             "metrics": metrics,
