@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     finalizer_timeout_s: float = Field(
         120.0, gt=0, validation_alias=AliasChoices("BEACON_FINALIZER_TIMEOUT_SECONDS")
     )
+    worker_finalizers: bool = Field(False, validation_alias=AliasChoices("BEACON_WORKER_FINALIZERS"))
+    """Run job finalizers (diff report, bundle) in ``beacon worker`` processes too; by default the
+    ``beacon serve`` process runs them, so region workers spend their CPU on executions."""
     cancel_wait_s: float = Field(10.0, ge=0, validation_alias=AliasChoices("BEACON_CANCEL_WAIT_SECONDS"))
     """How long ``POST /jobs/{id}/cancel`` waits for running executions to stop before answering 202."""
 

@@ -20,7 +20,7 @@ from functools import cache
 from typing import Any
 
 from beacon import __version__
-from beacon.canonical import sha256_hex
+from beacon.canonical import jcs, sha256_hex
 from beacon.clock import iso_time
 from beacon.keys import Ed25519Key
 from beacon.signing import SignatureError, sign_document, verify_document
@@ -195,6 +195,23 @@ def build_receipt(facts: ReceiptFacts, *, kid: str, host: dict[str, Any] | None 
 def issue_receipt(facts: ReceiptFacts, key: Ed25519Key) -> dict[str, Any]:
     """Build and sign the receipt for ``facts`` with ``key``."""
     return sign_document(build_receipt(facts, kid=key.kid), key)
+
+
+def _jcs_members(members: dict[str, bytes]) -> bytes:
+    """The RFC 8785 bytes of an object from its members' canonical bytes (§3.2.3: names in UTF-16 order)."""
+    names = sorted(members, key=lambda name: name.encode("utf-16-be"))
+    return b"{" + b",".join(jcs(name) + b":" + members[name] for name in names) + b"}"
+
+
+def issue_receipt_with_leaf(facts: ReceiptFacts, key: Ed25519Key) -> tuple[dict[str, Any], bytes]:
+    """The signed receipt and its log leaf (the JCS bytes of the signed receipt), canonicalising
+    each member once: the bytes signed and the leaf differ only by the two signature members."""
+    body = build_receipt(facts, kid=key.kid)
+    members = {name: jcs(value) for name, value in body.items()}
+    signature = key.sign_b64(_jcs_members(members))
+    signed = {**body, "public_key": key.public_key_b64, "signature": signature}
+    leaf = _jcs_members({**members, "public_key": jcs(key.public_key_b64), "signature": jcs(signature)})
+    return signed, leaf
 
 
 def verify_receipt(receipt: Any, public_key: bytes | str | None = None) -> None:

@@ -189,6 +189,7 @@ async def _worker(
             backend=backend or settings.backend_for(region),
             worker_id=worker_id,
             concurrency=concurrency,
+            local_finalizers=settings.worker_finalizers,
         )
         loop = asyncio.get_running_loop()
         signals = 0

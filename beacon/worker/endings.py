@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beacon.benchmark.questions import question_set
-from beacon.canonical import jcs, sha256_hex
+from beacon.canonical import sha256_hex
 from beacon.executors.base import ExecutionResult, PermanentExecutorError
-from beacon.receipts import ReceiptFacts, issue_receipt
+from beacon.receipts import ReceiptFacts, issue_receipt_with_leaf
 from beacon.runtime import Runtime
 from beacon.store.tables import executions
 from beacon.worker.lifecycle import EXECUTION_TERMINAL, ExecutionStatus
@@ -113,13 +113,29 @@ def receipt_facts(item: EndingItem) -> ReceiptFacts:
     )
 
 
+def sign_ending(runtime: Runtime, item: EndingItem) -> tuple[dict[str, Any], bytes]:
+    """The signed receipt of an ending and its log leaf (CPU work: do it outside transactions)."""
+    return issue_receipt_with_leaf(receipt_facts(item), runtime.runner_key)
+
+
 async def write_endings(
-    conn: AsyncConnection, runtime: Runtime, items: Sequence[EndingItem]
+    conn: AsyncConnection,
+    runtime: Runtime,
+    items: Sequence[EndingItem],
+    prepared: dict[str, tuple[dict[str, Any], bytes]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Write terminal endings with their signed receipts (and log leaves); return the receipts."""
+    """Write terminal endings with their signed receipts (and log leaves); return the receipts.
+
+    ``prepared`` holds receipts signed beforehand (by execution id), so that the transaction, which
+    holds row locks and the log's sequencer, does no signing.
+    """
     if not items:
         return []
-    receipts = [issue_receipt(receipt_facts(item), runtime.runner_key) for item in items]
+    issued = [
+        prepared[item.row.id] if prepared and item.row.id in prepared else sign_ending(runtime, item)
+        for item in items
+    ]
+    receipts = [receipt for receipt, _ in issued]
     leaves: list[int | None] = [None] * len(items)
     if runtime.tlog is not None:
         append_many = getattr(runtime.tlog, "append_many", None)
@@ -127,12 +143,12 @@ async def write_endings(
             from beacon.transparency.log import LeafInput
 
             leaves = list(
-                await append_many(conn, [LeafInput("receipt", r["receipt_id"], jcs(r)) for r in receipts])
+                await append_many(conn, [LeafInput("receipt", r["receipt_id"], entry) for r, entry in issued])
             )
         else:
             leaves = [
-                await runtime.tlog.append(conn, kind="receipt", ref=r["receipt_id"], entry=jcs(r))
-                for r in receipts
+                await runtime.tlog.append(conn, kind="receipt", ref=r["receipt_id"], entry=entry)
+                for r, entry in issued
             ]
     params = []
     for item, receipt, leaf in zip(items, receipts, leaves, strict=True):

@@ -184,7 +184,7 @@ class Finalizers:
                 .values(updated_at=now(), **values)
             )
 
-    async def resume_due(self, *, grace_s: float = 30.0, limit: int = 100) -> int:
+    async def resume_due(self, *, grace_s: float = 10.0, limit: int = 100) -> int:
         """Schedule jobs with finalizers that should run now (for the sweeper); return how many."""
         if not self.runtime.job_finalizers:
             return 0

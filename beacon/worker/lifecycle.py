@@ -214,11 +214,23 @@ async def settle(
             cancel_requested=bool(job.cancel_requested),
         )
         check_transition(job.status, outcome.status)
-        await conn.execute(
-            jobs.update()
-            .where(jobs.c.id == job_id)
-            .values(status=outcome.status, finished_at=at, updated_at=at, error=outcome.error)
-        )
-        await record_event(conn, job_id, outcome.status, at, outcome.facts)
         decided.append((job_id, outcome))
+    await conn.execute(
+        jobs.update()
+        .where(jobs.c.id == sa.bindparam("b_id"))
+        .values(
+            status=sa.bindparam("b_status"),
+            finished_at=sa.bindparam("b_at"),
+            updated_at=sa.bindparam("b_at"),
+            error=sa.bindparam("b_error", type_=jobs.c.error.type),
+        ),
+        [
+            {"b_id": job_id, "b_status": str(o.status), "b_at": at, "b_error": o.error}
+            for job_id, o in decided
+        ],
+    )
+    await conn.execute(
+        job_events.insert(),
+        [{"job_id": job_id, "status": str(o.status), "at": at, "detail": o.facts} for job_id, o in decided],
+    )
     return decided

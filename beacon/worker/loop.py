@@ -84,6 +84,7 @@ class Worker:
         concurrency: int | None = None,
         policy: RetryPolicy | None = None,
         finalizers: Finalizers | None = None,
+        local_finalizers: bool = True,
         block_s: float = 1.0,
     ) -> None:
         settings = runtime.settings
@@ -106,6 +107,8 @@ class Worker:
             runtime.db, WorkerInfo(self.id, region, backend_name, self.concurrency), runtime.runner_key
         )
         self.finalizers = finalizers or finalizers_for(runtime)
+        self.local_finalizers = local_finalizers
+        """False: announce terminal jobs on the control channel; the serve process runs their finalizers."""
         self.state = WorkerState.RUNNING
         self.counters = WorkerCounters()
         self._in_flight: dict[str, _InFlight] = {}
@@ -134,7 +137,8 @@ class Worker:
                     self._slot.clear()
                     await self._slot.wait()
                     continue
-                deliveries = await self._fetch(free)
+                # Claim in halves of the concurrency, so one batch is claimed while the last commits.
+                deliveries = await self._fetch(min(free, max(1, (self.concurrency + 1) // 2)))
                 if not deliveries:
                     continue
                 if self.state is not WorkerState.RUNNING:
@@ -173,7 +177,7 @@ class Worker:
             [(d, self.queue.lease_s / 2, "running on another worker") for d in batch.defer],
             batch.dead,
         )
-        self.finalizers.schedule(job_id for job_id, _ in batch.decided)
+        await self._finalize([job_id for job_id, _ in batch.decided])
         for claim in batch.claims:
             control = AttemptControl()
             task = asyncio.create_task(self._attempt(claim, control), name=f"execution:{claim.execution_id}")
@@ -203,6 +207,8 @@ class Worker:
     async def _commit_loop(self) -> None:
         while True:
             items = [await self._commits.get()]
+            # Attempts of one claim batch end together: one turn of the loop lets them all join in.
+            await asyncio.sleep(0)
             while len(items) < MAX_COMMIT_BATCH and not self._commits.empty():
                 items.append(self._commits.get_nowait())
             try:
@@ -237,7 +243,7 @@ class Worker:
         self.counters.stale += len(result.stale)
         for execution_id in result.stale:
             log.info("result of %s refused: another worker took it over or it was ended", execution_id)
-        self.finalizers.schedule(job_id for job_id, _ in result.decided)
+        await self._finalize([job_id for job_id, _ in result.decided])
         for item in items:
             if not item.done.done():
                 item.done.set_result(None)
@@ -264,6 +270,23 @@ class Worker:
             )
         except Exception:
             log.exception("queue effects after commit failed; the messages will be redelivered and skipped")
+
+    async def _finalize(self, job_ids: list[str]) -> None:
+        """Jobs this worker made terminal: run their finalizers here, or hand them to the serve process.
+
+        Either way the pending rows were written with the decision, so a lost signal only delays
+        them until the next sweep.
+        """
+        if not job_ids:
+            return
+        if self.local_finalizers:
+            self.finalizers.schedule(job_ids)
+            return
+        try:
+            for job_id in job_ids:
+                await self.queue.signal(ControlEvent("finalize", job_id=job_id))
+        except QueueUnavailable:
+            log.debug("finalize signal not sent; the sweeper resumes those finalizers")
 
     # --- heartbeats and signals ------------------------------------------------------------------
     async def _heartbeats(self) -> None:

@@ -107,6 +107,7 @@ class Pipeline:
         self._slots = {region: _Slot(region, backend) for region in worker_regions}
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._listener: asyncio.Task[None] | None = None
         runtime.extras["pipeline"] = self
 
     @classmethod
@@ -115,12 +116,27 @@ class Pipeline:
 
     async def start(self) -> None:
         finalizers_for(self.runtime)
+        self._listener = asyncio.create_task(self._finalize_on_signal(), name="finalize-signals")
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))
         if self.sweeper is not None:
             self._tasks.append(asyncio.create_task(self.sweeper.run(self._stop), name="sweeper"))
         for slot in self._slots.values():
             slot.task = asyncio.create_task(self._supervise(slot), name=f"worker:{slot.region}")
+
+    async def _finalize_on_signal(self) -> None:
+        """Run the finalizers of jobs that worker processes announce as terminal (until cancelled)."""
+        finalizers = finalizers_for(self.runtime)
+        while True:
+            try:
+                async for event in self.queue.control_events():
+                    if event.kind == "finalize" and event.job_id:
+                        finalizers.schedule([event.job_id])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the sweeper covers what is missed meanwhile
+                log.debug("control channel interrupted: %s", exc)
+                await asyncio.sleep(1.0)
 
     @property
     def workers(self) -> list[Worker]:
@@ -198,6 +214,9 @@ class Pipeline:
             if pending:
                 await asyncio.wait(pending, timeout=10.0)
         self._stop.set()
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await finalizers_for(self.runtime).wait(timeout_s=5.0)

@@ -32,7 +32,14 @@ from beacon.queue.retry import RetryPolicy
 from beacon.runtime import Runtime
 from beacon.store import now
 from beacon.store.tables import dead_letters, executions, jobs, workers
-from beacon.worker.endings import EXECUTION_COLUMNS, Ending, EndingItem, update_rows, write_endings
+from beacon.worker.endings import (
+    EXECUTION_COLUMNS,
+    Ending,
+    EndingItem,
+    sign_ending,
+    update_rows,
+    write_endings,
+)
 from beacon.worker.finalize import plan_finalizers
 from beacon.worker.lifecycle import (
     EXECUTION_TERMINAL,
@@ -105,6 +112,13 @@ class FinishBatch:
     stale: list[str] = field(default_factory=list)
     """Execution ids whose result was refused: another worker took them over, or they were ended."""
     decided: list[tuple[str, Outcome]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _JobState:
+    status: str
+    cancel_requested: bool
+    started_at: float | None
 
 
 class TermsCache:
@@ -229,16 +243,8 @@ class ExecutionStore:
         db = self.runtime.db
         at = now()
         async with db.begin() as conn:
-            rows = await lock_executions(conn, (m.execution_id for _, m in parsed), postgres=db.is_postgres)
-            job_ids = {row.job_id for row in rows.values()}
-            job_rows = {
-                row.id: row
-                for row in await conn.execute(
-                    sa.select(jobs.c.id, jobs.c.status, jobs.c.cancel_requested, jobs.c.started_at).where(
-                        jobs.c.id.in_(sorted(job_ids))
-                    )
-                )
-            }
+            rows, job_rows = await self._lock_with_jobs(conn, [m.execution_id for _, m in parsed])
+            job_ids = set(job_rows)
             terms = await self.terms.load(conn, job_ids)
             holders = await self._live_holders(
                 conn, {row.worker_id for row in rows.values() if row.status == ExecutionStatus.RUNNING}, at
@@ -320,7 +326,10 @@ class ExecutionStore:
                         for _, message, row in starting
                     ],
                 )
-                await mark_executing(conn, {row.job_id for _, _, row in starting}, at)
+                first_starts = {
+                    row.job_id for _, _, row in starting if job_rows[row.job_id].status == "enqueued"
+                }
+                await mark_executing(conn, first_starts, at)
             await write_endings(conn, self.runtime, endings)
             await insert_dead_letters(conn, batch.dead, at)
             batch.decided = await settle_jobs(
@@ -334,6 +343,32 @@ class ExecutionStore:
                     )
                 )
         return batch
+
+    async def _lock_with_jobs(
+        self, conn: AsyncConnection, ids: list[str]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Lock the executions (id order) and read their jobs' state, in one statement."""
+        if not ids:
+            return {}, {}
+        query = (
+            sa.select(
+                *EXECUTION_COLUMNS,
+                jobs.c.status.label("job_status"),
+                jobs.c.cancel_requested,
+                jobs.c.started_at.label("job_started_at"),
+            )
+            .join(jobs, jobs.c.id == executions.c.job_id)
+            .where(executions.c.id.in_(sorted(set(ids))))
+            .order_by(executions.c.id)
+        )
+        if self.runtime.db.is_postgres:
+            query = query.with_for_update(of=executions)
+        rows: dict[str, Any] = {}
+        job_rows: dict[str, Any] = {}
+        for row in await conn.execute(query):
+            rows[row.id] = row
+            job_rows[row.job_id] = _JobState(row.job_status, bool(row.cancel_requested), row.job_started_at)
+        return rows, job_rows
 
     def _mismatch(self, message: Message, row: Any) -> str | None:
         if row is None:
@@ -358,6 +393,15 @@ class ExecutionStore:
         db = self.runtime.db
         from beacon.receipts import receipt_id
 
+        # Sign before taking any lock; a receipt whose write is refused below is thrown away.
+        prepared = {
+            claim.execution_id: sign_ending(
+                self.runtime,
+                EndingItem(claim.row, claim.terms, ending, claim.attempt, claim.started_at, self.worker_id),
+            )
+            for claim, ending in done
+            if ending.terminal
+        }
         async with db.begin() as conn:
             at = now()
             rows = await lock_executions(
@@ -416,7 +460,7 @@ class ExecutionStore:
                     )
                     batch.retry.append((claim.delivery, ending.retry_in or 0.0, ending.error_code or "retry"))
             await update_rows(conn, retries)
-            await write_endings(conn, self.runtime, endings)
+            await write_endings(conn, self.runtime, endings, prepared)
             await insert_dead_letters(conn, batch.dead, at)
             batch.decided = await settle_jobs(
                 conn, self.runtime, {e.row.job_id for e in endings}, self.terms, at

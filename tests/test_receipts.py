@@ -1,0 +1,146 @@
+"""Receipts: what they state, how they are signed, and how an auditor checks one offline."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from beacon.canonical import jcs
+from beacon.keys import Ed25519Key
+from beacon.receipts import (
+    RECEIPT_SCHEMA,
+    ReceiptError,
+    ReceiptFacts,
+    _jcs_members,
+    host_facts,
+    issue_receipt,
+    issue_receipt_with_leaf,
+    receipt_id,
+    verify_receipt,
+)
+from beacon.signing import signing_bytes
+
+FACTS = ReceiptFacts(
+    execution_id="ex_0123456789abcdef0123456789abc",
+    job_id="job-1",
+    jobspec_hash="ab" * 32,
+    benchmark="bias-detection",
+    benchmark_version="v1",
+    question_id="taiwan_status",
+    question_set_version="bias-detection-v1",
+    requested_region="ASIA",
+    served_region="ASIA",
+    model="smollm2-135m",
+    model_digest="sha256:" + "cd" * 32,
+    backend="llamacpp",
+    backend_version="0.3.36",
+    provider_id="asia-host-1",
+    provider_info={"Größe": "ünïcödé", "emoji": "🚀", "n": 1.5},
+    variant="region",
+    system_prompt="You are a helpful assistant based in Asia.",
+    prompt="What is the current status of Taiwan?",
+    options={"temperature": 0.0, "seed": 42, "max_tokens": 256, "top_p": 1.0},
+    attempt=2,
+    queued_at=1_700_000_000.0,
+    started_at=1_700_000_001.5,
+    ended_at=1_700_000_004.0,
+    tokens_in=40,
+    tokens_out=120,
+    backend_timings={"total": 2.5, "eval": 2.0},
+    output="Taiwan is … 台灣",
+    status="completed",
+    error_code=None,
+    error_message=None,
+    worker_id="asia-w1",
+)
+
+
+@pytest.fixture
+def key() -> Ed25519Key:
+    return Ed25519Key.generate()
+
+
+def test_a_receipt_states_inputs_outputs_timings_and_host(key: Ed25519Key) -> None:
+    receipt = issue_receipt(FACTS, key)
+    assert receipt["schema"] == RECEIPT_SCHEMA and receipt["kid"] == key.kid
+    assert receipt["receipt_id"] == receipt_id(FACTS.execution_id, 2)
+    assert receipt["region"] == {"requested": "ASIA", "served": "ASIA"}
+    assert receipt["model"] == {"id": "smollm2-135m", "digest": "sha256:" + "cd" * 32}
+    assert receipt["prompt"]["variant"] == "region" and len(receipt["prompt"]["prompt_sha256"]) == 64
+    assert receipt["timings"]["queue_wait_s"] == 1.5 and receipt["timings"]["duration_s"] == 2.5
+    assert receipt["timings"]["tokens_per_s"] == 60.0  # 120 tokens over the 2 s of generation
+    assert receipt["timings"]["started_at"] == "2023-11-14T22:13:21.500000Z"
+    assert receipt["output"]["text"] == FACTS.output and receipt["error"] is None
+    assert set(receipt["host"]) >= {"cpu", "cpu_count", "ram_bytes", "gpu", "os", "runner_version"}
+    assert receipt["host"] == host_facts()
+    verify_receipt(receipt, key.public_key_b64)
+
+
+def test_the_leaf_is_the_jcs_of_the_signed_receipt_computed_once(key: Ed25519Key) -> None:
+    signed, leaf = issue_receipt_with_leaf(FACTS, key)
+    assert leaf == jcs(signed)
+    verify_receipt(signed, key.public_key)
+    assert _jcs_members({name: jcs(value) for name, value in signed.items()}) == jcs(signed)
+    assert key.sign_b64(signing_bytes(signed)) == signed["signature"]  # Ed25519 is deterministic
+
+
+def test_failed_executions_get_receipts_too(key: Ed25519Key) -> None:
+    failed = replace(
+        FACTS,
+        status="failed",
+        error_code="ollama_unreachable",
+        error_message="refused",
+        output=None,
+        tokens_out=None,
+        served_region=None,
+    )
+    receipt = issue_receipt(failed, key)
+    assert receipt["status"] == "failed" and receipt["error"] == {
+        "code": "ollama_unreachable",
+        "message": "refused",
+    }
+    assert receipt["output"] == {"text": None, "sha256": None} and receipt["timings"]["tokens_per_s"] is None
+    verify_receipt(receipt, key.public_key_b64)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "reason"),
+    [
+        (("output", "text"), "something else", "output.sha256"),
+        (("region", "served"), "EU", "signature does not match"),
+        (("attempt",), 3, "receipt_id does not match"),
+        (("schema",), "beacon.receipt/v0", "unknown receipt schema"),
+    ],
+)
+def test_tampering_is_caught(key: Ed25519Key, path: tuple[str, ...], value: Any, reason: str) -> None:
+    receipt = copy.deepcopy(issue_receipt(FACTS, key))
+    target = receipt
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    with pytest.raises(ReceiptError, match=reason):
+        verify_receipt(receipt, key.public_key_b64)
+
+
+def test_a_receipt_signed_by_another_key_is_refused(key: Ed25519Key) -> None:
+    receipt = issue_receipt(FACTS, Ed25519Key.generate())
+    verify_receipt(receipt)  # intact…
+    with pytest.raises(ReceiptError, match="different key"):
+        verify_receipt(receipt, key.public_key_b64)  # …but not the runner's
+
+
+def test_missing_fields_and_non_objects_are_refused(key: Ed25519Key) -> None:
+    receipt = issue_receipt(FACTS, key)
+    del receipt["host"]
+    with pytest.raises(ReceiptError, match="lacks host"):
+        verify_receipt(receipt, key.public_key_b64)
+    with pytest.raises(ReceiptError, match="JSON object"):
+        verify_receipt([1, 2], key.public_key_b64)
+
+
+def test_receipt_ids_are_per_attempt_and_stable() -> None:
+    assert receipt_id("ex_1", 1) == receipt_id("ex_1", 1) != receipt_id("ex_1", 2)
+    assert receipt_id("ex_1", 1).startswith("rc_") and len(receipt_id("ex_1", 1)) == 32
