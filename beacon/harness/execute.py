@@ -1,7 +1,9 @@
 """Run one phase notebook with papermill in a child process; report progress as JSON lines.
 
-``python -m beacon.harness.execute SPEC.json`` is what :mod:`beacon.harness.runner` starts for each
-phase. Running papermill in a child of its own lets the parent enforce a wall-clock budget and kill
+``python -m beacon.harness.execute SPEC.json`` runs one phase. With ``--standby --kernel K --cwd DIR``
+it starts kernel K first (and imports, silently, the modules every phase notebook uses), reports
+``{"event": "standby"}`` and waits for the path of its SPEC.json on standard input: this is how
+:mod:`beacon.harness.runner` prepares the next phase while the current one runs. Running papermill in a child of its own lets the parent enforce a wall-clock budget and kill
 the whole tree (papermill, kernel) when a kernel hangs or dies without telling anyone — papermill's
 own known failure modes (nteract/papermill#125, #711) — instead of the run getting stuck.
 
@@ -14,6 +16,8 @@ Events written to stdout, one JSON object per line:
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -72,14 +76,52 @@ def _progress_engine() -> type:
     return ProgressEngine
 
 
-def run(spec: dict[str, Any]) -> str:
-    """Execute the notebook described by ``spec``; return the outcome name."""
+WARM_IMPORTS = (
+    "import pandas, httpx, beacon.client, beacon.gpu, beacon.harness, beacon.harness.jobs, "
+    "beacon.harness.probes, beacon.harness.plan"
+)
+"""What every phase notebook imports: done silently (no execution count, no output) while on standby."""
+
+
+def start_kernel(kernel: str, cwd: str, timeout_s: float) -> Any:
+    """A started, ready kernel with the harness's modules already imported."""
+    import asyncio
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    async def start() -> Any:
+        manager = AsyncKernelManager(kernel_name=kernel)
+        await manager.start_kernel(cwd=cwd)
+        client = manager.client()
+        client.start_channels()
+        try:
+            await client.wait_for_ready(timeout=timeout_s)
+            await client.execute_interactive(
+                WARM_IMPORTS, silent=True, store_history=False, timeout=timeout_s
+            )
+        finally:
+            client.stop_channels()
+        return manager
+
+    return asyncio.run(start())
+
+
+def stop_kernel(manager: Any) -> None:
+    import asyncio
+
+    with contextlib.suppress(Exception):  # a kernel that died on its own is already stopped
+        asyncio.run(manager.shutdown_kernel(now=True))
+
+
+def run(spec: dict[str, Any], km: Any = None) -> str:
+    """Execute the notebook described by ``spec`` (on kernel manager ``km`` if given); return the outcome."""
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.engines import papermill_engines
     from papermill.exceptions import PapermillExecutionError
 
     papermill_engines.register("beacon-progress", _progress_engine())
+    engine_kwargs = {"km": km} if km is not None else {}
     try:
         papermill.execute_notebook(
             spec["input"],
@@ -92,6 +134,7 @@ def run(spec: dict[str, Any]) -> str:
             cwd=spec.get("cwd"),
             start_timeout=spec.get("start_timeout_s", 60),
             execution_timeout=spec.get("cell_timeout_s"),
+            **engine_kwargs,
         )
     except PapermillExecutionError as exc:
         emit(
@@ -127,18 +170,49 @@ def run(spec: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     global _events
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m beacon.harness.execute SPEC.json", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(prog="python -m beacon.harness.execute", description=__doc__)
+    parser.add_argument("spec", nargs="?", help="SPEC.json (without --standby)")
+    parser.add_argument(
+        "--standby", action="store_true", help="start the kernel, then read SPEC.json's path from stdin"
+    )
+    parser.add_argument("--kernel", default="beacon")
+    parser.add_argument("--cwd", default=".")
+    parser.add_argument("--start-timeout", type=float, default=60.0)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if bool(args.spec) == args.standby:
+        parser.error("give SPEC.json, or --standby")
     # Events own stdout; anything else that prints (papermill, nbclient, warnings) goes to stderr.
     _events = sys.stdout
     sys.stdout = sys.stderr
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-    spec = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-    return EXIT_CODES[run(spec)]
+    if not args.standby:
+        return EXIT_CODES[run(json.loads(Path(args.spec).read_text(encoding="utf-8")))]
+    import papermill  # noqa: F401 (imported while waiting, not on the phase's clock)
+
+    try:
+        manager = start_kernel(args.kernel, args.cwd, args.start_timeout)
+    except Exception as exc:  # the phase that takes this process over reports it
+        if sys.stdin.readline():
+            emit(
+                {
+                    "event": "end",
+                    "outcome": "harness_error",
+                    "ename": type(exc).__name__,
+                    "evalue": f"kernel start: {exc}",
+                }
+            )
+            return EXIT_CODES["harness_error"]
+        return 0
+    emit({"event": "standby"})
+    line = sys.stdin.readline().strip()
+    try:
+        if not line:  # the run ended without a phase for this process
+            return 0
+        return EXIT_CODES[run(json.loads(Path(line).read_text(encoding="utf-8")), km=manager)]
+    finally:
+        stop_kernel(manager)
 
 
 if __name__ == "__main__":

@@ -88,6 +88,8 @@ class RunOptions:
     monitor_interval_s: float = 1.0
     kernel_grace_s: float = KERNEL_GRACE_S
     """Added to each phase's timeout for starting and stopping its kernel."""
+    prewarm: bool = True
+    """Start the next phase's process and kernel while the current phase runs."""
 
 
 @dataclass
@@ -192,16 +194,104 @@ def cell_timings(notebook_path: Path) -> list[dict[str, Any]]:
     return cells
 
 
+class _PhaseProcess:
+    """One ``beacon.harness.execute`` child: its events, its log and the processes it starts."""
+
+    def __init__(self, command: list[str], env: Mapping[str, str], cwd: Path, log_path: Path) -> None:
+        self.log_path = log_path
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.PIPE,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,
+            )
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.reader = threading.Thread(target=_read_events, args=(self.process, self.events), daemon=True)
+        self.reader.start()
+        self.family = _Family(self.process.pid)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def hand_over(self, spec_path: Path) -> bool:
+        """Give a waiting (standby) process its phase; False if it is no longer able to take one."""
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(str(spec_path).encode() + b"\n")
+            self.process.stdin.close()
+        except OSError:
+            return False
+        return True
+
+    def kill(self) -> None:
+        if self.alive:
+            kill_tree(self.process.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+        self.family.kill_survivors()
+        self.reader.join(5)
+
+
 class PhaseExecutor:
-    """Runs one phase notebook in a child process under a wall-clock budget."""
+    """Runs phase notebooks in child processes, each under a wall-clock budget.
+
+    With ``prewarm`` the next phase's process is started while the current one runs: it imports
+    papermill, starts its kernel (same kernel, environment and folder for every phase) and imports
+    the modules every phase notebook uses, silently, then waits for its notebook — so a phase does
+    not pay for interpreter and kernel start-up. Each phase still gets a fresh process and kernel.
+    """
 
     def __init__(
-        self, run_dir: Path, kernel: str, env: Mapping[str, str], grace_s: float = KERNEL_GRACE_S
+        self,
+        run_dir: Path,
+        kernel: str,
+        env: Mapping[str, str],
+        grace_s: float = KERNEL_GRACE_S,
+        *,
+        prewarm: bool = True,
     ) -> None:
         self.run_dir = run_dir
         self.kernel = kernel
         self.env = dict(env)
         self.grace_s = grace_s
+        self.prewarm = prewarm
+        self._standby: _PhaseProcess | None = None
+        self._spawned = 0
+
+    def _spawn(self) -> _PhaseProcess:
+        logs = self.run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self._spawned += 1
+        command = [
+            sys.executable,
+            "-m",
+            "beacon.harness.execute",
+            "--standby",
+            "--kernel",
+            self.kernel,
+            "--cwd",
+            str(self.run_dir),
+            "--start-timeout",
+            str(max(self.grace_s, 10.0)),
+        ]
+        return _PhaseProcess(command, self.env, self.run_dir, logs / f".phase-process-{self._spawned}.log")
+
+    def warm_up(self) -> None:
+        """Start the process the next phase will use (if pre-warming is on and none is waiting)."""
+        if self.prewarm and (self._standby is None or not self._standby.alive):
+            self._standby = self._spawn()
+
+    def close(self) -> None:
+        """Stop a waiting process that no phase will use."""
+        if self._standby is not None:
+            self._standby.kill()
+            self._standby.log_path.unlink(missing_ok=True)
+            self._standby = None
 
     def run(
         self,
@@ -210,44 +300,43 @@ class PhaseExecutor:
         output_path: Path,
         parameters: dict[str, Any],
         on_event: Callable[[dict[str, Any]], None],
+        *,
+        more_to_come: bool = False,
     ) -> dict[str, Any]:
         """Execute; returns the final event (``outcome`` is ok, cell_error, kernel_died, cell_timeout,
         timeout or harness_error)."""
         logs = self.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         spec_path = logs / f"{slug(phase.id)}.spec.json"
-        spec = {
-            "input": str(input_path),
-            "output": str(output_path),
-            "parameters": parameters,
-            "kernel": self.kernel,
-            "cwd": str(self.run_dir),
-            "cell_timeout_s": phase.timeout_s,
-            "start_timeout_s": max(self.grace_s, 10.0),
-        }
-        write_json_atomic(spec_path, spec)
+        write_json_atomic(
+            spec_path,
+            {
+                "input": str(input_path),
+                "output": str(output_path),
+                "parameters": parameters,
+                "kernel": self.kernel,
+                "cwd": str(self.run_dir),
+                "cell_timeout_s": phase.timeout_s,
+                "start_timeout_s": max(self.grace_s, 10.0),
+            },
+        )
         log_path = logs / f"{slug(phase.id)}.log"
+        child, self._standby = self._standby, None
+        if child is None or not child.alive or not child.hand_over(spec_path):
+            if child is not None:
+                child.kill()
+            child = self._spawn()
+            child.hand_over(spec_path)
+        child.log_path.replace(log_path)  # the open file keeps being written under its new name
+        child.log_path = log_path
+        if more_to_come:
+            self.warm_up()
         budget = phase.timeout_s + self.grace_s
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "beacon.harness.execute", str(spec_path)],
-                stdout=subprocess.PIPE,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                cwd=self.run_dir,
-                start_new_session=True,
-            )
-            events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-            reader = threading.Thread(target=_read_events, args=(process, events), daemon=True)
-            reader.start()
-            deadline = time.monotonic() + budget
-            family = _Family(process.pid)
-            try:
-                outcome = self._follow(process, events, deadline, family, on_event)
-            finally:
-                family.kill_survivors()  # kernels run in sessions of their own: none may outlive the phase
-                reader.join(5)
+        try:
+            outcome = self._follow(child, time.monotonic() + budget, on_event)
+        finally:
+            child.family.kill_survivors()  # kernels run in sessions of their own: none may outlive the phase
+            child.reader.join(5)
         if outcome is not None:
             return {
                 **outcome,
@@ -255,25 +344,21 @@ class PhaseExecutor:
                     budget=budget, timeout=phase.timeout_s, grace=self.grace_s
                 ),
             }
-        final = family.final
-        if final is None:
+        if child.family.final is None:
             return {
                 "event": "end",
                 "outcome": "harness_error",
-                "evalue": f"the phase process exited with status {process.returncode} without a result; "
+                "evalue": f"the phase process exited with status {child.process.returncode} without a result; "
                 f"last lines of {log_path.name}:\n{log_tail(log_path, 15)}",
             }
-        return final
+        return child.family.final
 
     @staticmethod
     def _follow(
-        process: subprocess.Popen[bytes],
-        events: queue.Queue[dict[str, Any] | None],
-        deadline: float,
-        family: _Family,
-        on_event: Callable[[dict[str, Any]], None],
+        child: _PhaseProcess, deadline: float, on_event: Callable[[dict[str, Any]], None]
     ) -> dict[str, Any] | None:
         """Relay events until the child exits; kill it at the deadline (returns the timeout outcome)."""
+        process, events, family = child.process, child.events, child.family
         while True:
             family.remember()
             try:
@@ -285,7 +370,8 @@ class PhaseExecutor:
             if event:
                 if event.get("event") == "end":
                     family.final = event
-                on_event(event)
+                if event.get("event") != "standby":
+                    on_event(event)
             if time.monotonic() >= deadline:
                 kill_tree(process.pid)
                 process.wait(10)
@@ -495,7 +581,16 @@ class Run:
             self.runner.stop()
 
     def _run_phases(self) -> None:
-        executor = PhaseExecutor(self.run_dir, self.kernel, self.env, self.options.kernel_grace_s)
+        executor = PhaseExecutor(
+            self.run_dir, self.kernel, self.env, self.options.kernel_grace_s, prewarm=self.options.prewarm
+        )
+        try:
+            self._run_phases_with(executor)
+        finally:
+            executor.close()
+
+    def _run_phases_with(self, executor: PhaseExecutor) -> None:
+        executor.warm_up()  # the first phase's process starts while the progress display comes up
         notebooks = self.run_dir / "notebooks"
         notebooks.mkdir(parents=True, exist_ok=True)
         halted = False
@@ -529,6 +624,7 @@ class Run:
                 progress.stop_task(task)
                 if self.options.fail_fast and run.status != "passed":
                     halted = True
+                    executor.close()
 
     def _run_phase(
         self,
@@ -556,7 +652,14 @@ class Run:
                 progress.advance(task)
 
         run.started_at = time.time()
-        final = executor.run(run.spec, input_path, output_path, parameters, on_event)
+        final = executor.run(
+            run.spec,
+            input_path,
+            output_path,
+            parameters,
+            on_event,
+            more_to_come=number < len(self.phase_runs),
+        )
         run.finished_at = time.time()
         if output_path.is_file():
             run.executed = _rel(output_path, self.run_dir)
