@@ -184,6 +184,8 @@ class Settings(BaseSettings):
     finalizer_timeout_s: float = Field(
         120.0, gt=0, validation_alias=AliasChoices("BEACON_FINALIZER_TIMEOUT_SECONDS")
     )
+    warm_up: bool = Field(True, validation_alias=AliasChoices("BEACON_WARM_UP"))
+    """Workers load BEACON_DEFAULT_MODELS before taking work (no cold start inside a provider timeout)."""
     worker_finalizers: bool = Field(False, validation_alias=AliasChoices("BEACON_WORKER_FINALIZERS"))
     """Run job finalizers (diff report, bundle) in ``beacon worker`` processes too; by default the
     ``beacon serve`` process runs them, so region workers spend their CPU on executions."""

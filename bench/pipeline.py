@@ -170,6 +170,7 @@ async def run_beacon(
             "BEACON_REDIS_PREFIX": "bench",
             "BEACON_RUNNER_KEY_FILE": str(key_file),
             "BEACON_DATA_DIR": str(workdir / "worker"),
+            "BEACON_WARM_UP": "false",  # noop jobs: no model to load
         }
     )
     command = ["-c", "from beacon.cli import main; main()", "worker", "--region", "US"]

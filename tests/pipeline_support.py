@@ -278,6 +278,7 @@ FAST = {
     "BEACON_RETRY_BASE_SECONDS": "0.05",
     "BEACON_RETRY_MAX_SECONDS": "0.3",
     "BEACON_SWEEP_SECONDS": "0.5",
+    "BEACON_WARM_UP": "false",
 }
 """Clocks for the fault tests: a lost worker's messages move on after a second."""
 

@@ -91,6 +91,7 @@ async def _serve(
         sweeper=sweeper,
         worker_regions=REGIONS if in_process else (),
         concurrency=concurrency,
+        preload=True,
     )
     app = create_app(settings, runtime=runtime)
     config = uvicorn.Config(
@@ -160,11 +161,12 @@ def worker(
 async def _worker(
     settings: Settings, region: str, backend: str | None, concurrency: int | None, worker_id: str | None
 ) -> int:
+    from beacon.executors.base import PermanentExecutorError
     from beacon.logging import configure_logging
     from beacon.runtime import Runtime
     from beacon.store.migrate import current_revision, head_revision
     from beacon.worker.loop import Worker
-    from beacon.worker.service import build_executor
+    from beacon.worker.service import build_executor, warm_up
 
     configure_logging(settings)
     runtime = await Runtime.start(settings, migrate=False)
@@ -180,7 +182,13 @@ async def _worker(
             )
             return 2
         assert runtime.queue is not None
-        executor = await build_executor(runtime, region, backend)
+        try:
+            executor = await build_executor(runtime, region, backend, strict=True)
+        except PermanentExecutorError as exc:
+            typer.secho(f"cannot serve {region}: {exc.message} ({exc.code})", fg=typer.colors.RED, err=True)
+            return 2
+        if settings.warm_up:
+            await warm_up(executor, settings.default_models)
         unit = Worker(
             runtime,
             runtime.queue,

@@ -52,8 +52,16 @@ class UnavailableExecutor:
         return None
 
 
-async def build_executor(runtime: Runtime, region: str, backend: str | None = None) -> Executor:
-    """The region's executor from the registry; an :class:`UnavailableExecutor` if it cannot be built."""
+async def build_executor(
+    runtime: Runtime, region: str, backend: str | None = None, *, strict: bool = False
+) -> Executor:
+    """The region's executor from the registry.
+
+    ``strict`` (a ``beacon worker`` process): a backend that cannot serve the region raises, so the
+    worker fails at start with the reason. Otherwise (the embedded runner's three regions) the
+    region gets an :class:`UnavailableExecutor`: its model executions fail with the reason, ``noop``
+    jobs still run, and the API stays up.
+    """
     name = backend or runtime.settings.backend_for(region)
     try:
         from beacon.executors.registry import create_executor
@@ -62,13 +70,34 @@ async def build_executor(runtime: Runtime, region: str, backend: str | None = No
         if inspect.isawaitable(executor):
             executor = await executor
     except PermanentExecutorError as exc:
+        if strict:
+            raise
         log.error("backend %s cannot serve %s: %s", name, region, exc.message)
         return UnavailableExecutor(name, exc.code, exc.message)
     except ImportError as exc:
+        if strict:
+            raise PermanentExecutorError(
+                "backend_not_installed", f"backend {name} is not installed: {exc}"
+            ) from exc
         log.error("backend %s is not installed: %s", name, exc)
         return UnavailableExecutor(name, "backend_not_installed", f"backend {name} is not installed: {exc}")
     result: Executor = executor
     return result
+
+
+async def warm_up(executor: Executor, models: Sequence[str]) -> None:
+    """Load the default models before taking work, so no first execution pays a cold start
+    inside its provider timeout (failure mode 14). Best effort: a model that fails to load is
+    reported when an execution asks for it."""
+    load = getattr(executor, "load", None)
+    if load is None:
+        return
+    for model in models:
+        try:
+            seconds = await load(model)
+            log.info("%s loaded %s in %.2fs", executor.name, model, seconds or 0.0)
+        except Exception as exc:
+            log.warning("%s could not load %s at start: %s", executor.name, model, exc)
 
 
 @dataclass
@@ -94,12 +123,14 @@ class Pipeline:
         worker_regions: Sequence[str] = (),
         backend: str | None = None,
         concurrency: int | None = None,
+        preload: bool = False,
     ) -> None:
         if runtime.queue is None:
             raise RuntimeError("the runtime has no queue (beacon.queue.attach was not called)")
         self.runtime = runtime
         self.queue: Queue = runtime.queue
         self.concurrency = concurrency
+        self.preload = preload
         self.relay = (
             OutboxRelay(runtime.db, self.queue, batch=runtime.settings.relay_batch) if relay else None
         )
@@ -108,6 +139,7 @@ class Pipeline:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: asyncio.Task[None] | None = None
+        self._warm_up_lock = asyncio.Lock()
         runtime.extras["pipeline"] = self
 
     @classmethod
@@ -160,6 +192,11 @@ class Pipeline:
     async def _supervise(self, slot: _Slot) -> None:
         delay = 0.5
         executor = await build_executor(self.runtime, slot.region, slot.backend)
+        if self.preload and self.runtime.settings.warm_up:
+            # One region at a time: llama-cpp-python silences a model load by swapping the process's
+            # stdout/stderr file descriptors, and overlapping swaps can leave stderr (our log) on /dev/null.
+            async with self._warm_up_lock:
+                await warm_up(executor, self.runtime.settings.default_models)
         try:
             while slot.wanted and not self._stop.is_set():
                 worker = Worker(
