@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -282,6 +283,27 @@ def sign_bodies(count: int, key: Ed25519Key, run: str) -> list[bytes]:
     return bodies
 
 
+def batch_stats(exposition: str) -> str:
+    """Group-commit figures from the server's own metrics (all its processes)."""
+    values: dict[str, float] = {}
+    for line in exposition.splitlines():
+        match = re.match(
+            r"(beacon_intake_(?:batch_jobs|commit_seconds)_(?:sum|count))(?:\{[^}]*\})? (\S+)", line
+        )
+        if match:
+            values[match.group(1)] = values.get(match.group(1), 0.0) + float(match.group(2))
+    count = values.get("beacon_intake_batch_jobs_count", 0.0)
+    if not count:
+        return "no intake transactions reported"
+    jobs = values.get("beacon_intake_batch_jobs_sum", 0.0) / count
+    commit_ms = (
+        values.get("beacon_intake_commit_seconds_sum", 0.0)
+        / values.get("beacon_intake_commit_seconds_count", 1.0)
+        * 1000
+    )
+    return f"{count:,.0f} intake transactions, {jobs:.1f} jobs each on average, {commit_ms:.1f} ms to write and commit one"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -321,8 +343,10 @@ def main() -> None:
             "SUBMIT_RATE_LIMIT_PER_MINUTE": "10000000",
             "GIN_MODE": "release",
             "LOG_LEVEL": "INFO",
+            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
         }
     )
+    (workdir / "metrics").mkdir()
     # Migrate once before the workers start (they would race to create the schema).
     subprocess.run(
         [str(BIN / "beacon"), "db", "upgrade"], env=env, cwd=workdir, check=True, capture_output=True
@@ -354,6 +378,7 @@ def main() -> None:
             run_phase("POST /api/v1/jobs", server.url, args.clients, args.duration, args.warmup, submission)
         )
         jobs, outbox = asyncio.run(count_jobs(database))
+        batches = batch_stats(httpx.get(server.url + "/metrics", timeout=30).text)
     finally:
         server.process.terminate()
         try:
@@ -386,6 +411,7 @@ def main() -> None:
     )
     console.print(f"ratio to GET /health/live on the same server: [bold]{ratio:.2f}[/]")
     console.print(f"rows written: {jobs} jobs, {outbox} outbox rows (each accepted job is durable)")
+    console.print(f"group commit: {batches}")
     mean = statistics.fmean(submit.latencies) * 1000 if submit.latencies else float("nan")
     console.print(
         f"mean latency {mean:.1f} ms; non-202 answers: {sum(v for k, v in submit.statuses.items() if k != 202)}"

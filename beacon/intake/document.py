@@ -7,9 +7,12 @@ one value while a later reader of the stored document sees the other.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from beacon.intake.errors import IntakeError
+
+_MAYBE_SURROGATE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
 class _DuplicateKey(ValueError):
@@ -51,7 +54,7 @@ def parse_document(body: bytes) -> dict[str, Any]:
         raise IntakeError("invalid_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise IntakeError("invalid_body", f"expected a JSON object, got {type(value).__name__}")
-    if _has_lone_surrogate(value):
+    if _MAYBE_SURROGATE.search(text) and _has_lone_surrogate(value):  # only \uD800-\uDFFF escapes make one
         raise IntakeError("invalid_json", "the body contains an unpaired UTF-16 surrogate escape")
     return value
 

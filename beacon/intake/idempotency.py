@@ -1,6 +1,7 @@
 """``Idempotency-Key`` (IETF httpapi draft): one key, one request, one stored response.
 
-* first use: the key is claimed (``in_flight``) in a short transaction of its own, so concurrent
+* first use: the key is claimed (``in_flight``) in a short transaction of its own (shared with the
+  claims that arrive at the same moment: beacon.intake.batching), so concurrent
   copies of the request see the claim at once;
 * the transaction that creates the job also stores the response (``done``);
 * same key + same body later: the stored response is replayed; same key + different body: 422;
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from beacon.intake.batching import Batcher
 from beacon.intake.errors import IntakeError
-from beacon.store import Database
+from beacon.store import Database, now
 from beacon.store.tables import idempotency_keys
 
 MAX_KEY_LENGTH = 255
@@ -61,66 +63,153 @@ class Claim:
     """The claim's ``created_at``: completing or releasing checks that the claim is still ours."""
 
 
-async def claim(
-    db: Database, key: str, request_fingerprint: str, *, now: float, ttl_s: float, lock_s: float
-) -> Claim | StoredResponse:
-    """Claim ``key`` for this request, or return the response to replay. IntakeError 422/409."""
-    insert = db.insert(idempotency_keys).values(
-        key=key,
-        fingerprint=request_fingerprint,
-        state="in_flight",
-        job_id=None,
-        response_status=None,
-        response_body=None,
-        response_headers=None,
-        created_at=now,
-        expires_at=now + ttl_s,
+async def _no_flush_wait(db: Database, conn: AsyncConnection) -> None:
+    """Commit a claim or release without waiting for the WAL flush (PostgreSQL).
+
+    Safe because a claim only matters together with the job transaction that completes it, which
+    commits synchronously: PostgreSQL flushes the WAL in order, so a durable completion implies a
+    durable claim, and a claim lost in a crash had nothing durable after it (the retry then runs as a
+    fresh request, and the nonce still admits at most one job).
+    """
+    if db.is_postgres:
+        await conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
+
+
+@dataclass(frozen=True)
+class _ClaimRequest:
+    key: str
+    fingerprint: str
+
+
+def _in_flight() -> IntakeError:
+    return IntakeError(
+        "idempotency_in_flight",
+        "a request with this Idempotency-Key is still being processed; retry shortly",
+        status=409,
+        headers={"Retry-After": "1"},
     )
-    excluded = insert.excluded
-    table = idempotency_keys.c
-    statement = insert.on_conflict_do_update(
-        index_elements=[table.key],
-        set_={
-            "fingerprint": excluded.fingerprint,
-            "state": excluded.state,
-            "job_id": None,
-            "response_status": None,
-            "response_body": None,
-            "response_headers": None,
-            "created_at": excluded.created_at,
-            "expires_at": excluded.expires_at,
-        },
-        where=sa.or_(
-            table.expires_at < now,
-            sa.and_(
-                table.state == "in_flight",
-                table.created_at < now - lock_s,
-                table.fingerprint == request_fingerprint,
+
+
+def _reused() -> IntakeError:
+    return IntakeError(
+        "idempotency_key_reused",
+        "this Idempotency-Key was used with a different request body; use a new key for a new request",
+        status=422,
+    )
+
+
+class IdempotencyClaims:
+    """Claims keys for requests, batching concurrent claims into one transaction (beacon.intake.batching)."""
+
+    def __init__(self, db: Database, *, ttl_s: float, lock_s: float, max_batch: int = 200) -> None:
+        self.db = db
+        self.ttl_s = ttl_s
+        self.lock_s = lock_s
+        self._batcher: Batcher[_ClaimRequest, Claim | StoredResponse] = Batcher(
+            self._flush, max_batch=max_batch, name="beacon-idempotency-claims"
+        )
+
+    async def claim(self, key: str, request_fingerprint: str) -> Claim | StoredResponse:
+        """Claim ``key`` for this request, or return the response to replay. IntakeError 422/409."""
+        return await self._batcher.submit(_ClaimRequest(key, request_fingerprint))
+
+    async def _flush(self, requests: list[_ClaimRequest]) -> list[Claim | StoredResponse | BaseException]:
+        outcomes: list[Claim | StoredResponse | BaseException | None] = [None] * len(requests)
+        first: dict[str, _ClaimRequest] = {}
+        for index, request in enumerate(requests):  # the same key twice in one batch: the first claims it
+            earlier = first.get(request.key)
+            if earlier is None:
+                first[request.key] = request
+            else:
+                outcomes[index] = _in_flight() if earlier.fingerprint == request.fingerprint else _reused()
+        live = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        at = now()
+        table = idempotency_keys.c
+        insert = self.db.insert(idempotency_keys)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[table.key],
+            set_={
+                "fingerprint": insert.excluded.fingerprint,
+                "state": insert.excluded.state,
+                "job_id": None,
+                "response_status": None,
+                "response_body": None,
+                "response_headers": None,
+                "created_at": insert.excluded.created_at,
+                "expires_at": insert.excluded.expires_at,
+            },
+            # an expired key is free; a claim whose request died may be taken by the same body
+            where=sa.or_(
+                table.expires_at < at,
+                sa.and_(
+                    table.state == "in_flight",
+                    table.created_at < at - self.lock_s,
+                    table.fingerprint == insert.excluded.fingerprint,
+                ),
             ),
-        ),
-    )
-    async with db.begin() as conn:
-        if (await conn.execute(statement)).rowcount == 1:
-            return Claim(key, request_fingerprint, now)
-        row = (await conn.execute(sa.select(idempotency_keys).where(table.key == key))).first()
-    if row is None:  # released between our two statements: the client may simply retry
-        raise IntakeError(
-            "idempotency_in_flight", "a request with this Idempotency-Key just finished; retry", status=409
-        )
-    if row.fingerprint != request_fingerprint:
-        raise IntakeError(
-            "idempotency_key_reused",
-            "this Idempotency-Key was used with a different request body; use a new key for a new request",
-            status=422,
-        )
-    if row.state != "done" or row.response_status is None:
-        raise IntakeError(
-            "idempotency_in_flight",
-            "a request with this Idempotency-Key is still being processed; retry shortly",
-            status=409,
-            headers={"Retry-After": "1"},
-        )
-    return StoredResponse(row.response_status, bytes(row.response_body), dict(row.response_headers or {}))
+        ).returning(table.key)
+        async with self.db.begin() as conn:
+            await _no_flush_wait(self.db, conn)
+            claimed = {
+                row.key
+                for row in await conn.execute(
+                    upsert,
+                    [
+                        {
+                            "key": requests[i].key,
+                            "fingerprint": requests[i].fingerprint,
+                            "state": "in_flight",
+                            "created_at": at,
+                            "expires_at": at + self.ttl_s,
+                        }
+                        for i in live
+                    ],
+                )
+            }
+            taken = [requests[i].key for i in live if requests[i].key not in claimed]
+            existing = (
+                {
+                    row.key: row
+                    for row in await conn.execute(sa.select(idempotency_keys).where(table.key.in_(taken)))
+                }
+                if taken
+                else {}
+            )
+        for i in live:
+            request = requests[i]
+            if request.key in claimed:
+                outcomes[i] = Claim(request.key, request.fingerprint, at)
+                continue
+            row = existing.get(request.key)
+            if row is None:  # released between the two statements: the client may simply retry
+                outcomes[i] = _in_flight()
+            elif row.fingerprint != request.fingerprint:
+                outcomes[i] = _reused()
+            elif row.state != "done" or row.response_status is None:
+                outcomes[i] = _in_flight()
+            else:
+                outcomes[i] = StoredResponse(
+                    row.response_status, bytes(row.response_body), dict(row.response_headers or {})
+                )
+        resolved: list[Claim | StoredResponse | BaseException] = []
+        for outcome in outcomes:
+            assert outcome is not None  # every request was answered above
+            resolved.append(outcome)
+        return resolved
+
+    async def release(self, owned: Claim) -> None:
+        """Give the key back after a failed request (nothing was stored under it)."""
+        table = idempotency_keys.c
+        async with self.db.begin() as conn:
+            await _no_flush_wait(self.db, conn)
+            await conn.execute(
+                sa.delete(idempotency_keys).where(
+                    table.key == owned.key, table.state == "in_flight", table.created_at == owned.token
+                )
+            )
+
+    async def aclose(self) -> None:
+        await self._batcher.aclose()
 
 
 COMPLETE = (
@@ -154,17 +243,6 @@ def completion(owned: Claim, *, job_id: str, response: StoredResponse) -> dict[s
         "b_body": response.body,
         "b_headers": response.headers,
     }
-
-
-async def release(db: Database, owned: Claim) -> None:
-    """Give the key back after a failed request (nothing was stored under it)."""
-    table = idempotency_keys.c
-    async with db.begin() as conn:
-        await conn.execute(
-            sa.delete(idempotency_keys).where(
-                table.key == owned.key, table.state == "in_flight", table.created_at == owned.token
-            )
-        )
 
 
 async def purge_expired(conn: AsyncConnection, *, now: float) -> int:

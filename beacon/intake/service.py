@@ -142,6 +142,9 @@ class Intake:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.writer = SubmissionWriter(runtime.db)
+        self.claims = idempotency.IdempotencyClaims(
+            runtime.db, ttl_s=IDEMPOTENCY_TTL_S, lock_s=IDEMPOTENCY_LOCK_S
+        )
         self._last_purge = time.monotonic()
 
     async def submit(
@@ -152,14 +155,7 @@ class Intake:
             key = idempotency.parse_idempotency_key(idempotency_key)
             if key is None:
                 return await self._accept(body, None, request_id)
-            outcome = await idempotency.claim(
-                self.runtime.db,
-                key,
-                idempotency.fingerprint(body),
-                now=now(),
-                ttl_s=IDEMPOTENCY_TTL_S,
-                lock_s=IDEMPOTENCY_LOCK_S,
-            )
+            outcome = await self.claims.claim(key, idempotency.fingerprint(body))
             if isinstance(outcome, idempotency.StoredResponse):
                 return IntakeResponse(
                     outcome.status, outcome.body, {**outcome.headers, "Idempotent-Replayed": "true"}, True
@@ -167,7 +163,7 @@ class Intake:
             try:
                 return await self._accept(body, outcome, request_id)
             except BaseException:
-                await idempotency.release(self.runtime.db, outcome)
+                await self.claims.release(outcome)
                 raise
         except IntakeError as exc:
             JOBS_REJECTED.labels(exc.code).inc()
@@ -326,6 +322,7 @@ class Intake:
         return IntakeResponse(202, orjson.dumps(payload), {"Location": location})
 
     async def aclose(self) -> None:
+        await self.claims.aclose()
         await self.writer.aclose()
 
     async def _housekeeping(self) -> None:

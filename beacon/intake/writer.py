@@ -14,15 +14,13 @@ request gets the error.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from beacon.intake import idempotency
+from beacon.intake.batching import Batcher
 from beacon.intake.errors import IntakeError
 from beacon.intake.idempotency import Claim, StoredResponse
 from beacon.intake.replay import nonce_claim, replay_detected
@@ -42,7 +40,6 @@ class PreparedJob:
     nonce: dict[str, Any]
     """``{"public_key", "nonce", "expires_at"}``"""
     idempotency: tuple[Claim, StoredResponse] | None = None
-    done: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @property
     def job_id(self) -> str:
@@ -59,51 +56,30 @@ def job_exists(job_id: str) -> IntakeError:
     )
 
 
+def _observe(jobs: int, seconds: float) -> None:
+    INTAKE_BATCH_JOBS.observe(jobs)
+    INTAKE_COMMIT_SECONDS.observe(seconds)
+
+
 class SubmissionWriter:
     """Writes prepared jobs in shared transactions; one per process (``intake_for(runtime).writer``)."""
 
     def __init__(self, db: Database, *, max_batch: int = 200) -> None:
         self.db = db
-        self.max_batch = max_batch
-        self._waiting: list[PreparedJob] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._batcher: Batcher[PreparedJob, None] = Batcher(
+            self._flush, max_batch=max_batch, name="beacon-intake-writer", on_batch=_observe
+        )
 
     async def write(self, job: PreparedJob) -> None:
         """Return once ``job`` is committed; raise IntakeError (replay, taken id) or the database's error."""
-        job.done = asyncio.get_running_loop().create_future()
-        self._waiting.append(job)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._drain(), name="beacon-intake-writer")
-        # shield: a client that goes away must not cancel a commit other requests share
-        await asyncio.shield(job.done)
+        await self._batcher.submit(job)
 
-    async def _drain(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
-            started = time.perf_counter()
-            try:
-                outcomes = await self._flush(batch)
-            except BaseException as exc:
-                for job in batch:
-                    assert job.done is not None
-                    if not job.done.done():
-                        job.done.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            INTAKE_BATCH_JOBS.observe(len(batch))
-            INTAKE_COMMIT_SECONDS.observe(time.perf_counter() - started)
-            for job, outcome in zip(batch, outcomes, strict=True):
-                assert job.done is not None
-                if job.done.done():
-                    continue
-                if outcome is None:
-                    job.done.set_result(None)
-                else:
-                    job.done.set_exception(outcome)
+    async def aclose(self) -> None:
+        """Finish what is waiting (Runtime.stop closes the intake, which closes this)."""
+        await self._batcher.aclose()
 
-    async def _flush(self, batch: list[PreparedJob]) -> list[IntakeError | None]:
-        outcomes: list[IntakeError | None] = [None] * len(batch)
+    async def _flush(self, batch: list[PreparedJob]) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = [None] * len(batch)
         nonces_seen: set[tuple[str, str]] = set()
         ids_seen: set[str] = set()
         for index, job in enumerate(batch):  # duplicates inside one batch: the first one wins
@@ -165,9 +141,3 @@ class SubmissionWriter:
     async def _insert(conn: Any, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         if rows:
             await conn.execute(table.insert(), rows)
-
-    async def aclose(self) -> None:
-        """Finish what is waiting (called by Runtime.stop through the intake)."""
-        if self._flusher is not None:
-            with contextlib.suppress(Exception):
-                await self._flusher
