@@ -122,15 +122,20 @@ class EmbeddedRunner:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def provision(self) -> RunnerCredentials:
+        """The data directory, tokens and trusted signing key (made once; ``start`` calls this too)."""
+        if self.credentials is None:
+            if self.data_dir is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="beacon-embedded-")
+                self.data_dir = Path(self._tmp.name)
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.credentials = self._provision(self.data_dir)
+        return self.credentials
+
     def start(self) -> EmbeddedRunner:
         if self.process is not None:
             raise EmbeddedRunnerError("already started")
-        if self.data_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="beacon-embedded-")
-            self.data_dir = Path(self._tmp.name)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.credentials = self._provision(self.data_dir)
-        env = self._environment(self.credentials)
+        env = self._environment(self.provision())
         log = self.log_path.open("ab")
         try:
             self.process = subprocess.Popen(
@@ -180,9 +185,11 @@ class EmbeddedRunner:
         if keep_log is not None and self.data_dir is not None and self.log_path.is_file():
             keep_log.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.log_path, keep_log)
-        if self._tmp is not None:
+        if self._tmp is not None:  # a temporary data directory goes, and the credentials that lived in it
             self._tmp.cleanup()
             self._tmp = None
+            self.data_dir = None
+            self.credentials = None
         return status
 
     # --- internals -------------------------------------------------------------------------------

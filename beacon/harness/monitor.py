@@ -20,32 +20,15 @@ from beacon.harness.results import to_jsonable
 
 
 def queue_depths(stats: dict[str, Any]) -> dict[str, int]:
-    """Per-region queue depth from a queue-stats document, whatever its exact nesting.
+    """Messages per region not yet finished — waiting (``depth``), delayed for a retry, or delivered
+    and not yet acknowledged (``pending``) — from ``GET /admin/ops/queues``.
 
-    Accepts ``{"regions": {"EU": {"depth": 3, …}}}``, ``{"queues": [{"region": "EU", "depth": 3}]}``
-    and ``{"EU": {"depth": 3}}``.
+    Zero everywhere means the queue is drained, not merely that nothing waits.
     """
-    depths: dict[str, int] = {}
-    container: Any = stats.get("regions", stats.get("queues", stats))
-    items: list[tuple[str, Any]]
-    if isinstance(container, list):
-        items = [
-            (str(entry.get("region") or entry.get("name")), entry)
-            for entry in container
-            if isinstance(entry, dict)
-        ]
-    elif isinstance(container, dict):
-        items = [(str(k), v) for k, v in container.items()]
-    else:
-        items = []
-    for region, entry in items:
-        if isinstance(entry, dict):
-            value = entry.get("depth", entry.get("pending", entry.get("length")))
-            if isinstance(value, int | float):
-                depths[region] = int(value)
-        elif isinstance(entry, int):
-            depths[region] = entry
-    return depths
+    out: dict[str, int] = {}
+    for entry in stats.get("regions", []):
+        out[str(entry["region"])] = sum(int(entry.get(key) or 0) for key in ("depth", "delayed", "pending"))
+    return out
 
 
 class RunMonitor:

@@ -515,8 +515,15 @@ class Run:
         self.run_dir.mkdir(parents=True, exist_ok=False)
         self._copy_inputs()
         monitor: RunMonitor | None = None
+        executor: PhaseExecutor | None = None
         try:
             if not self.runner_url:
+                self._provision_embedded_runner()
+            executor = PhaseExecutor(
+                self.run_dir, self.kernel, self.env, self.options.kernel_grace_s, prewarm=self.options.prewarm
+            )
+            executor.warm_up()  # the first phase's kernel starts while the runner does
+            if self.runner is not None:
                 self._start_embedded_runner()
             operator_env = self._common("operator_token_env", "OPERATOR_TOKEN")
             monitor = RunMonitor(
@@ -526,7 +533,8 @@ class Run:
                 operator_token=self.env.get(operator_env) or None,
             )
             monitor.start()
-            self._run_phases()
+            self._run_phases(executor)
+            executor.close()
             monitor.stop()
             monitor = None
             for job in self._html_jobs:
@@ -537,6 +545,8 @@ class Run:
             if self.options.attest:
                 self._attest(summary)
         finally:
+            if executor is not None:
+                executor.close()
             if monitor is not None:
                 monitor.stop()
             self._html_pool.shutdown(wait=True)
@@ -546,19 +556,23 @@ class Run:
         render_report(self.run_dir)
         return RunOutcome(self.run_dir, summary)
 
-    def _start_embedded_runner(self) -> None:
-        with self.console.status("starting the embedded runner (US, EU, ASIA on SQLite)…"):
-            self.runner = EmbeddedRunner(extra_env=dict(self.options.runner_env))
-            self.runner.start()
-        assert self.runner.credentials is not None
-        self.runner_url = self.runner.url
+    def _provision_embedded_runner(self) -> None:
+        """Tokens and a trusted signing key for the embedded runner, exported to the phases' environment."""
+        self.runner = EmbeddedRunner(extra_env=dict(self.options.runner_env))
+        credentials = self.runner.provision()
         names = {
             "admin": self._common("admin_token_env", "ADMIN_TOKEN"),
             "operator": self._common("operator_token_env", "OPERATOR_TOKEN"),
             "viewer": self._common("viewer_token_env", "VIEWER_TOKEN"),
             "signing_key": self._common("signing_key_env", "BEACON_SIGNING_KEY_FILE"),
         }
-        self.env.update(self.runner.credentials.env(names))
+        self.env.update(credentials.env(names))
+
+    def _start_embedded_runner(self) -> None:
+        assert self.runner is not None
+        with self.console.status("starting the embedded runner (US, EU, ASIA on SQLite)…"):
+            self.runner.start()
+        self.runner_url = self.runner.url
         self.console.print(
             f"embedded runner at {self.runner_url} (pid {self.runner.pid}, log {self.runner.log_path})"
         )
@@ -580,17 +594,7 @@ class Run:
         if self.runner is not None:
             self.runner.stop()
 
-    def _run_phases(self) -> None:
-        executor = PhaseExecutor(
-            self.run_dir, self.kernel, self.env, self.options.kernel_grace_s, prewarm=self.options.prewarm
-        )
-        try:
-            self._run_phases_with(executor)
-        finally:
-            executor.close()
-
-    def _run_phases_with(self, executor: PhaseExecutor) -> None:
-        executor.warm_up()  # the first phase's process starts while the progress display comes up
+    def _run_phases(self, executor: PhaseExecutor) -> None:
         notebooks = self.run_dir / "notebooks"
         notebooks.mkdir(parents=True, exist_ok=True)
         halted = False

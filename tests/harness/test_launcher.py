@@ -36,13 +36,15 @@ def test_starts_ready_with_roles_and_a_trusted_key_and_stops_by_pid() -> None:
         env = credentials.env()
         assert set(env) == {"ADMIN_TOKEN", "OPERATOR_TOKEN", "VIEWER_TOKEN", "BEACON_SIGNING_KEY_FILE"}
         assert runner.log_path.is_file()
+        data_dir = runner.data_dir
         pid = runner.pid
         assert pid is not None
     finally:
         status = runner.stop()
     assert status is not None
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    assert runner.data_dir is not None and not runner.data_dir.exists()  # its temporary data is gone
+    assert not data_dir.exists()  # its temporary data is gone
+    assert runner.credentials is None
 
 
 def test_a_runner_that_cannot_start_reports_its_log(tmp_path) -> None:
