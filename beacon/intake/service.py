@@ -163,7 +163,10 @@ class Intake:
             try:
                 return await self._accept(body, outcome, request_id)
             except BaseException:
-                await self.claims.release(outcome)
+                try:
+                    await self.claims.release(outcome)
+                except Exception:  # the original error matters more; a stale claim is taken over after 30 s
+                    log.warning("could not release Idempotency-Key %r", outcome.key, exc_info=True)
                 raise
         except IntakeError as exc:
             JOBS_REJECTED.labels(exc.code).inc()
