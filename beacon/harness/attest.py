@@ -103,31 +103,14 @@ class Verdict:
         return bool(self.checks) and all(ok for _, ok, _ in self.checks)
 
 
-def _public_keys(runner_keys: Any) -> list[str]:
-    """Base64 public keys from a ``GET /api/v1/keys`` answer."""
-    keys: list[str] = []
-    entries = runner_keys.get("keys", [runner_keys]) if isinstance(runner_keys, dict) else runner_keys
-    for entry in entries or []:
-        if isinstance(entry, dict) and isinstance(entry.get("public_key"), str):
-            keys.append(entry["public_key"])
-        elif isinstance(entry, str):
-            keys.append(entry)
-    return keys
+def _public_keys(runner_keys: dict[str, Any] | None) -> list[str]:
+    """Base64 public keys from a ``GET /api/v1/keys`` answer (``{"keys": [{"public_key"}]}``)."""
+    return [entry["public_key"] for entry in (runner_keys or {}).get("keys", [])]
 
 
-def _vkeys(log_keys: Any) -> list[str]:
-    """Verifier keys from a ``GET /api/v1/transparency/keys`` answer."""
-    if isinstance(log_keys, dict):
-        found = log_keys.get("vkeys") or log_keys.get("keys") or []
-    else:
-        found = log_keys or []
-    out = []
-    for entry in found:
-        if isinstance(entry, str):
-            out.append(entry)
-        elif isinstance(entry, dict) and isinstance(entry.get("vkey"), str):
-            out.append(entry["vkey"])
-    return out
+def _vkeys(log_keys: dict[str, Any] | None) -> list[str]:
+    """Verifier keys from a ``GET /api/v1/transparency/keys`` answer (``{"keys": [{"vkey"}]}``)."""
+    return [entry["vkey"] for entry in (log_keys or {}).get("keys", [])]
 
 
 def verify_report(run_dir: Path, *, runner_key: str | None = None, log_vkey: str | None = None) -> Verdict:

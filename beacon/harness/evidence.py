@@ -36,8 +36,9 @@ def verifiers(vkeys: Iterable[str]) -> list[Verifier]:
     return out
 
 
-def verify_receipt_signature(receipt: dict[str, Any], public_keys: Sequence[str]) -> str:
-    """The runner key (base64) that signed ``receipt``; EvidenceError if none of ``public_keys`` did."""
+def verify_runner_signature(receipt: dict[str, Any], public_keys: Sequence[str]) -> str:
+    """The runner key (base64) that signed ``receipt`` (or any Beacon document: a difference report …);
+    EvidenceError if none of ``public_keys`` did."""
     reasons = []
     for key in public_keys:
         try:
