@@ -117,3 +117,30 @@ async def test_the_async_client_mirrors_the_sync_one(runner: EmbeddedRunner, tok
         with pytest.raises(BeaconAPIError) as caught:
             await client.anonymous().admin_config()
         assert caught.value.status == 401
+
+
+def test_every_route_of_the_api_has_a_client_method(tmp_path) -> None:
+    import re
+
+    from beacon.api.app import create_app
+    from beacon.client import _Routes
+    from beacon.config import Settings
+
+    app = create_app(Settings(data_dir=tmp_path))
+    served = {
+        (method, re.sub(r"\{[^}]+\}", "{}", route.path))
+        for route in app.routes
+        if hasattr(route, "methods") and not route.path.startswith(("/docs", "/redoc"))
+        for method in route.methods
+        if method != "HEAD"
+    }
+    built = set()
+    for _, builder in inspect.getmembers(_Routes, predicate=inspect.isfunction):
+        required = [
+            p for p in inspect.signature(builder).parameters.values() if p.default is inspect.Parameter.empty
+        ]
+        call = builder(
+            *[{} if p.name in ("document", "patch") else 1 if p.name == "index" else "x" for p in required]
+        )
+        built.add((call.method, re.sub(r"\{[^}]+\}", "{}", call.route)))
+    assert served - built == set()
