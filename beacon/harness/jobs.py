@@ -160,3 +160,21 @@ def execution_rows(job: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def peak_concurrent_regions(jobs: list[dict[str, Any]]) -> int:
+    """The most regions that had an execution running at the same moment, over ``jobs`` (with executions)."""
+    events: list[tuple[float, int, str]] = []
+    for job in jobs:
+        for execution in job.get("executions") or []:
+            started, finished = epoch(execution.get("started_at")), epoch(execution.get("finished_at"))
+            if started is not None and finished is not None:
+                events += [(started, 1, execution["region"]), (finished, -1, execution["region"])]
+    running: dict[str, int] = {}
+    peak = 0
+    for _, delta, region in sorted(
+        events, key=lambda e: (e[0], e[1])
+    ):  # an end before a start at the same instant
+        running[region] = running.get(region, 0) + delta
+        peak = max(peak, sum(1 for count in running.values() if count > 0))
+    return peak
