@@ -196,7 +196,3 @@ def _receipt_binds(receipt: dict[str, Any], document: dict[str, Any]) -> bool:
     return bool(
         receipt.get("attestation") == document and receipt.get("attestation_sha256") == jcs_sha256(document)
     )
-
-
-def write_attestation_failure(run_dir: Path, error: str) -> None:
-    write_json_atomic(run_dir / "attestation-error.json", {"error": error, "at": time.time()})

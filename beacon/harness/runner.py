@@ -739,7 +739,9 @@ class Run:
     def _attest(self, summary: dict[str, Any]) -> None:
         from beacon.harness.attest import attest_run
 
-        token = self.env.get(self._common("operator_token_env", "OPERATOR_TOKEN"))
+        token = self.env.get(self._common("operator_token_env", "OPERATOR_TOKEN")) or self.env.get(
+            self._common("admin_token_env", "ADMIN_TOKEN")
+        )
         try:
             attest_run(self.run_dir, self.runner_url, token)
         except Exception as exc:  # the report must still be written; the failure is recorded in it
