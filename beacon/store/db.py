@@ -8,12 +8,14 @@ second connection while holding one: pass the connection down instead.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,6 +27,14 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached (connection refused, server shutting down, …)."""
+
+
+def json_dumps(value: Any) -> str:
+    """JSON for JSON columns: orjson (several times faster), the standard library for what it refuses."""
+    try:
+        return orjson.dumps(value).decode("utf-8")
+    except TypeError:  # e.g. integers beyond 64 bits, non-string keys
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def now() -> float:
@@ -48,6 +58,7 @@ class Database:
                 max_overflow=0,
                 pool_timeout=60,
                 connect_args={"timeout": 30, "check_same_thread": False},
+                json_serializer=json_dumps,
             )
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
@@ -60,6 +71,7 @@ class Database:
                 pool_pre_ping=True,
                 pool_timeout=10,
                 connect_args={"command_timeout": 30, "server_settings": {"application_name": "beacon"}},
+                json_serializer=json_dumps,
             )
 
     @staticmethod
