@@ -366,8 +366,8 @@ async def make_cluster(
     for cluster in made:
         for process in cluster.workers:
             process.kill()
-        await cluster.pipeline.stop(timeout_s=5)
-        await cluster.runtime.stop()
+        await asyncio.wait_for(cluster.pipeline.stop(timeout_s=5), 30)
+        await asyncio.wait_for(cluster.runtime.stop(), 30)
 
 
 def server_url(process: BeaconProcess, timeout_s: float = 30.0) -> str:

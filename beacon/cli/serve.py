@@ -34,6 +34,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         typer.secho(f"cannot listen on {host}:{port}: {exc.strerror}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+    sock.listen(2048)  # connections queue from now on, even before the server's loop accepts them
     sock.set_inheritable(True)
     return sock
 

@@ -28,7 +28,7 @@ from beacon.queue.sweeper import Sweeper
 from beacon.runtime import Runtime
 from beacon.worker.finalize import finalizers_for
 from beacon.worker.loop import Worker
-from beacon.worker.registry import WorkerState
+from beacon.worker.registry import WorkerState, register_key
 
 log = logging.getLogger("beacon.pipeline")
 
@@ -147,6 +147,10 @@ class Pipeline:
         return cls(runtime, worker_regions=REGIONS, **kwargs)
 
     async def start(self) -> None:
+        try:  # this process signs receipts too (cancel, sweeper): list its key at GET /api/v1/keys
+            await register_key(self.runtime.db, self.runtime.runner_key)
+        except Exception as exc:
+            log.warning("could not record this process's signing key yet: %s", exc)
         finalizers_for(self.runtime)
         self._listener = asyncio.create_task(self._finalize_on_signal(), name="finalize-signals")
         if self.relay is not None:

@@ -21,7 +21,7 @@ from tests.faults.conftest import Cluster
 from tests.pipeline_support import wait_for_jobs, wait_until
 from tests.worker.conftest import ScriptedExecutor
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(120, method="thread")]
 
 
 async def test_a_message_that_keeps_failing_is_dead_lettered_with_its_reason(

@@ -16,7 +16,7 @@ import pytest
 from tests.faults.conftest import Cluster, PostgresCluster, server_url
 from tests.pipeline_support import audit_pipeline, wait_for_jobs
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(240, method="thread")]
 
 JOBS = 12
 

@@ -17,7 +17,7 @@ from beacon.store.tables import outbox
 from tests.faults.conftest import Cluster, RedisServer
 from tests.pipeline_support import audit_pipeline, job_statuses, wait_for_jobs, wait_until
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(180, method="thread")]
 
 JOBS = 40
 

@@ -15,7 +15,12 @@ from beacon.store.tables import executions, outbox
 from tests.faults.conftest import Cluster
 from tests.pipeline_support import audit_pipeline, wait_for_jobs
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.slow,
+    pytest.mark.timeout(180, method="thread"),
+]
 
 JOBS = 10
 

@@ -20,7 +20,12 @@ from beacon.store.tables import executions, workers
 from tests.faults.conftest import Cluster
 from tests.pipeline_support import BeaconProcess, audit_pipeline, wait_for_jobs
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.slow,
+    pytest.mark.timeout(300, method="thread"),
+]
 
 JOBS = 100
 KILLS = 20

@@ -16,7 +16,12 @@ from beacon.api import create_app
 from beacon.store.tables import workers
 from tests.pipeline_support import REPO, Cluster, audit_pipeline, child_environment, wait_for_jobs, wait_until
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.slow,
+    pytest.mark.timeout(180, method="thread"),
+]
 
 
 async def worker_rows(cluster: Cluster) -> dict[int, str]:
