@@ -465,7 +465,17 @@ async def start_worker(
 
 
 # --- backup -----------------------------------------------------------------------------------------
-@router.post("/backup", summary="Download a backup of the database and queue state (admin)")
+@router.post(
+    "/backup",
+    summary="Download a backup of the database and queue state (admin)",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "A gzip-compressed JSON-lines backup (check it with `beacon restore --check FILE`)",
+            "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
 async def backup(request: Request, principal: Admin, runtime: Runtime = Depends(get_runtime)) -> FileResponse:
     """The same file as ``beacon backup``; restore it with ``beacon restore FILE`` into an empty database."""
     from beacon.backup import write_backup
