@@ -138,29 +138,11 @@ async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """Build Settings isolated from the caller's environment and working directory."""
-    from beacon.config import Settings
+    from beacon.config import Settings, without_settings
 
+    kept = without_settings(os.environ)
     for variable in list(os.environ):
-        if variable.startswith(
-            (
-                "BEACON_",
-                "ADMIN_TOKENS",
-                "OPERATOR_TOKENS",
-                "VIEWER_TOKENS",
-                "TRUSTED_KEYS",
-                "DATABASE_URL",
-                "REDIS_URL",
-                "IPFS_",
-                "YAGNA_",
-                "OLLAMA_",
-                "GIN_MODE",
-                "CORS_ORIGINS",
-                "RATE_LIMIT",
-                "SUBMIT_RATE_LIMIT",
-                "LLAMACPP_",
-                "GOLEM_",
-            )
-        ):
+        if variable not in kept:
             monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("BEACON_ENV_FILE", str(tmp_path / "no.env"))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -311,6 +312,21 @@ class Settings(BaseSettings):
 
     def ollama_host_for(self, region: str) -> str | None:
         return self.ollama_hosts.get(region, self.ollama_host)
+
+
+def environment_variables() -> frozenset[str]:
+    """Every environment variable :class:`Settings` reads (all aliases)."""
+    names: set[str] = set()
+    for info in Settings.model_fields.values():
+        if isinstance(info.validation_alias, AliasChoices):
+            names.update(str(choice) for choice in info.validation_alias.choices)
+    return frozenset(names)
+
+
+def without_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` less every variable that configures Beacon: for runners and tests that must be isolated."""
+    names = environment_variables()
+    return {k: v for k, v in environ.items() if k not in names and not k.startswith("BEACON_")}
 
 
 def _read_file(variable: str, path: Path) -> str:

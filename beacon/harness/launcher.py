@@ -26,30 +26,10 @@ from types import TracebackType
 import httpx
 import psutil
 
+from beacon.config import without_settings
 from beacon.keys import Ed25519Key, write_key_file
 
 DEV_KEY_KID = "day1-dev"
-
-# Variables of the caller's environment that must not leak into an isolated embedded runner.
-_ISOLATE_PREFIXES = (
-    "BEACON_",
-    "ADMIN_TOKENS",
-    "OPERATOR_TOKENS",
-    "VIEWER_TOKENS",
-    "TRUSTED_KEYS",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "IPFS_",
-    "YAGNA_",
-    "GOLEM_",
-    "OLLAMA_",
-    "GIN_MODE",
-    "CORS_ORIGINS",
-    "RATE_LIMIT",
-    "SUBMIT_RATE_LIMIT",
-    "MAX_ATTEMPTS",
-    "LOG_LEVEL",
-)
 
 
 class EmbeddedRunnerError(RuntimeError):
@@ -209,7 +189,7 @@ class EmbeddedRunner:
 
     def _environment(self, credentials: RunnerCredentials) -> dict[str, str]:
         assert self.data_dir is not None
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_ISOLATE_PREFIXES)}
+        env = without_settings(os.environ)  # nothing of the caller's configuration leaks in
         env.update(
             {
                 "BEACON_ENV_FILE": str(self.data_dir / "no.env"),  # never read a stray .env

@@ -24,9 +24,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from beacon.failpoints import failpoint
+from beacon.outage import Backoff, is_outage
 from beacon.queue.base import Queue
 from beacon.queue.message import Message, MessageError
-from beacon.queue.outage import Backoff, is_outage
 from beacon.store import Database, now
 from beacon.store.tables import dead_letters, outbox
 

@@ -29,9 +29,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from beacon.config import REGIONS
+from beacon.outage import Backoff, is_outage
 from beacon.queue.base import Queue
 from beacon.queue.message import execution_message
-from beacon.queue.outage import Backoff, is_outage
 from beacon.queue.relay import OutboxRelay, prune_published
 from beacon.runtime import Runtime
 from beacon.store import now

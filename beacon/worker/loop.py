@@ -26,8 +26,8 @@ from typing import TypeVar
 import sqlalchemy as sa
 
 from beacon.executors.base import Executor
+from beacon.outage import Backoff, is_outage
 from beacon.queue.base import ControlEvent, Delivery, Queue, QueueUnavailable
-from beacon.queue.outage import Backoff, is_outage
 from beacon.queue.retry import RetryPolicy
 from beacon.runtime import Runtime
 from beacon.store.tables import jobs

@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 
 from beacon.api import create_app
+from beacon.config import without_settings
 from beacon.intake import sign_jobspec, stamp
 from beacon.keys import Ed25519Key
 from beacon.runtime import Runtime
@@ -95,23 +96,6 @@ def sign(signing_key: Ed25519Key) -> Callable[[dict[str, Any]], bytes]:
 
 # --- a real `beacon serve` process -------------------------------------------------------------------
 
-_STRIPPED_PREFIXES = (
-    "BEACON_",
-    "ADMIN_TOKENS",
-    "OPERATOR_TOKENS",
-    "VIEWER_TOKENS",
-    "TRUSTED_KEYS",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "IPFS_",
-    "YAGNA_",
-    "OLLAMA_",
-    "GIN_MODE",
-    "CORS_ORIGINS",
-    "RATE_LIMIT",
-    "SUBMIT_RATE_LIMIT",
-)
-
 
 @dataclass
 class Served:
@@ -131,7 +115,7 @@ def start_server(
     """Start `beacon serve --port 0` with the plan's environment; wait until it listens."""
     workdir.mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_PREFIXES)}
+    env = without_settings(os.environ)
     env.update(
         {
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",

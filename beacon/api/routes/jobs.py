@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from beacon.api.deps import get_runtime
 from beacon.api.openapi import add_component_schemas, problem_responses
 from beacon.api.problems import Problem, request_id_of
+from beacon.api.routes.executions import ExecutionOut, execution_resource
 from beacon.clock import iso_time
 from beacon.intake import IntakeError, intake_for
 from beacon.models.jobspec import ID_PATTERN, JobSpec
@@ -51,38 +52,6 @@ class TimelineEvent(BaseModel):
     status: str
     at: str | None
     detail: dict[str, Any] | None
-
-
-class ExecutionOut(BaseModel):
-    id: str
-    job_id: str
-    region: str
-    model: str
-    question_id: str
-    variant: str
-    status: str
-    attempt: int
-    backend: str | None
-    backend_version: str | None
-    provider_id: str | None
-    served_region: str | None
-    model_digest: str | None
-    output: str | None
-    output_hash: str | None
-    tokens_in: int | None
-    tokens_out: int | None
-    timings: dict[str, Any] | None
-    error_code: str | None
-    error_detail: str | None
-    classification: dict[str, Any] | None
-    receipt_id: str | None
-    receipt: dict[str, Any] | None
-    leaf_index: int | None
-    queued_at: str | None
-    started_at: str | None
-    finished_at: str | None
-    created_at: str | None
-    updated_at: str | None
 
 
 class JobSummary(BaseModel):
@@ -130,7 +99,7 @@ _SUMMARY_COLUMNS = (
     "finished_at",
     "updated_at",
 )
-_TIME_COLUMNS = ("created_at", "enqueued_at", "started_at", "finished_at", "updated_at", "queued_at")
+_TIME_COLUMNS = ("created_at", "enqueued_at", "started_at", "finished_at", "updated_at")
 
 
 def _summary(row: Any) -> dict[str, Any]:
@@ -142,15 +111,8 @@ def _summary(row: Any) -> dict[str, Any]:
         "kid": row.kid,
         "regions": row.regions,
         "total_executions": row.total_executions,
-        **{name: iso_time(getattr(row, name)) for name in _TIME_COLUMNS if name != "queued_at"},
+        **{name: iso_time(getattr(row, name)) for name in _TIME_COLUMNS},
     }
-
-
-def _execution(row: Any) -> dict[str, Any]:
-    out = {str(name): value for name, value in row._mapping.items() if name != "worker_id"}
-    for name in _TIME_COLUMNS:
-        out[name] = iso_time(out.get(name))
-    return out
 
 
 def _document_schemas() -> dict[str, Any]:
@@ -291,7 +253,7 @@ async def get_job(
         "timeline": [{"status": e.status, "at": iso_time(e.at), "detail": e.detail} for e in events],
     }
     if rows is not None:
-        body["executions"] = [_execution(r) for r in rows]
+        body["executions"] = [execution_resource(r) for r in rows]
     return Response(orjson.dumps(body), media_type="application/json")
 
 

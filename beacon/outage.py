@@ -1,4 +1,8 @@
-"""Telling an outage (retry later) from a bug (report now), and backing off through one."""
+"""Telling an outage (retry later) from a bug (report now), and backing off through one.
+
+One definition for the whole runner: workers, relay and sweeper wait an outage out; the API answers it
+with a 503 problem (``beacon.api.problems``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import random
 from dataclasses import dataclass, field
 
 import sqlalchemy.exc
+from redis import exceptions as redis_exc
 
 from beacon.queue.base import QueueUnavailable
 
@@ -35,7 +40,14 @@ def is_outage(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, QueueUnavailable | ConnectionError | TimeoutError):
+        if isinstance(
+            current,
+            QueueUnavailable
+            | ConnectionError
+            | TimeoutError
+            | redis_exc.ConnectionError
+            | redis_exc.TimeoutError,
+        ):
             return True
         if isinstance(current, OSError) and not isinstance(current, FileNotFoundError | PermissionError):
             return True
