@@ -452,7 +452,8 @@ class Run:
         self.kernel = options.kernel or self.plan.kernel
         self.selected = self.plan.select(options.phases)
         self.run_id = options.run_id or new_run_id()
-        self.run_dir = options.out_dir / self.run_id
+        # Absolute: phase processes and kernels run with the run folder as their working directory.
+        self.run_dir = (options.out_dir / self.run_id).resolve()
         self.runner: EmbeddedRunner | None = None
         self.runner_url = options.runner_url or ""
         self.env: dict[str, str] = dict(os.environ)

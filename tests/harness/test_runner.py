@@ -128,6 +128,16 @@ def test_every_failure_mode_becomes_a_phase_verdict_and_the_run_goes_on(tmp_path
     assert (run_dir / "inputs" / "notebooks" / "ok.ipynb").is_file()
 
 
+def test_a_relative_out_folder_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `beacon day1` defaults to --out reports/ (relative): phases run with the run folder as their cwd.
+    plan = make_plan(tmp_path, ["ok"])
+    monkeypatch.chdir(tmp_path)
+    outcome = run_plan(options(tmp_path, plan, out_dir=Path("reports")), Console(quiet=True))
+    assert [p["status"] for p in outcome.summary["phases"]] == ["passed"]
+    assert outcome.run_dir == tmp_path / "reports" / "run"
+    assert outcome.exit_code == 0
+
+
 def test_fail_fast_skips_the_rest(tmp_path: Path) -> None:
     plan = make_plan(tmp_path, ["failing", "ok"])
     outcome = run_plan(options(tmp_path, plan, fail_fast=True), Console(quiet=True))
