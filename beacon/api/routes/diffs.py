@@ -13,6 +13,7 @@ import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beacon.api.auth import Principal, Role, require
 from beacon.api.deps import get_runtime
@@ -113,30 +114,32 @@ async def list_diffs(
     return _json({"diffs": diffs, "limit": limit, "offset": offset, "total": total})
 
 
-async def _report_row(runtime: Runtime, job_id: str) -> Any:
-    async with runtime.db.connect() as conn:
-        row = (await conn.execute(sa.select(diff_reports).where(diff_reports.c.job_id == job_id))).first()
-        if row is not None:
-            return row
-        job = (
-            await conn.execute(sa.select(jobs.c.status, jobs.c.benchmark).where(jobs.c.id == job_id))
-        ).first()
+async def _job(conn: AsyncConnection, job_id: str, *columns: Any) -> Any:
+    """The job's ``columns``; 404 ``job_not_found`` when there is no such job."""
+    job = (await conn.execute(sa.select(*columns).where(jobs.c.id == job_id))).first()
     if job is None:
         raise Problem(404, "job_not_found", "Job not found", f"no job with id {job_id!r}")
+    return job
+
+
+async def _report_row(conn: AsyncConnection, job_id: str) -> Any:
+    """The job's stored report row; 404 saying why when it has none (yet)."""
+    row = (await conn.execute(sa.select(diff_reports).where(diff_reports.c.job_id == job_id))).first()
+    if row is not None:
+        return row
+    job = await _job(conn, job_id, jobs.c.status, jobs.c.benchmark)
     if job.benchmark in SKIPPED_BENCHMARKS:
-        raise Problem(
-            404,
-            "diff_not_found",
-            "No difference report for this job",
-            f"job {job_id!r} ran the {job.benchmark} benchmark, which calls no model: there is nothing to compare",
-            job_status=job.status,
+        why = f"ran the {job.benchmark} benchmark, which calls no model: there is nothing to compare"
+    else:
+        why = (
+            f"is {job.status}; a report is written when the job has finished with answers "
+            "from at least two regions"
         )
     raise Problem(
         404,
         "diff_not_found",
         "No difference report for this job",
-        f"job {job_id!r} is {job.status}; a report is written when the job has finished with answers "
-        "from at least two regions",
+        f"job {job_id!r} {why}",
         job_status=job.status,
     )
 
@@ -147,7 +150,8 @@ async def _report_row(runtime: Runtime, job_id: str) -> Any:
     responses=problem_responses(404),
 )
 async def get_diff(job_id: JobId, runtime: Runtime = Depends(get_runtime)) -> Response:
-    row = await _report_row(runtime, job_id)
+    async with runtime.db.connect() as conn:
+        row = await _report_row(conn, job_id)
     headers = {"Beacon-Report-Id": row.id}
     if row.leaf_index is not None:
         headers["Beacon-Transparency-Leaf"] = str(row.leaf_index)
@@ -165,11 +169,7 @@ async def create_diff(
     _: Principal = Depends(require(Role.OPERATOR)),
 ) -> Response:
     async with runtime.db.connect() as conn:
-        job = (
-            await conn.execute(sa.select(jobs.c.status, jobs.c.finished_at).where(jobs.c.id == job_id))
-        ).first()
-    if job is None:
-        raise Problem(404, "job_not_found", "Job not found", f"no job with id {job_id!r}")
+        job = await _job(conn, job_id, jobs.c.status, jobs.c.finished_at)
     if job.finished_at is None:
         raise Problem(
             409,
@@ -262,8 +262,8 @@ def _portal_analysis(report: dict[str, Any]) -> dict[str, Any]:
     responses=problem_responses(404),
 )
 async def cross_region_diff(job_id: JobId, runtime: Runtime = Depends(get_runtime)) -> Response:
-    row = await _report_row(runtime, job_id)
     async with runtime.db.connect() as conn:
+        row = await _report_row(conn, job_id)
         rows = (
             await conn.execute(
                 sa.select(
