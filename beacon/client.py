@@ -170,6 +170,8 @@ class Call(Generic[T]):
     path: str
     params: Mapping[str, Any] | None = None
     json: Any = None
+    content: bytes | None = None
+    """A body sent as these exact bytes (instead of ``json``)."""
     headers: Mapping[str, str] | None = None
     parse: Parse = "json"
     ok: Sequence[int] = ()
@@ -246,7 +248,15 @@ class _Routes:
 
     # jobs
     @staticmethod
-    def submit_job(document: JSON, idempotency_key: str | None = None) -> Call[JSON]:
+    def submit_job(document: JSON | bytes, idempotency_key: str | None = None) -> Call[JSON]:
+        """``document``: a signed JobSpec, or the exact bytes of one (a file as signed).
+
+        Bytes go out verbatim as ``application/json``, so the runner's ``spec_hash`` (SHA-256 of the body
+        it received) is the SHA-256 of the file; a dict is serialised by the client, which changes them.
+        """
+        if isinstance(document, bytes):
+            headers = {"Content-Type": "application/json", **(_idem(idempotency_key) or {})}
+            return Call("POST", "/api/v1/jobs", "/api/v1/jobs", content=document, headers=headers)
         return Call("POST", "/api/v1/jobs", "/api/v1/jobs", json=document, headers=_idem(idempotency_key))
 
     @staticmethod
@@ -656,7 +666,13 @@ class BeaconClient(_Base):
     def send(self, call: Call[T]) -> T:
         """Make ``call``; raise BeaconAPIError on an error status."""
         response = self.request(
-            call.method, call.path, route=call.route, params=call.params, json=call.json, headers=call.headers
+            call.method,
+            call.path,
+            route=call.route,
+            params=call.params,
+            json=call.json,
+            content=call.content,
+            headers=call.headers,
         )
         return self._result(call, response)
 
@@ -697,7 +713,8 @@ class BeaconClient(_Base):
         return self.send(ROUTES.audit(limit, before))
 
     # jobs
-    def submit_job(self, document: JSON, idempotency_key: str | None = None) -> JSON:
+    def submit_job(self, document: JSON | bytes, idempotency_key: str | None = None) -> JSON:
+        """Submit a signed JobSpec: a dict, or a file's bytes sent verbatim (``spec_hash`` = their SHA-256)."""
         return self.send(ROUTES.submit_job(document, idempotency_key))
 
     def job(self, job_id: str, include_executions: bool = False) -> JSON:
@@ -915,7 +932,13 @@ class AsyncBeaconClient(_Base):
     async def send(self, call: Call[T]) -> T:
         """Make ``call``; raise BeaconAPIError on an error status."""
         response = await self.request(
-            call.method, call.path, route=call.route, params=call.params, json=call.json, headers=call.headers
+            call.method,
+            call.path,
+            route=call.route,
+            params=call.params,
+            json=call.json,
+            content=call.content,
+            headers=call.headers,
         )
         return self._result(call, response)
 
@@ -956,7 +979,8 @@ class AsyncBeaconClient(_Base):
         return await self.send(ROUTES.audit(limit, before))
 
     # jobs
-    async def submit_job(self, document: JSON, idempotency_key: str | None = None) -> JSON:
+    async def submit_job(self, document: JSON | bytes, idempotency_key: str | None = None) -> JSON:
+        """Submit a signed JobSpec: a dict, or a file's bytes sent verbatim (``spec_hash`` = their SHA-256)."""
         return await self.send(ROUTES.submit_job(document, idempotency_key))
 
     async def job(self, job_id: str, include_executions: bool = False) -> JSON:

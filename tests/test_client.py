@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -90,6 +93,23 @@ def test_idempotency_key_replays_the_submission(runner: EmbeddedRunner, tokens: 
         client.submit_job(other, idempotency_key=f"k-{job_id}")
     assert (conflict.value.status, conflict.value.code) == (422, "idempotency_key_reused")
     assert client.job(job_id)["id"] == job_id
+
+
+def test_a_signed_file_is_submitted_byte_for_byte(
+    runner: EmbeddedRunner, tokens: None, tmp_path: Path
+) -> None:
+    assert runner.credentials is not None
+    key = read_key_file(runner.credentials.signing_key_file)
+    job_id = jobs.new_job_id("client-bytes")
+    path = tmp_path / "signed.json"
+    path.write_text(json.dumps(jobs.sign(jobs.minimal_jobspec(job_id), key), indent=2) + "\n")
+    body = path.read_bytes()
+    assert body != json.dumps(json.loads(body), separators=(",", ":")).encode()  # not what a client writes
+    client = BeaconClient(runner.url, token_env="OPERATOR_TOKEN")
+    accepted = client.submit_job(body, idempotency_key=f"k-{job_id}")
+    assert accepted["id"] == job_id
+    assert accepted["spec_hash"] == client.job(job_id)["spec_hash"] == hashlib.sha256(body).hexdigest()
+    assert client.submit_job(body, idempotency_key=f"k-{job_id}")["id"] == job_id  # the key replays
 
 
 def test_unreachable_runner_is_a_connection_error_and_recorded() -> None:
