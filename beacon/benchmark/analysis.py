@@ -22,7 +22,7 @@ import numpy as np
 from beacon.benchmark.classify import SUCCESS_STATUS, Classification, Classifier, Response
 from beacon.benchmark.embeddings import FloatArray
 from beacon.benchmark.questions import Question, QuestionSet, question_set
-from beacon.benchmark.similarity import PairSimilarity, compare, diff_fragment, tokens
+from beacon.benchmark.similarity import PairSimilarity, compare, cosine_similarity, diff_fragment, tokens
 from beacon.canonical import sha256_hex
 
 ANALYSIS_VERSION = "beacon-analysis-1"
@@ -497,8 +497,7 @@ def _attribution(
             if "technical_error" in (ln, lg):
                 continue
             same = n.output == g.output
-            cos = 1.0 if same else float(np.clip(np.dot(vectors[n.id], vectors[g.id]), 0.0, 1.0))
-            within[region_name].append(cos)
+            within[region_name].append(1.0 if same else cosine_similarity(vectors[n.id], vectors[g.id]))
             flips[region_name].append(ln != lg)
         out["prompt_effect"] = {
             "narrative_divergence_delta": delta("narrative_divergence"),

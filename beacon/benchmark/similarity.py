@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,8 +174,3 @@ def diff_fragment(
         break
     hidden = len(lines) - len(out)
     return "\n".join([*out, f"… ({hidden} more diff lines not shown)"])
-
-
-def mean_pairwise(values: Sequence[float]) -> float | None:
-    """Mean of ``values`` or None when there are none (never a made-up default)."""
-    return sum(values) / len(values) if values else None
