@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-import httpx
 import psutil
 
+from beacon.client import BeaconAPIError, BeaconClient, BeaconConnectionError
 from beacon.config import without_settings
 from beacon.keys import Ed25519Key, write_key_file
 
@@ -219,16 +219,18 @@ class EmbeddedRunner:
                 time.sleep(0.05)
         self.url = f"http://{self.host}:{port}"
         last = "no answer yet"
-        with httpx.Client(timeout=5.0) as http:
+        with BeaconClient(self.url, timeout=5.0, label="launcher") as client:
             while True:
                 self._fail_if_exited()
                 try:
-                    response = http.get(self.url + "/health/ready")
+                    response = client.ready()  # 200 ready, 503 (returned) not yet
                     if response.status_code == 200:
                         return
                     last = f"/health/ready answered {response.status_code}: {response.text[:200]}"
-                except httpx.TransportError as exc:
-                    last = f"{type(exc).__name__}: {exc}"
+                except BeaconConnectionError as exc:
+                    last = exc.reason
+                except BeaconAPIError as exc:
+                    last = str(exc)
                 if time.monotonic() > deadline:
                     raise EmbeddedRunnerError(
                         self._failure(f"not ready in {self.startup_timeout_s:.0f}s ({last})")
