@@ -21,21 +21,21 @@ Each tlog-proof carries the JobSpec hash in its ``extra`` line. The bundle's CID
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from beacon.canonical import jcs
+from beacon.canonical import jcs, sha256_hex
 from beacon.signing import SignatureError, sign_document, verify_document
 from beacon.store.tables import diff_reports, executions, jobs
 from beacon.transparency.checkpoint import CheckpointError, open_checkpoint
-from beacon.transparency.log import Leaf, TransparencyLog
+from beacon.transparency.log import Leaf, StoredCheckpoint, TransparencyLog
 from beacon.transparency.note import Verifier
-from beacon.transparency.proof import TlogProof, TlogProofError
+from beacon.transparency.proof import TlogProof, TlogProofError, make_proof
 
 if TYPE_CHECKING:
     from beacon.runtime import Runtime
@@ -102,10 +102,7 @@ async def build_bundle(tlog: TransparencyLog, runtime: Runtime, job_id: str) -> 
     checkpoint = await tlog.checkpoint_for(max(indices) if indices else None)
     extra = bytes.fromhex(job.spec_hash) if len(job.spec_hash) == 64 else None
     async with db.connect() as conn:
-        proofs = [
-            (await _proof(tlog, conn, leaf.index, checkpoint.size)).tlog_proof(extra, checkpoint.note)
-            for leaf in leaves
-        ]
+        proofs = [await _tlog_proof(tlog, conn, leaf.index, checkpoint, extra) for leaf in leaves]
         diff: dict[str, Any] | None = None
         if diff_row is not None:
             diff = {
@@ -116,9 +113,7 @@ async def build_bundle(tlog: TransparencyLog, runtime: Runtime, job_id: str) -> 
             }
             if diff_leaf is not None:
                 diff["report"] = _entry_document(diff_leaf)
-                diff["proof"] = (await _proof(tlog, conn, diff_leaf.index, checkpoint.size)).tlog_proof(
-                    extra, checkpoint.note
-                )
+                diff["proof"] = await _tlog_proof(tlog, conn, diff_leaf.index, checkpoint, extra)
     bundle = {
         "format": FORMAT,
         "job_id": job.id,
@@ -134,17 +129,15 @@ async def build_bundle(tlog: TransparencyLog, runtime: Runtime, job_id: str) -> 
     return sign_document(bundle, runtime.runner_key)
 
 
-@dataclass(frozen=True)
-class _Proof:
-    index: int
-    hashes: list[bytes]
-
-    def tlog_proof(self, extra: bytes | None, note: str) -> str:
-        return TlogProof(self.index, tuple(self.hashes), note, extra).text()
-
-
-async def _proof(tlog: TransparencyLog, conn: Any, index: int, size: int) -> _Proof:
-    return _Proof(index, await tlog.inclusion_proof(conn, index, size))
+async def _tlog_proof(
+    tlog: TransparencyLog,
+    conn: AsyncConnection,
+    index: int,
+    checkpoint: StoredCheckpoint,
+    extra: bytes | None,
+) -> str:
+    """The tlog-proof of leaf ``index`` bound to ``checkpoint``, carrying ``extra``."""
+    return make_proof(index, await tlog.inclusion_proof(conn, index, checkpoint.size), checkpoint.note, extra)
 
 
 def bundle_bytes(bundle: dict[str, Any]) -> bytes:
@@ -242,7 +235,7 @@ def verify_bundle(
         report.add("bundle signature", False, str(exc))
     jobspec = bundle.get("jobspec")
     if isinstance(jobspec, str):
-        digest = hashlib.sha256(jobspec.encode("utf-8")).hexdigest()
+        digest = sha256_hex(jobspec.encode("utf-8"))
         report.add("jobspec hash", digest == bundle.get("jobspec_sha256"), digest)
     else:
         report.add("jobspec hash", False, "no verbatim jobspec")
