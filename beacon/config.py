@@ -6,7 +6,6 @@ A bad value stops start-up with a message that names the variable, never a trace
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from functools import cached_property
@@ -281,30 +280,20 @@ class Settings(BaseSettings):
     @cached_property
     def trusted_key_entries(self) -> list[dict[str, Any]]:
         """The raw trusted-key entries from ``TRUSTED_KEYS`` (JSON or a path) and ``TRUSTED_KEYS_FILE``."""
-        entries: list[dict[str, Any]] = []
-        sources: list[tuple[str, str]] = []
-        if self.trusted_keys:
-            text = self.trusted_keys.strip()
-            if text.startswith("["):
-                sources.append(("TRUSTED_KEYS", text))
-            else:
-                sources.append(("TRUSTED_KEYS", _read_file("TRUSTED_KEYS", Path(text))))
-        if self.trusted_keys_file:
-            sources.append(("TRUSTED_KEYS_FILE", _read_file("TRUSTED_KEYS_FILE", self.trusted_keys_file)))
-        for name, text in sources:
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{name}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
-            if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-                raise ValueError(f"{name}: expected a JSON array of key objects")
-            from beacon.keys import TrustedKeys
+        from beacon.keys import parse_trusted_key_entries, read_trusted_key_entries
 
+        entries: list[dict[str, Any]] = []
+        try:  # bad JSON, keys, statuses or validity windows stop start-up here
+            if self.trusted_keys:
+                entries.extend(read_trusted_key_entries(self.trusted_keys))
+        except ValueError as exc:
+            raise ValueError(f"TRUSTED_KEYS: {exc}") from exc
+        if self.trusted_keys_file:
+            text = _read_file("TRUSTED_KEYS_FILE", self.trusted_keys_file)
             try:
-                TrustedKeys.from_entries(data)  # bad keys, statuses or validity windows stop start-up here
+                entries.extend(parse_trusted_key_entries(text))
             except ValueError as exc:
-                raise ValueError(f"{name}: {exc}") from exc
-            entries.extend(data)
+                raise ValueError(f"TRUSTED_KEYS_FILE: {exc}") from exc
         return entries
 
     def backend_for(self, region: str) -> str:

@@ -267,6 +267,10 @@ class TrustedKeys:
         kids: set[str] = set()
         for index, entry in enumerate(entries):
             where = f"trusted key #{index}"
+            if not isinstance(entry, Mapping):
+                raise ValueError(
+                    f"{where}: expected an object {{kid, public_key, status, not_before, not_after}}"
+                )
             kid = entry.get("kid")
             if not isinstance(kid, str) or not kid:
                 raise ValueError(f"{where}: 'kid' is required")
@@ -298,3 +302,31 @@ class TrustedKeys:
         if key is None:
             return KeyStatus.UNKNOWN, None
         return key.status_at(now or datetime.now(UTC)), key
+
+
+def read_trusted_key_entries(source: str) -> list[dict[str, Any]]:
+    """Trusted-key entries in ``TRUSTED_KEYS``'s forms: an inline JSON array, or the path of a file holding one.
+
+    The entries are checked as :meth:`TrustedKeys.from_entries` reads them; ValueError says what is wrong.
+    """
+    text = source.strip()
+    if not text.startswith(("[", "{")):  # inline JSON is an array; an object is an error said as such
+        try:
+            text = Path(text).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot read {text}: {exc.strerror}") from exc
+    return parse_trusted_key_entries(text)
+
+
+def parse_trusted_key_entries(text: str) -> list[dict[str, Any]]:
+    """The entries of a JSON array of trusted keys, checked as :meth:`TrustedKeys.from_entries` reads them."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    if not isinstance(data, list):
+        raise ValueError(
+            "expected a JSON array of key objects {kid, public_key, status, not_before, not_after}"
+        )
+    TrustedKeys.from_entries(data)  # bad keys, statuses or validity windows are refused here
+    return data

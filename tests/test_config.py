@@ -40,6 +40,7 @@ def env(
         ("CORS_ORIGINS", "https://projectbeacon.netlify.app,*"),
         ("TRUSTED_KEYS", "[{not json"),
         ("TRUSTED_KEYS", '{"kid": "a"}'),
+        ("TRUSTED_KEYS", "[1]"),
         ("TRUSTED_KEYS", '[{"kid": "a", "public_key": "zzz"}]'),
         ("TRUSTED_KEYS", '[{"kid": "a", "public_key": "' + "A" * 43 + '=", "status": "paused"}]'),
         ("TRUSTED_KEYS", "/no/such/trusted-keys.json"),

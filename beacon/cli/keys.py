@@ -14,7 +14,14 @@ from typing import Any
 import typer
 
 from beacon.intake import IntakeError, Scheme, check_document, parse_document, sign_jobspec, stamp
-from beacon.keys import Ed25519Key, KeyFileError, TrustedKeys, read_key_file, write_key_file
+from beacon.keys import (
+    Ed25519Key,
+    KeyFileError,
+    TrustedKeys,
+    read_key_file,
+    read_trusted_key_entries,
+    write_key_file,
+)
 
 keys_app = typer.Typer(help="Ed25519 keys for signing JobSpecs.", no_args_is_help=True)
 
@@ -98,17 +105,8 @@ def sign_file(
 
 def load_trusted_keys(source: str) -> TrustedKeys:
     """TRUSTED_KEYS-style input: an inline JSON array, or a path to a file holding one."""
-    text = source.strip()
-    if not text.startswith("["):
-        try:
-            text = Path(text).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise _fail(f"cannot read trusted keys {source}: {exc.strerror}", EXIT_UNREADABLE) from None
     try:
-        entries = json.loads(text)
-        if not isinstance(entries, list):
-            raise ValueError("expected a JSON array of {kid, public_key, status, not_before, not_after}")
-        return TrustedKeys.from_entries(entries)
+        return TrustedKeys.from_entries(read_trusted_key_entries(source))
     except ValueError as exc:
         raise _fail(f"trusted keys: {exc}", EXIT_UNREADABLE) from None
 

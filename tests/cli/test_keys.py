@@ -150,6 +150,8 @@ def test_verify_exit_codes(tmp_path: Path, signed_file: tuple[Path, Ed25519Key])
     assert invoke("verify", str(write(tmp_path / "list.json", [1]))).exit_code == 3
     assert invoke("verify", str(path), "--trusted-keys", "/no/such/file").exit_code == 3
     assert invoke("verify", str(path), "--trusted-keys", '[{"kid": 1}]').exit_code == 3
+    for not_entries in ("[1]", '["dev"]', '{"kid": "dev"}'):  # a clear refusal, not a traceback
+        assert invoke("verify", str(path), "--trusted-keys", not_entries).exit_code == 3
 
 
 def test_verify_can_refuse_legacy_schemes(tmp_path: Path) -> None:
