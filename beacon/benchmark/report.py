@@ -32,7 +32,6 @@ from beacon.canonical import jcs, sha256_hex
 from beacon.clock import iso_time
 from beacon.runtime import Runtime
 from beacon.signing import sign_document
-from beacon.store import Database
 from beacon.store.db import now
 from beacon.store.tables import diff_reports, executions, jobs
 
@@ -96,13 +95,8 @@ async def load_job(conn: AsyncConnection, job_id: str) -> tuple[dict[str, Any] |
     return dict(job), records
 
 
-async def stored_report(db: Database, job_id: str) -> dict[str, Any] | None:
-    """The stored report row of a job (``report`` holds the signed document), or None."""
-    async with db.connect() as conn:
-        return await _stored(conn, job_id)
-
-
 async def _stored(conn: AsyncConnection, job_id: str) -> dict[str, Any] | None:
+    """The stored report row of a job (``report`` holds the signed document), or None."""
     row = (
         (await conn.execute(sa.select(diff_reports).where(diff_reports.c.job_id == job_id)))
         .mappings()

@@ -34,10 +34,6 @@ MAX_INDEX = (1 << 63) - 1
 MAX_ATTESTATION_BYTES = 256 << 10
 
 
-def _log(runtime: Runtime) -> TransparencyLog:
-    return log_of(runtime)
-
-
 def _bad_param(name: str, detail: str, kind: str = "value_error") -> Problem:
     return Problem(
         400,
@@ -106,7 +102,7 @@ def _proof_body(proof: InclusionProof) -> dict[str, Any]:
 @router.get("/root", summary="The latest signed tree head")
 async def root(runtime: Runtime = Depends(get_runtime)) -> dict[str, Any]:
     """``{root (hex), size, timestamp, checkpoint}`` of the latest checkpoint, plus the log's origin."""
-    tlog = _log(runtime)
+    tlog = log_of(runtime)
     return {**_checkpoint_body(await _latest(tlog)), "origin": tlog.origin}
 
 
@@ -128,7 +124,7 @@ async def proof(
     if size is not None and size > MAX_INDEX:
         raise _not_in_log(f"no checkpoint of size {size}")
     try:
-        return _proof_body(await _log(runtime).prove(leaf, size))
+        return _proof_body(await log_of(runtime).prove(leaf, size))
     except NotFound as exc:
         raise Problem(404, "not_in_log", "No such leaf or checkpoint", str(exc)) from exc
     except LogCorruption as exc:
@@ -145,7 +141,7 @@ async def consistency(
     ] = None,
     runtime: Runtime = Depends(get_runtime),
 ) -> dict[str, Any]:
-    tlog = _log(runtime)
+    tlog = log_of(runtime)
     if first is None:
         raise _bad_param("first", "'first' is required (the older tree size)", "missing")
     if first < 1:
@@ -186,7 +182,7 @@ async def checkpoint(
     size: Annotated[int | None, Query(description="A past checkpoint's tree size (default: latest)")] = None,
     runtime: Runtime = Depends(get_runtime),
 ) -> Response:
-    tlog = _log(runtime)
+    tlog = log_of(runtime)
     if size is None:
         found = await _latest(tlog)
     else:
@@ -212,7 +208,7 @@ async def entry(
     index: Annotated[int, Path(description="Leaf index (0-based)")], runtime: Runtime = Depends(get_runtime)
 ) -> Response:
     _require_index(index, "index")
-    tlog = _log(runtime)
+    tlog = log_of(runtime)
     async with runtime.db.connect() as conn:
         leaf = await tlog.leaf(conn, index)
     if leaf is None:
@@ -230,9 +226,10 @@ async def entry(
 
 @router.get("/keys", summary="The log's verifier keys (C2SP vkey format)")
 async def keys(runtime: Runtime = Depends(get_runtime)) -> dict[str, Any]:
-    verifier = _log(runtime).verifier
+    tlog = log_of(runtime)
+    verifier = tlog.verifier
     return {
-        "origin": _log(runtime).origin,
+        "origin": tlog.origin,
         "keys": [
             {
                 "vkey": verifier.vkey,
@@ -305,7 +302,7 @@ async def attest(
         digest = jcs_sha256(attestation)
     except CanonicalizationError as exc:
         raise Problem(400, "invalid_attestation", "Invalid attestation", str(exc)) from exc
-    tlog = _log(runtime)
+    tlog = log_of(runtime)
     ref = f"harness-receipt:{digest}"
     receipt = sign_document(
         {
