@@ -115,8 +115,7 @@ def _vkeys(log_keys: dict[str, Any] | None) -> list[str]:
 
 def verify_report(run_dir: Path, *, runner_key: str | None = None, log_vkey: str | None = None) -> Verdict:
     """Check a run folder against its attestation (offline). Pin keys to check who signed."""
-    from beacon.harness.evidence import verify_receipt_inclusion
-    from beacon.signing import SignatureError, verify_document
+    from beacon.harness.evidence import EvidenceError, verify_receipt_inclusion, verify_runner_signature
 
     verdict = Verdict()
     path = run_dir / ATTESTATION_FILE
@@ -157,17 +156,11 @@ def verify_report(run_dir: Path, *, runner_key: str | None = None, log_vkey: str
     keys = [runner_key] if runner_key else _public_keys(record.get("runner_keys"))
     if not runner_key:
         verdict.notes.append("runner key taken from attestation.json (pin one with --runner-key)")
-    signed = False
-    detail = "no runner key"
-    for key in keys:
-        try:
-            verify_document(receipt, key)
-        except SignatureError as exc:
-            detail = str(exc)
-            continue
-        signed, detail = True, f"signed by {key[:16]}…"
-        break
-    verdict.add("receipt signature", signed, detail)
+    try:
+        key = verify_runner_signature(receipt, keys)
+        verdict.add("receipt signature", True, f"signed by {key[:16]}…")
+    except EvidenceError as exc:
+        verdict.add("receipt signature", False, str(exc))
 
     # 4. the receipt is in the log: checkpoint signature and inclusion proof
     vkeys = [log_vkey] if log_vkey else _vkeys(record.get("log_keys"))

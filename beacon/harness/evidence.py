@@ -13,8 +13,7 @@ from typing import Any
 
 from beacon.signing import SignatureError, verify_document
 from beacon.transparency.checkpoint import CheckpointError, SignedCheckpoint, open_checkpoint
-from beacon.transparency.cid import compute_cid
-from beacon.transparency.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
+from beacon.transparency.merkle import ProofError, verify_consistency
 from beacon.transparency.note import NoteError, Verifier
 from beacon.transparency.proof import TlogProof, TlogProofError
 
@@ -78,7 +77,6 @@ def verify_receipt_inclusion(
     ``proof`` is either the audit path as hex hashes (bound to ``checkpoint_note``) or a whole
     ``c2sp.org/tlog-proof@v1`` text, which carries its own checkpoint.
     """
-    keys = verifiers(vkeys)
     if isinstance(proof, str):
         try:
             parsed = TlogProof.parse(proof)
@@ -86,19 +84,12 @@ def verify_receipt_inclusion(
             raise EvidenceError(f"tlog-proof: {exc}") from exc
         if parsed.index != index:
             raise EvidenceError(f"the tlog-proof is for leaf {parsed.index}, not {index}")
-        try:
-            return parsed.verify(keys, entry=entry, origin=origin)
-        except TlogProofError as exc:
-            raise EvidenceError(str(exc)) from exc
+    else:
+        parsed = TlogProof(index, tuple(_hashes(proof)), checkpoint_note)
     try:
-        signed = open_checkpoint(checkpoint_note, keys, origin)
-    except CheckpointError as exc:
-        raise EvidenceError(str(exc)) from exc
-    try:
-        verify_inclusion(leaf_hash(entry), index, signed.size, _hashes(proof), signed.root)
-    except ProofError as exc:
-        raise EvidenceError(f"inclusion of leaf {index} in the tree of size {signed.size}: {exc}") from exc
-    return signed
+        return parsed.verify(verifiers(vkeys), entry=entry, origin=origin)
+    except TlogProofError as exc:
+        raise EvidenceError(f"leaf {index}: {exc}") from exc
 
 
 def verify_checkpoint_consistency(old: SignedCheckpoint, new: SignedCheckpoint, proof: Sequence[str]) -> None:
@@ -115,8 +106,3 @@ def verify_checkpoint_consistency(old: SignedCheckpoint, new: SignedCheckpoint, 
         verify_consistency(old.size, new.size, old.root, new.root, _hashes(proof))
     except ProofError as exc:
         raise EvidenceError(f"consistency {old.size} → {new.size}: {exc}") from exc
-
-
-def recompute_cid(data: bytes) -> str:
-    """The CIDv1 of ``data`` as ``ipfs add --cid-version=1 --raw-leaves`` computes it."""
-    return compute_cid(data)
