@@ -1,19 +1,18 @@
 """JobSpecs for the phases (built, stamped, signed) and the rows the report reads from a job.
 
 Signing goes through intake's own :func:`beacon.intake.sign_jobspec` (RFC 8785 scheme), after
-:func:`stamp` adds the ``metadata.timestamp`` and ``metadata.nonce`` the runner's replay protection
-requires — the same thing ``beacon sign`` does for a file.
+:func:`beacon.intake.stamp` adds the ``metadata.timestamp`` and ``metadata.nonce`` the runner's replay
+protection requires — the same thing ``beacon sign`` does for a file.
 """
 
 from __future__ import annotations
 
-import copy
 import secrets
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from beacon.intake import sign_jobspec
+from beacon.intake import sign_jobspec, stamp
 from beacon.keys import Ed25519Key
 
 JOB_STATES = ("created", "enqueued", "executing", "completed", "failed", "cancelled", "timed_out")
@@ -22,21 +21,6 @@ JOB_STATES = ("created", "enqueued", "executing", "completed", "failed", "cancel
 def new_job_id(prefix: str) -> str:
     """A job id unique across runs against the same runner (``t0-175830-a1b2c3``)."""
     return f"{prefix}-{time.strftime('%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def stamp(
-    document: dict[str, Any], *, timestamp: str | None = None, nonce: str | None = None
-) -> dict[str, Any]:
-    """A copy with ``metadata.timestamp`` (now) and ``metadata.nonce`` (random) set where missing."""
-    stamped = copy.deepcopy(document)
-    metadata = stamped.setdefault("metadata", {})
-    metadata.setdefault("timestamp", timestamp or now_rfc3339())
-    metadata.setdefault("nonce", nonce or secrets.token_hex(16))
-    return stamped
 
 
 def sign(document: dict[str, Any], key: Ed25519Key) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import httpx
 
 from beacon.client import BeaconClient, problem_of
 from beacon.harness import jobs
+from beacon.intake import stamp
 from beacon.keys import Ed25519Key
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -157,7 +158,7 @@ def probe_rate_limit(
     sent = 0
     try:
         for _ in range(max_requests):
-            document = jobs.stamp(
+            document = stamp(
                 jobs.minimal_jobspec(jobs.new_job_id(f"{prefix}-rate"))
             )  # unsigned: never accepted
             response = client.request(

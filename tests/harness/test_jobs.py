@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from beacon.harness import jobs
-from beacon.intake import Scheme, verify_jobspec
+from beacon.intake import Scheme, stamp, verify_jobspec
 from beacon.keys import Ed25519Key
 
 
@@ -14,7 +14,7 @@ def test_signed_jobspecs_verify_under_the_primary_scheme() -> None:
     assert document["constraints"] == {"regions": ["US", "EU"], "min_regions": 2}
     verification = verify_jobspec(document)
     assert verification.scheme is Scheme.JCS
-    assert jobs.stamp(document)["metadata"] == document["metadata"]  # stamping keeps what is there
+    assert stamp(document)["metadata"] == document["metadata"]  # stamping keeps what is there
     assert jobs.minimal_jobspec("x") == {
         "id": "x",
         "version": "1",
