@@ -25,7 +25,7 @@ import threading
 import unicodedata
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -68,17 +68,7 @@ class Settings:
     """zlib size / raw size below this (for long enough text) means a character-level loop."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "neighbours": self.neighbours,
-            "near": self.near,
-            "far": self.far,
-            "max_sentences": self.max_sentences,
-            "repetition_ngram": self.repetition_ngram,
-            "repetition_min_tokens": self.repetition_min_tokens,
-            "repetition_share": self.repetition_share,
-            "compression_min_chars": self.compression_min_chars,
-            "compression_ratio": self.compression_ratio,
-        }
+        return asdict(self)
 
 
 # --- the labelled data ------------------------------------------------------------------------------

