@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -41,11 +40,6 @@ def parse_idempotency_key(header: str | None) -> str | None:
     return key
 
 
-def fingerprint(body: bytes) -> str:
-    """The request fingerprint the key is bound to: SHA-256 of the body bytes."""
-    return hashlib.sha256(body).hexdigest()
-
-
 @dataclass(frozen=True)
 class StoredResponse:
     status: int
@@ -59,6 +53,7 @@ class Claim:
 
     key: str
     fingerprint: str
+    """What the key is bound to: the hex SHA-256 of the request body."""
     token: float
     """The claim's ``created_at``: completing or releasing checks that the claim is still ours."""
 
@@ -110,7 +105,8 @@ class IdempotencyClaims:
         )
 
     async def claim(self, key: str, request_fingerprint: str) -> Claim | StoredResponse:
-        """Claim ``key`` for this request, or return the response to replay. IntakeError 422/409."""
+        """Claim ``key`` for this request (``request_fingerprint``: hex SHA-256 of its body), or return the
+        response to replay. IntakeError 422/409."""
         return await self._batcher.submit(_ClaimRequest(key, request_fingerprint))
 
     async def _flush(self, requests: list[_ClaimRequest]) -> list[Claim | StoredResponse | BaseException]:

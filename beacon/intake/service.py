@@ -153,15 +153,16 @@ class Intake:
         """Accept ``body`` (a signed JobSpec) or raise IntakeError."""
         try:
             key = idempotency.parse_idempotency_key(idempotency_key)
+            body_hash = sha256_hex(body)  # the job's spec_hash, and what an Idempotency-Key is bound to
             if key is None:
-                return await self._accept(body, None, request_id)
-            outcome = await self.claims.claim(key, idempotency.fingerprint(body))
+                return await self._accept(body, body_hash, None, request_id)
+            outcome = await self.claims.claim(key, body_hash)
             if isinstance(outcome, idempotency.StoredResponse):
                 return IntakeResponse(
                     outcome.status, outcome.body, {**outcome.headers, "Idempotent-Replayed": "true"}, True
                 )
             try:
-                return await self._accept(body, outcome, request_id)
+                return await self._accept(body, body_hash, outcome, request_id)
             except BaseException:
                 try:
                     await self.claims.release(outcome)
@@ -175,7 +176,7 @@ class Intake:
             await self._housekeeping()
 
     async def _accept(
-        self, body: bytes, claim: idempotency.Claim | None, request_id: str | None
+        self, body: bytes, body_hash: str, claim: idempotency.Claim | None, request_id: str | None
     ) -> IntakeResponse:
         runtime = self.runtime
         settings = runtime.settings
@@ -208,7 +209,7 @@ class Intake:
         planned = plan_job(spec, config, settings.default_models)
         regions = list(dict.fromkeys(p.region for p in planned))
         accepted_at = now()
-        response = self._response(spec, verification, trust, body, regions, len(planned), accepted_at)
+        response = self._response(spec, verification, trust, body_hash, regions, len(planned), accepted_at)
 
         job_id = spec.id
         created_detail: dict[str, Any] = {"scheme": str(verification.scheme), "kid": trust.kid}
@@ -221,7 +222,7 @@ class Intake:
                 "benchmark": spec.benchmark.name,
                 "spec": spec.model_dump(mode="json"),
                 "raw": body.decode("utf-8"),
-                "spec_hash": sha256_hex(body),
+                "spec_hash": body_hash,
                 "signature_scheme": str(verification.scheme),
                 "public_key": verification.public_key_b64,
                 "kid": trust.kid,
@@ -301,7 +302,7 @@ class Intake:
         spec: JobSpec,
         verification: Verification,
         trust: TrustDecision,
-        body: bytes,
+        spec_hash: str,
         regions: list[str],
         planned: int,
         accepted_at: float,
@@ -314,7 +315,7 @@ class Intake:
             "scheme": str(verification.scheme),
             "kid": trust.kid,
             "key_status": str(trust.status),
-            "spec_hash": sha256_hex(body),
+            "spec_hash": spec_hash,
             "regions": regions,
             "executions": planned,
             "created_at": iso_time(accepted_at),
