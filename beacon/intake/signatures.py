@@ -23,9 +23,10 @@ from typing import Any
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from beacon.canonical import CanonicalizationError, go_canonical, jcs
+from beacon.canonical import CanonicalizationError, go_canonical
 from beacon.intake.errors import IntakeError
-from beacon.keys import Ed25519Key, b64decode, b64encode, key_id
+from beacon.keys import Ed25519Key, b64decode, b64encode, decode_public_key, key_id
+from beacon.signing import SIGNATURE_FIELDS, signing_bytes
 
 
 class Scheme(StrEnum):
@@ -34,7 +35,6 @@ class Scheme(StrEnum):
     PORTAL_V1 = "portal-v1"
 
 
-SIGNATURE_FIELDS = ("signature", "public_key")
 PORTAL_V1_EXCLUDED = ("id", "created_at", "signature", "public_key")
 
 
@@ -89,7 +89,7 @@ def prunable_paths(document: dict[str, Any]) -> list[str]:
 def signing_message(document: dict[str, Any], scheme: Scheme) -> bytes:
     """The bytes ``scheme`` signs for ``document``; CanonicalizationError if it has no such form."""
     if scheme is Scheme.JCS:
-        return jcs(_without(document, SIGNATURE_FIELDS))
+        return signing_bytes(document)  # the convention of every document Beacon signs (beacon.signing)
     if scheme is Scheme.GO_STRIP:
         return go_canonical(_without(document, SIGNATURE_FIELDS))
     return go_canonical(portal_v1_prune(_without(document, PORTAL_V1_EXCLUDED)))
@@ -145,13 +145,9 @@ def _decode_fields(document: dict[str, Any]) -> tuple[VerifyKey, bytes, bytes]:
     if not isinstance(signature, str):
         raise IntakeError("invalid_signature_encoding", "signature must be a base64 string")
     try:
-        raw_key = b64decode(public_key)
-    except ValueError:
-        raise IntakeError("invalid_public_key", "public_key is not base64") from None
-    if len(raw_key) != 32:
-        raise IntakeError(
-            "invalid_public_key", f"an Ed25519 public key has 32 bytes, this one has {len(raw_key)}"
-        )
+        raw_key = decode_public_key(public_key)
+    except ValueError as exc:
+        raise IntakeError("invalid_public_key", f"public_key: {exc}") from None
     try:
         raw_sig = b64decode(signature)
     except ValueError:
@@ -165,11 +161,6 @@ def _decode_fields(document: dict[str, Any]) -> tuple[VerifyKey, bytes, bytes]:
     except Exception:  # PyNaCl raises a few types for keys that are not curve points
         raise IntakeError("invalid_public_key", "public_key is not a valid Ed25519 key") from None
     return verify_key, raw_key, raw_sig
-
-
-def public_key_of(document: dict[str, Any]) -> bytes:
-    """The raw public key a document claims; IntakeError if it is missing or malformed."""
-    return _decode_fields(document)[1]
 
 
 def verify_jobspec(

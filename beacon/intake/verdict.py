@@ -9,7 +9,7 @@ from typing import Any
 from beacon.intake.errors import IntakeError
 from beacon.intake.signatures import verify_jobspec
 from beacon.intake.trust import evaluate_trust
-from beacon.keys import KeyStatus, TrustedKeys, b64decode, b64encode, key_id
+from beacon.keys import KeyStatus, TrustedKeys, b64encode, decode_public_key, key_id
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,9 @@ def _claimed_key(document: dict[str, Any]) -> bytes | None:
     if not isinstance(value, str):
         return None
     try:
-        raw = b64decode(value)
+        return decode_public_key(value)
     except ValueError:
         return None
-    return raw if len(raw) == 32 else None
 
 
 def check_document(
