@@ -7,12 +7,15 @@ bytes of the document without those two fields.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from beacon.canonical import jcs
 from beacon.keys import Ed25519Key, b64decode, verify
 
 SIGNATURE_FIELDS = ("signature", "public_key")
+
+Key = TypeVar("Key", bytes, str)
 
 
 class SignatureError(ValueError):
@@ -50,3 +53,25 @@ def verify_document(document: dict[str, Any], public_key: bytes | str | None = N
             raise SignatureError("signed by a different key than the one expected")
     if not verify(embedded_raw, signing_bytes(document), signature):
         raise SignatureError("signature does not match the document")
+
+
+def signed_by(
+    document: dict[str, Any],
+    public_keys: Iterable[Key],
+    check: Callable[[dict[str, Any], Key], None] = verify_document,
+) -> Key:
+    """The first of ``public_keys`` that ``check`` accepts ``document`` under (a runner may have
+    several keys: current and rotated). SignatureError with every distinct reason if none does.
+
+    ``check`` raises SignatureError (e.g. :func:`beacon.receipts.verify_receipt` for execution
+    receipts, which also checks their fields).
+    """
+    reasons: list[str] = []
+    for key in public_keys:
+        try:
+            check(document, key)
+        except SignatureError as exc:
+            reasons.append(str(exc))
+            continue
+        return key
+    raise SignatureError("; ".join(dict.fromkeys(reasons)) or "no public key to check the signature with")

@@ -271,23 +271,14 @@ def verify_receipt(
 
 
 def _check_receipt_signature(receipt: dict[str, Any], keys: list[bytes]) -> str:
+    """The runner key (base64) that signed ``receipt``; execution receipts get their field checks too."""
     from beacon.keys import b64encode
-    from beacon.receipts import RECEIPT_SCHEMA, ReceiptError
+    from beacon.receipts import RECEIPT_SCHEMA
     from beacon.receipts import verify_receipt as verify_execution_receipt
-    from beacon.signing import SignatureError, verify_document
+    from beacon.signing import signed_by, verify_document
 
-    reasons = []
-    for key in keys:
-        try:
-            if receipt.get("schema") == RECEIPT_SCHEMA:
-                verify_execution_receipt(receipt, key)
-            else:
-                verify_document(receipt, key)
-        except (ReceiptError, SignatureError) as exc:
-            reasons.append(str(exc))
-            continue
-        return b64encode(key)
-    raise ValueError("; ".join(dict.fromkeys(reasons)))
+    check = verify_execution_receipt if receipt.get("schema") == RECEIPT_SCHEMA else verify_document
+    return b64encode(signed_by(receipt, keys, check))
 
 
 def _proof_text(document: Any, proof: str | None, runner: str | None, index: int | None) -> str | None:

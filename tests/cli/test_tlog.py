@@ -219,6 +219,25 @@ def test_verify_receipt_with_runner_and_proof_file(runner: Runner, tmp_path: Pat
     assert code == 1 and "inclusion" in verdict["error"]
 
 
+def test_verify_receipt_checks_an_execution_receipt_with_each_runner_key(tmp_path: Path) -> None:
+    from beacon.receipts import issue_receipt
+    from beacon.signing import sign_document
+    from tests.test_receipts import FACTS
+
+    rotated = Ed25519Key.from_seed(b"\x08" * 32)
+    receipt = issue_receipt(FACTS, KEY)
+    path = tmp_path / "receipt.json"
+    path.write_text(json.dumps(receipt))
+    keys = ("--runner-key", rotated.public_key_b64, "--runner-key", KEY.public_key_b64)
+    code, verdict = run("verify-receipt", str(path), *keys)
+    assert code == 0 and verdict["signed_by"] == KEY.public_key_b64
+    assert verdict["inclusion"].startswith("not checked")
+    # Validly signed, but its id does not derive from (execution_id, attempt): the receipt check refuses it.
+    path.write_text(json.dumps(sign_document({**receipt, "attempt": 3}, KEY)))
+    code, verdict = run("verify-receipt", str(path), *keys)
+    assert code == 1 and "receipt_id does not match" in verdict["error"]
+
+
 def test_verify_bundle_file_and_cid(tmp_path: Path, runner: Runner) -> None:
     from beacon.canonical import jcs as canonical
     from beacon.signing import sign_document
