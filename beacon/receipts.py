@@ -197,17 +197,34 @@ def issue_receipt(facts: ReceiptFacts, key: Ed25519Key) -> dict[str, Any]:
     return sign_document(build_receipt(facts, kid=key.kid), key)
 
 
+@cache
+def _member_name(name: str) -> bytes:
+    """``"name":`` in RFC 8785 form. A receipt's member names are a fixed few: each is encoded once."""
+    return jcs(name) + b":"
+
+
+@cache
+def _host_facts_jcs() -> bytes:
+    """The RFC 8785 bytes of :func:`host_facts` (the same object in every receipt of this process)."""
+    return jcs(host_facts())
+
+
+def _utf16(name: str) -> bytes:
+    return name.encode("utf-16-be")
+
+
 def _jcs_members(members: dict[str, bytes]) -> bytes:
     """The RFC 8785 bytes of an object from its members' canonical bytes (§3.2.3: names in UTF-16 order)."""
-    names = sorted(members, key=lambda name: name.encode("utf-16-be"))
-    return b"{" + b",".join(jcs(name) + b":" + members[name] for name in names) + b"}"
+    names = sorted(members, key=_utf16)
+    return b"{" + b",".join(_member_name(name) + members[name] for name in names) + b"}"
 
 
 def issue_receipt_with_leaf(facts: ReceiptFacts, key: Ed25519Key) -> tuple[dict[str, Any], bytes]:
     """The signed receipt and its log leaf (the JCS bytes of the signed receipt), canonicalising
     each member once: the bytes signed and the leaf differ only by the two signature members."""
     body = build_receipt(facts, kid=key.kid)
-    members = {name: jcs(value) for name, value in body.items()}
+    members = {name: jcs(value) for name, value in body.items() if name != "host"}
+    members["host"] = _host_facts_jcs()  # build_receipt put host_facts() there
     signature = key.sign_b64(_jcs_members(members))
     signed = {**body, "public_key": key.public_key_b64, "signature": signature}
     leaf = _jcs_members({**members, "public_key": jcs(key.public_key_b64), "signature": jcs(signature)})
