@@ -7,7 +7,7 @@ there is one place that decides "embedded or service mode".
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,6 +19,7 @@ from beacon.store import Database
 
 if TYPE_CHECKING:
     from beacon.queue.base import Queue
+    from beacon.transparency.log import LeafInput
 
 log = logging.getLogger("beacon.runtime")
 
@@ -31,6 +32,10 @@ class LogAppender(Protocol):
 
         Idempotent on ``ref``: appending the same ref again returns the existing index.
         """
+        ...
+
+    async def append_many(self, conn: AsyncConnection, items: Sequence[LeafInput]) -> list[int]:
+        """Append entries in order, in one pass over the tree; return each one's leaf index (as ``append``)."""
         ...
 
 

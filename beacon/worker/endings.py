@@ -17,11 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beacon.benchmark.questions import question_set
-from beacon.canonical import sha256_hex
 from beacon.executors.base import ExecutionResult, PermanentExecutorError
 from beacon.receipts import ReceiptFacts, issue_receipt_with_leaf
 from beacon.runtime import Runtime
 from beacon.store.tables import executions
+from beacon.transparency.log import LeafInput
 from beacon.worker.lifecycle import EXECUTION_TERMINAL, ExecutionStatus
 from beacon.worker.requests import NOOP_BENCHMARK, prompts_for
 from beacon.worker.terms import JobTerms
@@ -138,18 +138,11 @@ async def write_endings(
     receipts = [receipt for receipt, _ in issued]
     leaves: list[int | None] = [None] * len(items)
     if runtime.tlog is not None:
-        append_many = getattr(runtime.tlog, "append_many", None)
-        if append_many is not None:
-            from beacon.transparency.log import LeafInput
-
-            leaves = list(
-                await append_many(conn, [LeafInput("receipt", r["receipt_id"], entry) for r, entry in issued])
+        leaves = list(
+            await runtime.tlog.append_many(
+                conn, [LeafInput("receipt", r["receipt_id"], entry) for r, entry in issued]
             )
-        else:
-            leaves = [
-                await runtime.tlog.append(conn, kind="receipt", ref=r["receipt_id"], entry=entry)
-                for r, entry in issued
-            ]
+        )
     params = []
     for item, receipt, leaf in zip(items, receipts, leaves, strict=True):
         ending, result = item.ending, item.ending.result
@@ -165,7 +158,7 @@ async def write_endings(
                 "served_region": result.served_region if result else None,
                 "model_digest": (result.model_digest or None) if result else None,
                 "output": result.text if result else None,
-                "output_hash": sha256_hex(result.text.encode()) if result else None,
+                "output_hash": receipt["output"]["sha256"],
                 "tokens_in": result.tokens_in if result else None,
                 "tokens_out": result.tokens_out if result else None,
                 "timings": {
