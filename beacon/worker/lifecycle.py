@@ -137,12 +137,6 @@ def decide(
     return Outcome(JobStatus.FAILED, {**facts, "rule": "min_regions_not_met", "message": message})
 
 
-async def record_event(
-    conn: AsyncConnection, job_id: str, status: str, at: float, detail: dict[str, Any] | None = None
-) -> None:
-    await conn.execute(job_events.insert().values(job_id=job_id, status=status, at=at, detail=detail))
-
-
 async def mark_executing(conn: AsyncConnection, job_ids: Iterable[str], at: float) -> list[str]:
     """``enqueued → executing`` for jobs whose first execution starts now; their deadline counts from here."""
     ids = sorted(set(job_ids))
@@ -155,8 +149,14 @@ async def mark_executing(conn: AsyncConnection, job_ids: Iterable[str], at: floa
         .returning(jobs.c.id)
     )
     started = [row.id for row in result]
-    for job_id in started:
-        await record_event(conn, job_id, JobStatus.EXECUTING, at)
+    if started:
+        await conn.execute(
+            job_events.insert(),
+            [
+                {"job_id": job_id, "status": str(JobStatus.EXECUTING), "at": at, "detail": None}
+                for job_id in started
+            ],
+        )
     return started
 
 
