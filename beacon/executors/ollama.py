@@ -59,13 +59,14 @@ def public_host(host: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
+def full_tag(name: str) -> str:
+    """An Ollama model name with its tag: none means ``:latest`` (a registry's ``host:port/`` is not one)."""
+    return name if ":" in name.rsplit("/", 1)[-1] else name + ":latest"
+
+
 def same_tag(listed: str, tag: str) -> bool:
-    """Ollama names without a tag mean ``:latest``."""
-
-    def full(name: str) -> str:
-        return name if ":" in name.rsplit("/", 1)[-1] else name + ":latest"
-
-    return full(listed) == full(tag)
+    """Whether two Ollama names are one model (``llama3`` is ``llama3:latest``)."""
+    return full_tag(listed) == full_tag(tag)
 
 
 def classify_response_error(exc: ollama.ResponseError, *, tag: str) -> ExecutorError:

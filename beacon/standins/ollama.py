@@ -29,9 +29,8 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from beacon.clock import iso_time
 from beacon.executors.base import DecodingOptions, ExecutionRequest, ExecutionResult, ExecutorError
 from beacon.executors.llamacpp import SMOLLM2_MODEL_ID, LlamaCppExecutor, file_sha256, smollm2_gguf_path
+from beacon.executors.ollama import full_tag
 
 log = logging.getLogger("beacon.standins.ollama")
 
@@ -160,7 +161,7 @@ class ClientGone(Exception):
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return iso_time(time.time()) or ""
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -192,10 +193,10 @@ class OllamaStandin:
                 Route("/api/version", self.version, methods=["GET"]),
                 Route("/api/tags", self.tags, methods=["GET"]),
                 Route("/api/ps", self.ps, methods=["GET"]),
-                Route("/api/show", self.show, methods=["POST"]),
-                Route("/api/chat", self.chat, methods=["POST"]),
-                Route("/api/generate", self.generate, methods=["POST"]),
-                Route("/_standin/faults", self.set_faults, methods=["POST", "DELETE"]),
+                Route("/api/show", _refusals(self.show), methods=["POST"]),
+                Route("/api/chat", _refusals(self.chat), methods=["POST"]),
+                Route("/api/generate", _refusals(self.generate), methods=["POST"]),
+                Route("/_standin/faults", _refusals(self.set_faults), methods=["POST", "DELETE"]),
             ]
         )
 
@@ -232,11 +233,7 @@ class OllamaStandin:
 
     # --- helpers -----------------------------------------------------------------------------------
     def _model(self, name: str) -> StandinModel | None:
-        if not name:
-            return None
-        if ":" not in name.rsplit("/", 1)[-1]:
-            name += ":latest"
-        return self.models.get(name)
+        return self.models.get(full_tag(name)) if name else None
 
     async def _body(self, request: Request) -> dict[str, Any]:
         try:
@@ -340,12 +337,11 @@ class OllamaStandin:
             return fault
         models = []
         for model in self.models.values():
-            modified = datetime.fromtimestamp(model.path.stat().st_mtime, UTC).isoformat()
             models.append(
                 {
                     "name": model.tag,
                     "model": model.tag,
-                    "modified_at": modified.replace("+00:00", "Z"),
+                    "modified_at": iso_time(model.path.stat().st_mtime),
                     "size": model.path.stat().st_size,
                     "digest": model.digest,
                     "details": model.details(),
@@ -366,25 +362,31 @@ class OllamaStandin:
                         "size": model.path.stat().st_size,
                         "digest": model.digest,
                         "details": model.details(),
-                        "expires_at": datetime.fromtimestamp(until, UTC).isoformat().replace("+00:00", "Z"),
+                        "expires_at": iso_time(until),
                         "size_vram": 0,
                         "context_length": 2048,
                     }
                 )
         return JSONResponse({"models": running})
 
-    async def show(self, request: Request) -> Response:
-        try:
-            body = await self._body(request)
-        except _BadRequest as exc:
-            return _error(400, str(exc))
-        fault = await self._fault("/api/show")
+    async def _resolve(
+        self, request: Request, path: str, not_found: str, *, aliases: tuple[str, ...] = ("model",)
+    ) -> tuple[dict[str, Any], str, StandinModel]:
+        """Read the body, apply an injected fault, find the model: (body, name, model) or _Refused."""
+        body = await self._body(request)
+        fault = await self._fault(path)
         if fault:
-            return fault
-        name = str(body.get("model") or body.get("name") or "")
+            raise _Refused(fault)
+        name = str(next((body[key] for key in aliases if body.get(key)), ""))
         model = self._model(name)
         if model is None:
-            return _error(404, f"model '{name}' not found")
+            raise _Refused(_error(404, not_found.format(name=name)))
+        return body, name, model
+
+    async def show(self, request: Request) -> Response:
+        _, _, model = await self._resolve(
+            request, "/api/show", "model '{name}' not found", aliases=("model", "name")
+        )
         return JSONResponse(
             {
                 "modelfile": f"# Modelfile generated by the Beacon Ollama stand-in\nFROM {model.path}\n",
@@ -403,43 +405,20 @@ class OllamaStandin:
 
     async def chat(self, request: Request) -> Response:
         started = time.perf_counter()
-        try:
-            body = await self._body(request)
-            system, prompt = _single_turn(body.get("messages"))
-        except _BadRequest as exc:
-            return _error(400, str(exc))
-        fault = await self._fault("/api/chat")
-        if fault:
-            return fault
-        name = str(body.get("model") or "")
-        model = self._model(name)
-        if model is None:
-            return _error(404, f'model "{name}" not found, try pulling it first')
+        body, name, model = await self._resolve(
+            request, "/api/chat", 'model "{name}" not found, try pulling it first'
+        )
+        system, prompt = _single_turn(body.get("messages"))
         if prompt is None:  # an empty messages list loads the model
-            return JSONResponse(
-                {"model": name, "created_at": _now(), "message": {"role": "assistant", "content": ""},
-                 "done_reason": "load", "done": True}
-            )  # fmt: skip
+            return _loaded(name, chat=True)
         return await self._answer(request, body, model, system, prompt, chat=True, started=started)
 
     async def generate(self, request: Request) -> Response:
         started = time.perf_counter()
-        try:
-            body = await self._body(request)
-        except _BadRequest as exc:
-            return _error(400, str(exc))
-        fault = await self._fault("/api/generate")
-        if fault:
-            return fault
-        name = str(body.get("model") or "")
-        model = self._model(name)
-        if model is None:
-            return _error(404, f"model '{name}' not found")
+        body, name, model = await self._resolve(request, "/api/generate", "model '{name}' not found")
         prompt = body.get("prompt")
         if not prompt:
-            return JSONResponse(
-                {"model": name, "created_at": _now(), "response": "", "done": True, "done_reason": "load"}
-            )
+            return _loaded(name, chat=False)
         if body.get("raw") or body.get("template") or body.get("context") or body.get("images"):
             return _error(400, "the Beacon stand-in does not support raw, template, context or images")
         system = str(body.get("system") or "")
@@ -465,23 +444,18 @@ class OllamaStandin:
         except ExecutorError as exc:
             return _error(400 if not exc.transient else 500, exc.message)
         done_reason = "length" if result.provider_info.get("finish_reason") == "length" else "stop"
-
-        def piece(text: str) -> dict[str, Any]:
-            if chat:
-                return {
-                    "model": name,
-                    "created_at": _now(),
-                    "message": {"role": "assistant", "content": text},
-                }
-            return {"model": name, "created_at": _now(), "response": text}
-
-        final = {**piece(""), "done": True, "done_reason": done_reason, **self._stats(result, started)}
+        final = {
+            **_piece(name, "", chat),
+            "done": True,
+            "done_reason": done_reason,
+            **self._stats(result, started),
+        }
         if not stream:
-            return JSONResponse({**final, **piece(result.text), "done": True})
+            return JSONResponse({**final, **_piece(name, result.text, chat), "done": True})
 
         async def lines() -> AsyncIterator[bytes]:
             for chunk in self._chunks(result.text):
-                yield json.dumps({**piece(chunk), "done": False}).encode() + b"\n"
+                yield json.dumps({**_piece(name, chunk, chat), "done": False}).encode() + b"\n"
             yield json.dumps(final).encode() + b"\n"
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
@@ -490,16 +464,49 @@ class OllamaStandin:
         if request.method == "DELETE":
             self.faults.clear()
             return JSONResponse({"faults": "cleared"})
+        body = await self._body(request)
         try:
-            body = await self._body(request)
             self.faults.set(**body)
-        except (_BadRequest, TypeError, ValueError) as exc:
+        except (TypeError, ValueError) as exc:
             return _error(400, str(exc))
         return JSONResponse({"faults": body})
 
 
-class _BadRequest(Exception):
-    pass
+class _Refused(Exception):
+    """A request answered with ``response`` before it reaches the model (bad body, fault, unknown model)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+class _BadRequest(_Refused):
+    def __init__(self, message: str) -> None:
+        super().__init__(_error(400, message))
+
+
+def _refusals(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint, answering a :class:`_Refused` with its response."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except _Refused as refused:
+            return refused.response
+
+    return guarded
+
+
+def _piece(name: str, text: str, chat: bool) -> dict[str, Any]:
+    """One answer object (or NDJSON line) of ``/api/chat`` or ``/api/generate`` carrying ``text``."""
+    if chat:
+        return {"model": name, "created_at": _now(), "message": {"role": "assistant", "content": text}}
+    return {"model": name, "created_at": _now(), "response": text}
+
+
+def _loaded(name: str, *, chat: bool) -> Response:
+    """The answer to a request without a prompt: Ollama loads the model and says so."""
+    return JSONResponse({**_piece(name, "", chat), "done": True, "done_reason": "load"})
 
 
 def _single_turn(messages: Any) -> tuple[str, str | None]:
