@@ -52,11 +52,8 @@ def report_id_for(job_id: str) -> str:
 # --- reading ----------------------------------------------------------------------------------------
 
 
-async def load_job(conn: AsyncConnection, job_id: str) -> tuple[dict[str, Any] | None, list[ExecutionRecord]]:
-    """The job row (as a mapping) and its executions as analysis records."""
-    job = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).mappings().first()
-    if job is None:
-        return None, []
+async def load_executions(conn: AsyncConnection, job_id: str) -> list[ExecutionRecord]:
+    """The job's executions as analysis records."""
     rows = (
         await conn.execute(
             sa.select(
@@ -76,7 +73,7 @@ async def load_job(conn: AsyncConnection, job_id: str) -> tuple[dict[str, Any] |
             .order_by(executions.c.id)
         )
     ).all()
-    records = [
+    return [
         ExecutionRecord(
             id=row.id,
             region=row.region,
@@ -92,7 +89,6 @@ async def load_job(conn: AsyncConnection, job_id: str) -> tuple[dict[str, Any] |
         )
         for row in rows
     ]
-    return dict(job), records
 
 
 async def _stored(conn: AsyncConnection, job_id: str) -> dict[str, Any] | None:
@@ -277,13 +273,14 @@ async def create_difference_report(
         existing = await _stored(conn, job_id)
         if existing is not None:
             return dict(existing["report"])
-        benchmark = await conn.scalar(sa.select(jobs.c.benchmark).where(jobs.c.id == job_id))
-        if benchmark is None:
+        row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).mappings().first()
+        if row is None:
             raise LookupError(f"unknown job {job_id!r}")
-        if benchmark in SKIPPED_BENCHMARKS:
+        if row["benchmark"] in SKIPPED_BENCHMARKS:
             return None
-        job, records = await load_job(conn, job_id)
-    if job is None or len(regions_completed(records)) < 2:
+        job = dict(row)
+        records = await load_executions(conn, job_id)
+    if len(regions_completed(records)) < 2:
         return None
 
     prompt_context = _prompt_context(job.get("spec"))
