@@ -10,6 +10,7 @@ import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -186,9 +187,22 @@ def verify(
     raise typer.Exit(verify_file(file, trusted_keys, legacy=legacy))
 
 
+def _runner_url(value: str) -> str:
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r} is not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise typer.BadParameter(f"{value!r}: expected the runner's base URL, e.g. http://127.0.0.1:8090")
+    return value.strip()
+
+
 def submit(
     file: Path = typer.Argument(..., help="The signed JobSpec."),
-    runner: str = typer.Option(..., "--runner", envvar="BEACON_RUNNER", help="The runner's base URL."),
+    runner: str = typer.Option(
+        ..., "--runner", envvar="BEACON_RUNNER", callback=_runner_url, help="The runner's base URL."
+    ),
     idempotency_key: str | None = typer.Option(
         None,
         "--idempotency-key",
@@ -197,20 +211,25 @@ def submit(
     token: str | None = typer.Option(None, "--token", envvar="BEACON_TOKEN", help="Bearer token (optional)."),
     timeout: float = typer.Option(30.0, help="Seconds to wait for the runner."),
 ) -> None:
-    """POST a signed JobSpec to a runner; prints the runner's JSON answer. Exit 0 on 2xx, 1 on 4xx, 2 otherwise."""
-    import httpx
+    """POST a signed JobSpec to a runner; prints the runner's JSON answer. Exit 0 on 2xx, 1 on 4xx, 2 otherwise.
+
+    The file's bytes are sent as they are, so the answer's spec_hash is the SHA-256 of the file.
+    """
+    from beacon.client import BeaconClient, BeaconConnectionError
 
     _, body = read_document(file)
-    headers = {"Content-Type": "application/json"}
-    if idempotency_key:
-        headers["Idempotency-Key"] = idempotency_key
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    url = runner.rstrip("/") + "/api/v1/jobs"
     try:
-        response = httpx.post(url, content=body, headers=headers, timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach {url}: {exc}", 2) from None
+        with BeaconClient(runner, token=token or None, timeout=timeout) as client:
+            # Not client.submit_job: it serialises a dict again, which would change the bytes (and spec_hash).
+            response = client.request(
+                "POST",
+                "/api/v1/jobs",
+                content=body,
+                headers={"Content-Type": "application/json"},
+                idempotency_key=idempotency_key,
+            )
+    except BeaconConnectionError as exc:
+        raise _fail(f"cannot reach {exc.url}: {exc.reason}", 2) from None
     try:
         typer.echo(json.dumps(response.json(), indent=2))
     except ValueError:

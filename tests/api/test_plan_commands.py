@@ -8,6 +8,7 @@ plan's text with ``https://<runner>`` pointed at the local server; tests run in 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -261,7 +262,13 @@ def test_beacon_submit(day1: Served) -> None:
     assert sh(day1, "beacon sign -k dev-key.json -i second.json -o second.signed.json").returncode == 0
     result = sh(day1, "beacon submit second.signed.json --runner $RUNNER --idempotency-key day1-002")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert json.loads(result.stdout)["id"] == "day1-cli"
+    accepted = json.loads(result.stdout)
+    assert accepted["id"] == "day1-cli"
+    # the file went out byte for byte: spec_hash is the SHA-256 of the signed file as written
+    assert (
+        accepted["spec_hash"]
+        == hashlib.sha256((day1.workdir / "second.signed.json").read_bytes()).hexdigest()
+    )
     unsigned = sh(day1, "beacon submit second.json --runner $RUNNER")
     assert unsigned.returncode == 1
 

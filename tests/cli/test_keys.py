@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -163,6 +164,18 @@ def test_verify_can_refuse_legacy_schemes(tmp_path: Path) -> None:
     path = write(tmp_path / "legacy.json", document)
     assert json.loads(invoke("verify", str(path)).stdout)["scheme"] == "go-strip"
     assert invoke("verify", str(path), "--no-legacy").exit_code == 1
+
+
+def test_submit_says_what_is_wrong_with_the_runner_url(signed_file: tuple[Path, Ed25519Key]) -> None:
+    path, _ = signed_file
+    for url in ("runner.example", "http://[::", "http://127.0.0.1:port"):
+        refused = invoke("submit", str(path), "--runner", url)
+        assert refused.exit_code == 2 and "--runner" in refused.output, (url, refused.output)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    unreachable = invoke("submit", str(path), "--runner", f"http://127.0.0.1:{closed}", "--timeout", "5")
+    assert unreachable.exit_code == 2 and "cannot reach" in unreachable.output
 
 
 def test_the_plans_jobspec_signer_commands_work_verbatim(tmp_path: Path) -> None:
