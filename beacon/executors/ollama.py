@@ -32,6 +32,7 @@ from beacon.executors.base import (
 log = logging.getLogger("beacon.executors.ollama")
 
 NS = 1e9
+DEFAULT_PORT = 11434
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -44,6 +45,19 @@ def ollama_options(request: ExecutionRequest) -> dict[str, Any]:
         "num_predict": request.options.max_tokens,
         "top_p": request.options.top_p,
     }
+
+
+def ollama_url(host: str) -> str:
+    """``OLLAMA_HOST`` as the URL Ollama's own client makes of it: without a scheme, ``http`` and port
+    11434 (``gpu-box`` → ``http://gpu-box:11434``, ``:8080`` → ``http://127.0.0.1:8080``); a URL stays as it is.
+    """
+    text = host.strip().rstrip("/")
+    if "://" in text:
+        return text
+    hostport, slash, path = text.partition("/")
+    parts = urlsplit("http://" + hostport)
+    name = parts.hostname or "127.0.0.1"
+    return f"http://{f'[{name}]' if ':' in name else name}:{parts.port or DEFAULT_PORT}{slash}{path}"
 
 
 def public_host(host: str) -> str:
@@ -106,16 +120,17 @@ class OllamaExecutor:
         keep_alive: str | None = "5m",
         connect_timeout_s: float = 5.0,
     ) -> None:
+        url = ollama_url(host)  # one reading of the host for both clients and the receipts
         self.region = region
-        self.host = public_host(host)
+        self.host = public_host(url)
         self.host_source = host_source
         self.provider_id = f"ollama:{self.host}"
         self._models = dict(models)
         self._keep_alive = keep_alive
         timeout = httpx.Timeout(None, connect=connect_timeout_s)
-        self._client = ollama.AsyncClient(host=host, timeout=timeout)
+        self._client = ollama.AsyncClient(host=url, timeout=timeout)
         # The official client has no call for /api/version; a plain client asks for it.
-        self._http = httpx.AsyncClient(base_url=host if "://" in host else "http://" + host, timeout=timeout)
+        self._http = httpx.AsyncClient(base_url=url, timeout=timeout)
         self._details: dict[str, dict[str, Any]] = {}
 
     def _tag(self, model: str) -> str:

@@ -19,7 +19,7 @@ from beacon.executors.base import (
     TransientExecutorError,
 )
 from beacon.executors.llamacpp import SMOLLM2_MODEL_ID
-from beacon.executors.ollama import OllamaExecutor, public_host
+from beacon.executors.ollama import OllamaExecutor, ollama_url, public_host
 from beacon.executors.registry import ExecutorConfigError, create_executor
 from beacon.standins.ollama import STANDIN_VERSION, OllamaStandin, default_models
 
@@ -256,6 +256,21 @@ async def test_registry_picks_the_region_host(
         assert isinstance(ex, OllamaExecutor) and ex.host_source == "OLLAMA_HOST"
     finally:
         await ex.aclose()
+
+
+async def test_ollama_host_spellings_reach_one_server(standin: OllamaStandin) -> None:
+    # ":PORT" is OLLAMA_HOST's own spelling of a local server: the version probe, the model calls and
+    # the receipts must all read it as Ollama's client does (http://127.0.0.1:PORT)
+    ex = OllamaExecutor(region="EU", host=f":{standin.port}", models=MODELS)
+    try:
+        assert ex.host == f"http://127.0.0.1:{standin.port}" == standin.url
+        result = await ex.execute(request())
+        assert result.backend_version == STANDIN_VERSION and result.provider_id == f"ollama:{standin.url}"
+    finally:
+        await ex.aclose()
+    assert ollama_url("gpu-box") == "http://gpu-box:11434"
+    assert ollama_url("[::1]:8080/") == "http://[::1]:8080"
+    assert ollama_url("https://gpu.example") == "https://gpu.example"
 
 
 async def test_public_host_drops_credentials() -> None:
