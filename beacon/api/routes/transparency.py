@@ -77,12 +77,9 @@ def _checkpoint_body(checkpoint: StoredCheckpoint) -> dict[str, Any]:
 
 
 async def _latest(tlog: TransparencyLog) -> StoredCheckpoint:
+    """The latest checkpoint; a log that has none yet signs one now (the empty tree included)."""
     try:
         return await tlog.checkpoint_for()
-    except NotFound:  # an empty log with no checkpoint yet: sign the empty tree
-        published = await tlog.publish_checkpoint(force=True)
-        assert published is not None
-        return published
     except LogCorruption as exc:
         raise _inconsistent(exc) from exc
 
