@@ -241,13 +241,16 @@ class AdminConfigStore:
     def __init__(self, db: Database, settings: Settings, *, refresh_s: float = 1.0) -> None:
         self.db = db
         self.settings = settings
+        self.safe_default = safe_default(settings)
+        """Version 0 (frozen, so shared): derived once, not on every read of a stored version."""
+        self._safe_default_json = self.safe_default.model_dump(mode="json")
         self.refresh_s = refresh_s
         self._cached: ConfigVersion | None = None
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
 
     def default_version(self) -> ConfigVersion:
-        return ConfigVersion(0, safe_default(self.settings), "system", "safe-default", None)
+        return ConfigVersion(0, self.safe_default, "system", "safe-default", None)
 
     async def current(self) -> ConfigVersion:
         """The current version (cached for up to ``refresh_s``)."""
@@ -270,16 +273,15 @@ class AdminConfigStore:
         self._fetched_at = time.monotonic()
 
     def _row_to_version(self, row: Any) -> ConfigVersion:
-        default = safe_default(self.settings).model_dump(mode="json")
         stored = row.config if isinstance(row.config, dict) else {}
         try:
-            config = AdminConfig.model_validate(deep_merge(default, stored))
+            config = AdminConfig.model_validate(deep_merge(self._safe_default_json, stored))
         except ValidationError as exc:
             # A stored version that no longer validates (schema changed) must not take the API down.
             log.error(
                 "stored admin config version %s is invalid, using the safe default: %s", row.version, exc
             )
-            config = safe_default(self.settings)
+            config = self.safe_default
         return ConfigVersion(row.version, config, row.actor, row.reason, row.created_at, row.change)
 
     async def _latest(self, conn: Any) -> ConfigVersion:
@@ -324,7 +326,7 @@ class AdminConfigStore:
 
         async def build(current: ConfigVersion) -> _Built:
             if target == "safe_default":
-                return safe_default(self.settings), "revert-safe", {"revert_to": 0, "from": current.version}
+                return self.safe_default, "revert-safe", {"revert_to": 0, "from": current.version}
             number = current.version - 1 if target == "previous" else int(target)
             if number < 0 or number >= current.version:
                 raise NothingToRevert(
