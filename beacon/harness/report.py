@@ -28,6 +28,7 @@ from markupsafe import Markup
 
 from beacon.harness import plots
 from beacon.harness.monitor import read_monitor
+from beacon.harness.runner import SUMMARY_SCHEMA
 
 TEMPLATE = "report.html.j2"
 
@@ -38,7 +39,7 @@ def load_summary(run_dir: Path) -> dict[str, Any]:
         summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: cannot read the run summary ({exc})") from exc
-    if summary.get("schema") != "beacon.run-summary/v1":
+    if summary.get("schema") != SUMMARY_SCHEMA:
         raise ValueError(f"{path}: not a Beacon run summary")
     return summary
 
