@@ -29,6 +29,7 @@ from beacon import audit
 from beacon.clock import iso_time
 from beacon.config import REGIONS, Settings, normalize_region
 from beacon.keys import b64decode
+from beacon.models import field_errors
 from beacon.runtime import Runtime
 from beacon.store import Database, now
 from beacon.store.tables import admin_config_versions
@@ -178,17 +179,6 @@ class ConfigUpdateError(ValueError):
         self.errors = errors
 
 
-def _errors_of(exc: ValidationError) -> list[dict[str, str]]:
-    return [
-        {
-            "path": ".".join(str(part) for part in error["loc"]) or "$",
-            "message": str(error["msg"]).removeprefix("Value error, "),
-            "type": str(error["type"]),
-        }
-        for error in exc.errors()
-    ]
-
-
 def apply_change(current: AdminConfig, change: Mapping[str, Any]) -> AdminConfig:
     """A partial update applied to ``current``; ConfigUpdateError with field paths if invalid."""
     if not isinstance(change, Mapping):
@@ -196,7 +186,7 @@ def apply_change(current: AdminConfig, change: Mapping[str, Any]) -> AdminConfig
     try:
         return AdminConfig.model_validate(deep_merge(current.model_dump(mode="json"), change))
     except ValidationError as exc:
-        raise ConfigUpdateError(_errors_of(exc)) from None
+        raise ConfigUpdateError(field_errors(exc)) from None
 
 
 class VersionConflict(Exception):

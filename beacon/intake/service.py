@@ -31,6 +31,7 @@ from beacon.intake.signatures import Scheme, Verification, verify_jobspec
 from beacon.intake.trust import TrustDecision, evaluate_trust
 from beacon.intake.writer import PreparedJob, SubmissionWriter
 from beacon.metrics import JOBS_ACCEPTED, JOBS_REJECTED
+from beacon.models import field_errors
 from beacon.models.jobspec import JobSpec
 from beacon.runtime import Runtime
 from beacon.store import now
@@ -60,14 +61,7 @@ def job_path(job_id: str) -> str:
 
 
 def _spec_error(exc: ValidationError) -> IntakeError:
-    errors = [
-        {
-            "path": ".".join(str(part) for part in error["loc"]) or "$",
-            "message": str(error["msg"]).removeprefix("Value error, "),
-            "type": str(error["type"]),
-        }
-        for error in exc.errors(include_url=False)
-    ]
+    errors = field_errors(exc)
     unknown = [e["path"] for e in errors if e["type"] == "extra_forbidden"]
     if unknown:
         return IntakeError(
