@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from beacon import audit
 from beacon.clock import iso_time
-from beacon.config import REGIONS, Settings, normalize_region
+from beacon.config import Settings, canonical_region
 from beacon.keys import b64decode
 from beacon.models import field_errors
 from beacon.runtime import Runtime
@@ -60,12 +60,7 @@ HttpUrlText = Annotated[str, BeforeValidator(_http_url), Field(max_length=2048)]
 
 
 def _region(value: Any) -> Any:
-    if isinstance(value, str):
-        region = normalize_region(value)
-        if region is None:
-            raise ValueError(f"unknown region {value!r}; known: {', '.join(REGIONS)}")
-        return region
-    return value
+    return canonical_region(value) if isinstance(value, str) else value
 
 
 class TransparencyLogConfig(_Section):

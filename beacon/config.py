@@ -58,6 +58,16 @@ def normalize_region(value: str) -> str | None:
     return REGION_ALIASES.get(value.strip().upper().replace("_", "-"))
 
 
+def canonical_region(value: str) -> str:
+    """The canonical region for an accepted spelling; ValueError naming the known ones (for validators)."""
+    region = normalize_region(value)
+    if region is None:
+        raise ValueError(
+            f"unknown region {value!r}; known regions: {', '.join(REGIONS)} (and aliases such as APAC)"
+        )
+    return region
+
+
 def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -239,13 +249,7 @@ class Settings(BaseSettings):
     @field_validator("region_backends", "ollama_hosts", "golem_region_providers")
     @classmethod
     def _region_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            region = normalize_region(key)
-            if region is None:
-                raise ValueError(f"unknown region {key!r}; known: {', '.join(REGIONS)}")
-            out[region] = item
-        return out
+        return {canonical_region(key): item for key, item in value.items()}
 
     @model_validator(mode="after")
     def _trusted_keys_readable(self) -> Settings:

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from beacon.config import REGIONS, normalize_region
+from beacon.config import canonical_region
 
 _GO_DURATION_UNITS = {
     "ns": 1e-9,
@@ -105,12 +105,7 @@ Duration = Annotated[
 def _region(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("a region is a string")
-    region = normalize_region(value)
-    if region is None:
-        raise ValueError(
-            f"unknown region {value!r}; known regions: {', '.join(REGIONS)} (and aliases such as APAC)"
-        )
-    return region
+    return canonical_region(value)
 
 
 Region = Annotated[str, BeforeValidator(_region)]
