@@ -197,8 +197,10 @@ class Pipeline:
         delay = 0.5
         executor = await build_executor(self.runtime, slot.region, slot.backend)
         if self.preload and self.runtime.settings.warm_up:
-            # One region at a time: llama-cpp-python silences a model load by swapping the process's
-            # stdout/stderr file descriptors, and overlapping swaps can leave stderr (our log) on /dev/null.
+            # One region at a time. The llama.cpp executor already constructs models one at a time (so the
+            # process's stdout/stderr always come back), but while a model is constructed they point at
+            # /dev/null, and any log line written meanwhile is lost: in turn, each region's "loaded" lines
+            # are written between loads, not inside another region's.
             async with self._warm_up_lock:
                 await warm_up(executor, self.runtime.settings.default_models)
         try:
