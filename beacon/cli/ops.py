@@ -9,14 +9,19 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from beacon.config import ConfigError, Settings, load_settings
+from beacon.cli.serve import settings_or_exit
+
+if TYPE_CHECKING:
+    from beacon.client import BeaconClient
+
+T = TypeVar("T")
 
 ops_app = typer.Typer(
     help="Operate a running runner over HTTP (pause, queues, dead letters, workers). "
@@ -38,7 +43,7 @@ TokenEnvOption = typer.Option(
 JsonOption = typer.Option(False, "--json", help="Print the raw JSON answer.")
 
 
-def _client(url: str, token_env: str | None) -> Any:
+def _client(url: str, token_env: str | None) -> BeaconClient:
     from beacon.client import BeaconClient
 
     name = token_env or next((n for n in TOKEN_VARIABLES if os.environ.get(n, "").strip()), None)
@@ -50,12 +55,12 @@ def _client(url: str, token_env: str | None) -> Any:
         _fail(str(exc))
 
 
-def _fail(message: str, code: int = 1) -> Any:
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.secho(message, fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
-def _call(url: str, token_env: str | None, action: Callable[[Any], Any]) -> Any:
+def _call(url: str, token_env: str | None, action: Callable[[BeaconClient], T]) -> T:
     from beacon.client import BeaconAPIError, BeaconError
 
     client = _client(url, token_env)
@@ -230,13 +235,6 @@ _worker_command("start", "Start a stopped in-process worker again (operator; emb
 
 
 # --- backup / restore (direct: DATABASE_URL and REDIS_URL of this environment) ----------------------
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        return _fail(str(exc), 2)  # type: ignore[no-any-return]
-
-
 def _progress() -> tuple[Progress, Callable[[str, int], None]]:
     progress = Progress(
         TextColumn("{task.description}"),
@@ -269,7 +267,7 @@ def backup(
         file.write_bytes(data)
         typer.echo(f"wrote {file} ({len(data)} bytes) from {url} in {time.monotonic() - started:.1f}s")
         return
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def run() -> Any:
         from beacon.backup import write_backup
@@ -310,7 +308,7 @@ def restore(
             f"{file}: complete, schema {header['schema_revision']}, {sum(trailer['counts'].values())} rows"
         )
         return
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def run() -> Any:
         from beacon.store import Database

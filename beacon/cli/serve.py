@@ -16,7 +16,8 @@ from beacon.config import REGIONS, ConfigError, Settings, load_settings, normali
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 
 
-def _settings_or_exit(**overrides: Any) -> Settings:
+def settings_or_exit(**overrides: Any) -> Settings:
+    """The settings of this environment; a configuration error is printed and exits with status 2."""
     try:
         return load_settings(**overrides)
     except ConfigError as exc:
@@ -58,7 +59,7 @@ def serve(
     """Run the runner: the HTTP API, the outbox relay and the sweeper — and, in embedded mode (or
     without REDIS_URL), one worker per region. Prints "Beacon listening on URL" once it accepts
     connections. SIGTERM/Ctrl-C drains the workers, then stops."""
-    settings = _settings_or_exit(embedded=True) if embedded else _settings_or_exit()
+    settings = settings_or_exit(embedded=True) if embedded else settings_or_exit()
     sock = _bind(host, port)
     asyncio.run(
         _serve(
@@ -147,7 +148,7 @@ def worker(
     if chosen is None:
         typer.secho(f"unknown region {region!r}; known: {', '.join(REGIONS)}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
-    settings = _settings_or_exit()
+    settings = settings_or_exit()
     if not settings.redis_url or settings.embedded:
         typer.secho(
             "a worker process needs REDIS_URL: the queue it shares with the API "
@@ -229,7 +230,7 @@ def db_upgrade() -> None:
     """Apply the database migrations up to the newest revision."""
     from beacon.store import Database
 
-    settings = _settings_or_exit()
+    settings = settings_or_exit()
 
     async def run() -> None:
         db = Database(settings.effective_database_url)
