@@ -7,7 +7,6 @@ module (responses, logs, audit rows).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from dataclasses import dataclass
 from enum import IntEnum
@@ -16,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from beacon.api.problems import Problem
+from beacon.canonical import sha256_hex
 from beacon.config import Settings
 
 
@@ -42,7 +42,7 @@ class Principal:
 
 
 def token_fingerprint(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:12]
+    return sha256_hex(token.encode("utf-8"))[:12]
 
 
 def resolve_role(settings: Settings, token: str) -> Role | None:
