@@ -20,10 +20,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from beacon import audit
 from beacon.queue.base import ControlEvent, Queue, QueueUnavailable
 from beacon.runtime import Runtime
 from beacon.store import now
-from beacon.store.tables import audit_log, executions, jobs
+from beacon.store.tables import executions, jobs
 from beacon.worker.endings import Ending, EndingItem, write_endings
 from beacon.worker.finalize import finalizers_for
 from beacon.worker.lifecycle import (
@@ -142,10 +143,8 @@ async def cancel_job(
             await conn.execute(
                 jobs.update().where(jobs.c.id == job_id).values(cancel_requested=True, updated_at=at)
             )
-            await conn.execute(
-                audit_log.insert().values(
-                    at=at, actor=actor, action="job.cancel", target=f"job/{job_id}", request_id=request_id
-                )
+            await audit.record(
+                conn, actor=actor, action="job.cancel", target=f"job/{job_id}", request_id=request_id, at=at
             )
     # Second transaction, in the common lock order (executions, then the job).
     async with db.begin() as conn:

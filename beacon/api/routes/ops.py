@@ -31,6 +31,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
+from beacon import audit
 from beacon.api.auth import Principal, Role, require
 from beacon.api.deps import get_runtime
 from beacon.api.openapi import problem_responses
@@ -42,7 +43,7 @@ from beacon.queue.message import Message, MessageError, execution_message
 from beacon.queue.relay import OutboxRelay
 from beacon.runtime import Runtime
 from beacon.store import now
-from beacon.store.tables import audit_log, dead_letters, executions, outbox
+from beacon.store.tables import dead_letters, executions, outbox
 from beacon.worker.lifecycle import EXECUTION_TERMINAL
 from beacon.worker.registry import WorkerState, list_workers, set_worker_state
 
@@ -87,15 +88,13 @@ async def _audit(
     runtime: Runtime, request: Request, principal: Principal, action: str, target: str, detail: dict[str, Any]
 ) -> None:
     async with runtime.db.begin() as conn:
-        await conn.execute(
-            audit_log.insert().values(
-                at=now(),
-                actor=principal.actor,
-                action=action,
-                target=target,
-                detail=detail,
-                request_id=request_id_of(request),
-            )
+        await audit.record(
+            conn,
+            actor=principal.actor,
+            action=action,
+            target=target,
+            detail=detail,
+            request_id=request_id_of(request),
         )
 
 
@@ -314,15 +313,14 @@ async def requeue_dead_letters(
             await conn.execute(
                 dead_letters.update().where(dead_letters.c.id.in_(requeued)).values(requeued_at=at)
             )
-        await conn.execute(
-            audit_log.insert().values(
-                at=at,
-                actor=principal.actor,
-                action="ops.dead_letters.requeue",
-                target="dead_letters",
-                detail={"requeued": requeued, "skipped": [s["id"] for s in skipped]},
-                request_id=request_id_of(request),
-            )
+        await audit.record(
+            conn,
+            actor=principal.actor,
+            action="ops.dead_letters.requeue",
+            target="dead_letters",
+            detail={"requeued": requeued, "skipped": [s["id"] for s in skipped]},
+            request_id=request_id_of(request),
+            at=at,
         )
     _wake_relay(runtime)
     return {"requeued": requeued, "skipped": skipped}
@@ -342,15 +340,13 @@ async def purge_dead_letters(
         ).all()
         if doomed:
             await conn.execute(dead_letters.delete().where(dead_letters.c.id.in_([row.id for row in doomed])))
-        await conn.execute(
-            audit_log.insert().values(
-                at=now(),
-                actor=principal.actor,
-                action="ops.dead_letters.purge",
-                target="dead_letters",
-                detail={"ids": [row.id for row in doomed]},
-                request_id=request_id_of(request),
-            )
+        await audit.record(
+            conn,
+            actor=principal.actor,
+            action="ops.dead_letters.purge",
+            target="dead_letters",
+            detail={"ids": [row.id for row in doomed]},
+            request_id=request_id_of(request),
         )
     from_queue = 0
     queue = runtime.queue
