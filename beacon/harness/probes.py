@@ -97,13 +97,7 @@ def error_cases(key: Ed25519Key, *, prefix: str, max_body_bytes: int = 1 << 20) 
     idem_key = f"{prefix}-idem-{time.time_ns()}"
 
     def reuse(client: BeaconClient) -> httpx.Response:
-        accepted = client.request(
-            "POST",
-            "/api/v1/jobs",
-            content=_json(first),
-            headers={"Content-Type": "application/json"},
-            idempotency_key=idem_key,
-        )
+        accepted = _post(_json(first), idempotency_key=idem_key)(client)
         if accepted.status_code != 202:
             return accepted  # the first half already failed: show that response
         return _post(_json(second), idempotency_key=idem_key)(client)
@@ -161,9 +155,7 @@ def probe_rate_limit(
             document = stamp(
                 jobs.minimal_jobspec(jobs.new_job_id(f"{prefix}-rate"))
             )  # unsigned: never accepted
-            response = client.request(
-                "POST", "/api/v1/jobs", content=_json(document), headers={"Content-Type": "application/json"}
-            )
+            response = _post(_json(document))(client)
             sent += 1
             if response.status_code == 429:
                 refused = response
