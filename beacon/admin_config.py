@@ -250,9 +250,6 @@ class AdminConfigStore:
             self._remember(version)
             return version
 
-    def invalidate(self) -> None:
-        self._fetched_at = 0.0
-
     def _remember(self, version: ConfigVersion) -> None:
         self._cached = version
         self._fetched_at = time.monotonic()

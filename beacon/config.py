@@ -277,10 +277,6 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'beacon.db').resolve()}"
 
-    @property
-    def uses_postgres(self) -> bool:
-        return self.effective_database_url.startswith("postgresql")
-
     @cached_property
     def trusted_key_entries(self) -> list[dict[str, Any]]:
         """The raw trusted-key entries from ``TRUSTED_KEYS`` (JSON or a path) and ``TRUSTED_KEYS_FILE``."""
@@ -302,9 +298,6 @@ class Settings(BaseSettings):
 
     def backend_for(self, region: str) -> str:
         return self.region_backends.get(region, self.backend)
-
-    def ollama_host_for(self, region: str) -> str | None:
-        return self.ollama_hosts.get(region, self.ollama_host)
 
 
 def environment_variables() -> frozenset[str]:
