@@ -40,12 +40,8 @@ class Delivery:
     deliveries: int = 1
     """How many times this message id was handed out (more than one after a reclaim)."""
 
-    @property
-    def message(self) -> Message:
-        """The parsed message; raises :class:`MessageError` for a malformed payload."""
-        return Message.parse(self.payload)
-
     def parse(self) -> tuple[Message | None, str | None]:
+        """The parsed message, or None and what is wrong with the payload (the dead-letter reason)."""
         try:
             return Message.parse(self.payload), None
         except MessageError as exc:
