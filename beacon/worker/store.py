@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from beacon.queue.base import Delivery
 from beacon.queue.message import Message
 from beacon.queue.retry import RetryPolicy
+from beacon.receipts import receipt_id
 from beacon.runtime import Runtime
 from beacon.store import now
 from beacon.store.tables import dead_letters, executions, jobs, workers
@@ -246,8 +247,11 @@ class ExecutionStore:
             rows, job_rows = await self._lock_with_jobs(conn, [m.execution_id for _, m in parsed])
             job_ids = set(job_rows)
             terms = await self.terms.load(conn, job_ids)
-            holders = await self._live_holders(
-                conn, {row.worker_id for row in rows.values() if row.status == ExecutionStatus.RUNNING}, at
+            holders = await live_workers_among(
+                conn,
+                (row.worker_id for row in rows.values() if row.status == ExecutionStatus.RUNNING),
+                at=at,
+                lease_s=self.lease_s,
             )
             endings: list[EndingItem] = []
             starting: list[tuple[Delivery, Message, Any]] = []
@@ -300,12 +304,12 @@ class ExecutionStore:
                     continue
                 started = row.started_at if row.status == ExecutionStatus.RUNNING else None
                 endings.append(EndingItem(row, job_terms, ending, row.attempt, started, self.worker_id))
-                batch.ack.append(delivery)
                 if ending.dead_letter:
                     batch.dead.append(
                         DeadLetterOrder(delivery, f"attempts_exhausted: {ending.error_message}", row.attempt)
                     )
-                    batch.ack.remove(delivery)
+                else:
+                    batch.ack.append(delivery)
             if starting:
                 await update_rows(
                     conn,
@@ -384,24 +388,19 @@ class ExecutionStore:
             )
         return None
 
-    async def _live_holders(self, conn: AsyncConnection, worker_ids: set[str | None], at: float) -> set[str]:
-        return await live_workers_among(conn, worker_ids, at=at, lease_s=self.lease_s)
-
     # --- finish ----------------------------------------------------------------------------------
     async def finish(self, done: Sequence[tuple[Claim, Ending]]) -> FinishBatch:
         batch = FinishBatch()
         db = self.runtime.db
-        from beacon.receipts import receipt_id
-
-        # Sign before taking any lock; a receipt whose write is refused below is thrown away.
-        prepared = {
-            claim.execution_id: sign_ending(
-                self.runtime,
-                EndingItem(claim.row, claim.terms, ending, claim.attempt, claim.started_at, self.worker_id),
+        terminal = {
+            claim.execution_id: EndingItem(
+                claim.row, claim.terms, ending, claim.attempt, claim.started_at, self.worker_id
             )
             for claim, ending in done
             if ending.terminal
         }
+        # Sign before taking any lock; a receipt whose write is refused below is thrown away.
+        prepared = {execution_id: sign_ending(self.runtime, item) for execution_id, item in terminal.items()}
         async with db.begin() as conn:
             at = now()
             rows = await lock_executions(
@@ -434,11 +433,7 @@ class ExecutionStore:
                         batch.stale.append(claim.execution_id)  # taken over: the new holder owns the message
                     continue
                 if ending.terminal:
-                    endings.append(
-                        EndingItem(
-                            claim.row, claim.terms, ending, claim.attempt, claim.started_at, self.worker_id
-                        )
-                    )
+                    endings.append(terminal[claim.execution_id])
                     if ending.dead_letter:
                         batch.dead.append(
                             DeadLetterOrder(
