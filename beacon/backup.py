@@ -34,6 +34,7 @@ from beacon.queue.base import Queue
 from beacon.queue.message import Message, MessageError, execution_message
 from beacon.store import Database, now
 from beacon.store.tables import executions, metadata, outbox
+from beacon.worker.lifecycle import EXECUTION_ACTIVE
 
 FORMAT = "beacon-backup/v1"
 BATCH = 1000
@@ -242,7 +243,7 @@ async def _requeue_live(conn: Any, live: list[tuple[str, Any]]) -> int:
         row.id
         for row in await conn.execute(
             sa.select(executions.c.id).where(
-                executions.c.id.in_(list(wanted)), executions.c.status.in_(["queued", "running"])
+                executions.c.id.in_(list(wanted)), executions.c.status.in_(list(EXECUTION_ACTIVE))
             )
         )
     }
