@@ -29,6 +29,24 @@ class QueueUnavailable(Exception):
     """The queue backend cannot be reached (Redis down, connection reset)."""
 
 
+def retry_payload(payload: Any, reason: str) -> Any:
+    """The copy of a message that :meth:`Queue.retry` schedules: ``attempt`` + 1, and why."""
+    if not isinstance(payload, dict):
+        return payload
+    attempt = payload.get("attempt", 0)
+    return {
+        **payload,
+        "attempt": (attempt if isinstance(attempt, int) else 0) + 1,
+        "reason": "retry",
+        "last_error": reason[:500],
+    }
+
+
+def message_age(message_id: str, now: float) -> float:
+    """Seconds since a message with a stream id (``<milliseconds>-<sequence>``) was published."""
+    return max(0.0, now - int(message_id.split("-", 1)[0]) / 1000)
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One message handed to one consumer."""

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from beacon.queue.base import ControlEvent, DeadLetter, Delivery, QueueStats
+from beacon.queue.base import ControlEvent, DeadLetter, Delivery, QueueStats, message_age, retry_payload
 
 
 @dataclass
@@ -64,10 +64,6 @@ class InProcessQueue:
         ms = max(int(time.time() * 1000), self._last_ms)
         self._last_ms = ms
         return f"{ms}-{next(self._sequence)}"
-
-    @staticmethod
-    def _age(message_id: str, now: float) -> float:
-        return max(0.0, now - int(message_id.split("-", 1)[0]) / 1000)
 
     def _promote(self, region: _Region, now: float) -> None:
         while region.delayed and region.delayed[0][0] <= now:
@@ -154,7 +150,7 @@ class InProcessQueue:
         queue = self._region(delivery.region)
         if queue.pending.pop(delivery.id, None) is None:
             return  # acknowledged meanwhile (a reclaim raced with us): the other holder owns it
-        payload = _retried(delivery.payload, reason)
+        payload = retry_payload(delivery.payload, reason)
         heapq.heappush(queue.delayed, (time.time() + max(0.0, delay_s), next(self._sequence), payload))
         queue.wakeup.set()
 
@@ -194,8 +190,8 @@ class InProcessQueue:
         queue = self._region(region)
         now = time.time()
         self._promote(queue, now)
-        oldest_ready = self._age(queue.ready[0][0], now) if queue.ready else None
-        oldest_pending = self._age(next(iter(queue.pending)), now) if queue.pending else None
+        oldest_ready = message_age(queue.ready[0][0], now) if queue.ready else None
+        oldest_pending = message_age(next(iter(queue.pending)), now) if queue.pending else None
         held: dict[str, int] = {}
         for entry in queue.pending.values():
             held[entry.consumer] = held.get(entry.consumer, 0) + 1
@@ -235,15 +231,3 @@ class InProcessQueue:
         self._closed = True
         for queue in self._regions.values():
             queue.wakeup.set()
-
-
-def _retried(payload: Any, reason: str) -> Any:
-    if not isinstance(payload, dict):
-        return payload
-    attempt = payload.get("attempt", 0)
-    return {
-        **payload,
-        "attempt": (attempt if isinstance(attempt, int) else 0) + 1,
-        "reason": "retry",
-        "last_error": reason,
-    }

@@ -28,7 +28,15 @@ import orjson
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from beacon.queue.base import ControlEvent, DeadLetter, Delivery, QueueStats, QueueUnavailable
+from beacon.queue.base import (
+    ControlEvent,
+    DeadLetter,
+    Delivery,
+    QueueStats,
+    QueueUnavailable,
+    message_age,
+    retry_payload,
+)
 
 GROUP = "workers"
 
@@ -119,10 +127,6 @@ def _decode_payload(raw: Any) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return _text(raw)
-
-
-def _stream_age(message_id: str, now: float) -> float:
-    return max(0.0, now - int(message_id.split("-", 1)[0]) / 1000)
 
 
 class RedisStreamsQueue:
@@ -318,19 +322,10 @@ class RedisStreamsQueue:
 
     @_unavailable
     async def retry(self, delivery: Delivery, *, delay_s: float, reason: str) -> None:
-        payload = delivery.payload
-        if isinstance(payload, dict):
-            attempt = payload.get("attempt", 0)
-            payload = {
-                **payload,
-                "attempt": (attempt if isinstance(attempt, int) else 0) + 1,
-                "reason": "retry",
-                "last_error": reason[:500],
-            }
         due = time.time() + max(0.0, delay_s)
         await self._retry(
             keys=[self.stream_key(delivery.region), self.delayed_key(delivery.region)],
-            args=[GROUP, delivery.id, due, orjson.dumps(payload)],
+            args=[GROUP, delivery.id, due, orjson.dumps(retry_payload(delivery.payload, reason))],
         )
         self._next_due[delivery.region] = min(self._next_due.get(delivery.region, due), due)
 
@@ -426,12 +421,12 @@ class RedisStreamsQueue:
                     return QueueStats(region, 0, 0, int(delayed or 0), int(dead or 0), None, None, [])
                 raise result
         pending_count = int(pending["pending"])
-        oldest_pending = _stream_age(_text(pending["min"]), now) if pending_count else None
+        oldest_pending = message_age(_text(pending["min"]), now) if pending_count else None
         last_delivered = next(
             (_text(group["last-delivered-id"]) for group in groups if _text(group["name"]) == GROUP), "0-0"
         )
         first_ready = await self.redis.xrange(key, min="(" + last_delivered, count=1)
-        oldest_ready = _stream_age(_text(first_ready[0][0]), now) if first_ready else None
+        oldest_ready = message_age(_text(first_ready[0][0]), now) if first_ready else None
         return QueueStats(
             region=region,
             depth=max(0, int(length) - pending_count),
