@@ -35,33 +35,23 @@ class RunnerKeys(BaseModel):
     keys: list[RunnerKey]
 
 
+def _key(kid: str, public_key: str, row: Any, *, current: bool) -> dict[str, Any]:
+    return {
+        "kid": kid,
+        "algorithm": "ed25519",
+        "public_key": public_key,
+        "current": current,
+        "first_seen_at": iso_time(row.first_seen_at) if row is not None else None,
+        "last_seen_at": iso_time(row.last_seen_at) if row is not None else None,
+    }
+
+
 @router.get("/api/v1/keys", summary="Public keys that sign receipts", response_model=RunnerKeys)
 async def keys(runtime: Runtime = Depends(get_runtime)) -> dict[str, Any]:
     current = runtime.runner_key
     async with runtime.db.connect() as conn:
         rows = (await conn.execute(sa.select(runner_keys).order_by(runner_keys.c.first_seen_at))).all()
-    seen = {row.kid: row for row in rows}
-    own = seen.get(current.kid)
-    listed = [
-        {
-            "kid": current.kid,
-            "algorithm": "ed25519",
-            "public_key": current.public_key_b64,
-            "current": True,
-            "first_seen_at": iso_time(own.first_seen_at) if own else None,
-            "last_seen_at": iso_time(own.last_seen_at) if own else None,
-        }
-    ]
-    for row in rows:
-        if row.kid != current.kid:
-            listed.append(
-                {
-                    "kid": row.kid,
-                    "algorithm": "ed25519",
-                    "public_key": row.public_key,
-                    "current": False,
-                    "first_seen_at": iso_time(row.first_seen_at),
-                    "last_seen_at": iso_time(row.last_seen_at),
-                }
-            )
+    own = next((row for row in rows if row.kid == current.kid), None)
+    listed = [_key(current.kid, current.public_key_b64, own, current=True)]
+    listed += [_key(row.kid, row.public_key, row, current=False) for row in rows if row.kid != current.kid]
     return {"keys": listed}
