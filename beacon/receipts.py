@@ -209,13 +209,14 @@ def _host_facts_jcs() -> bytes:
     return jcs(host_facts())
 
 
-def _utf16(name: str) -> bytes:
-    return name.encode("utf-16-be")
-
-
 def _jcs_members(members: dict[str, bytes]) -> bytes:
-    """The RFC 8785 bytes of an object from its members' canonical bytes (§3.2.3: names in UTF-16 order)."""
-    names = sorted(members, key=_utf16)
+    """The RFC 8785 bytes of an object from its members' canonical bytes (§3.2.3: names in UTF-16 order,
+    which is plain string order for ASCII names, as a receipt's are)."""
+    names = list(members)
+    if "".join(names).isascii():
+        names.sort()
+    else:
+        names.sort(key=lambda name: name.encode("utf-16-be"))
     return b"{" + b",".join(_member_name(name) + members[name] for name in names) + b"}"
 
 

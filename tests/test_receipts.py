@@ -87,6 +87,12 @@ def test_the_leaf_is_the_jcs_of_the_signed_receipt_computed_once(key: Ed25519Key
     assert key.sign_b64(signing_bytes(signed)) == signed["signature"]  # Ed25519 is deterministic
 
 
+def test_members_are_ordered_like_jcs_orders_them_beyond_ascii() -> None:
+    # UTF-16 code-unit order: U+1F680 (a surrogate pair, 0xD83D…) sorts before U+FB01, unlike code points.
+    document = {"b": 1, "a": [True], "é": "x", "\ufb01": None, "\U0001f680": 2.5, "Z": {}}
+    assert _jcs_members({name: jcs(value) for name, value in document.items()}) == jcs(document)
+
+
 def test_failed_executions_get_receipts_too(key: Ed25519Key) -> None:
     failed = replace(
         FACTS,
