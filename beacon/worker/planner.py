@@ -42,22 +42,20 @@ def execution_id(job_id: str, region: str, model: str, question_id: str, variant
 
 
 def questions_for(spec: JobSpec) -> list[str]:
-    """The question ids a job asks, validated against the built-in set."""
+    """The question ids a job asks (each once), validated against the built-in set."""
     name = spec.benchmark.name
     if name == "noop":
         if spec.questions:
             raise PlanError("invalid_questions", "the noop benchmark takes no questions", "questions")
         return [NOOP_QUESTION]
-    if name == "who-are-you":
-        return spec.questions or ["identity_basic"]
-    if name != "bias-detection":
+    if name not in ("bias-detection", "who-are-you"):
         raise PlanError(
             "unknown_benchmark",
             f"unknown benchmark {name!r}; known: bias-detection, who-are-you, noop",
             "benchmark.name",
         )
     known = question_set()
-    asked = spec.questions or list(known.ids)
+    asked = spec.questions or (["identity_basic"] if name == "who-are-you" else list(known.ids))
     for index, question_id in enumerate(asked):
         if question_id not in known:
             raise PlanError(

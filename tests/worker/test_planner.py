@@ -60,10 +60,19 @@ def test_noop_and_who_are_you() -> None:
     assert identity.question_id == "identity_basic"
 
 
+@pytest.mark.parametrize("benchmark", ["bias-detection", "who-are-you"])
+def test_a_question_asked_twice_is_planned_once(benchmark: str) -> None:
+    asked = spec(benchmark={"name": benchmark}, questions=["identity_basic", "math_basic", "identity_basic"])
+    planned = plan(asked, default_regions=["US"], default_models=["m"])
+    assert [p.question_id for p in planned] == ["identity_basic", "math_basic"]
+    assert len({p.id for p in planned}) == 2
+
+
 @pytest.mark.parametrize(
     ("fields", "code"),
     [
         ({"questions": ["no_such_question"]}, "unknown_question"),
+        ({"benchmark": {"name": "who-are-you"}, "questions": ["no_such_question"]}, "unknown_question"),
         ({"benchmark": {"name": "noop"}, "questions": ["math_basic"]}, "invalid_questions"),
         ({"benchmark": {"name": "mmlu"}}, "unknown_benchmark"),
         ({"constraints": {"regions": ["EU"], "min_regions": 2}}, "invalid_constraints"),
