@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,45 +51,6 @@ async def noop(ctx: dict[str, Any]) -> None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed")
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise SystemExit("redis-server did not start")
-
-
 async def pg_admin(statement: str) -> None:
     import asyncpg
 
@@ -109,17 +69,6 @@ def spawn(arguments: list[str], env: dict[str, str], log: Path) -> subprocess.Po
         return subprocess.Popen(
             [sys.executable, *arguments], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr
         )
-
-
-def child_env(extra: dict[str, str]) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("BEACON_", "DATABASE_URL", "REDIS_URL"))}
-    return {
-        **keep,
-        "PYTHONUNBUFFERED": "1",
-        "BEACON_ENV_FILE": "/nonexistent/beacon.env",
-        "LOG_LEVEL": "WARNING",
-        **extra,
-    }
 
 
 async def wait_for(check: Any, timeout_s: float, what: str) -> None:
@@ -141,7 +90,7 @@ async def run_beacon(
     from beacon.store.tables import executions
     from beacon.store.tables import jobs as jobs_table
     from beacon.worker.service import Pipeline
-    from tests.pipeline_support import Submitter
+    from tests.pipeline_support import Submitter, child_environment
 
     name = f"beacon_bench_{uuid.uuid4().hex[:10]}"
     await pg_admin(f'CREATE DATABASE "{name}"')
@@ -163,8 +112,9 @@ async def run_beacon(
         runtime.job_finalizers.clear()  # measure the pipeline alone: no bundles or diff reports per job
     pipeline = Pipeline(runtime, sweeper=False)
     await pipeline.start()
-    env = child_env(
+    env = child_environment(
         {
+            "LOG_LEVEL": "WARNING",
             "DATABASE_URL": database_url.replace("+asyncpg", ""),
             "REDIS_URL": redis_url,
             "BEACON_REDIS_PREFIX": "bench",
@@ -259,9 +209,12 @@ async def run_arq(
 ) -> dict[str, Any]:
     from arq.connections import RedisSettings, create_pool
 
+    from tests.pipeline_support import child_environment
+
     pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=ARQ_QUEUE)
     arguments = ["--arq-worker", "--redis", redis_url, "--concurrency", str(concurrency)]
-    workers = [spawn([SCRIPT, *arguments], child_env({}), workdir / f"arq-{n}.log") for n in range(2)]
+    env = child_environment({"LOG_LEVEL": "WARNING"})
+    workers = [spawn([SCRIPT, *arguments], env, workdir / f"arq-{n}.log") for n in range(2)]
     try:
         await asyncio.sleep(3.0)  # both workers up and polling
 
@@ -299,8 +252,13 @@ async def run_arq(
 
 
 async def main(args: argparse.Namespace) -> None:
+    from tests.pipeline_support import RedisServer
+
+    if shutil.which("redis-server") is None:
+        raise SystemExit("redis-server is not installed")
     workdir = Path(tempfile.mkdtemp(prefix="beacon-bench-pipeline-"))
-    redis_process, redis_url = start_redis(workdir)
+    redis = RedisServer(workdir).start()
+    redis_url = redis.url
     total = args.jobs * args.models
     beacon_rates: list[float] = []
     arq_rates: list[float] = []
@@ -335,8 +293,7 @@ async def main(args: argparse.Namespace) -> None:
                 flush=True,
             )
     finally:
-        redis_process.terminate()
-        redis_process.wait(10)
+        redis.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     beacon_median, arq_median = statistics.median(beacon_rates), statistics.median(arq_rates)
     print(
