@@ -29,6 +29,7 @@ from beacon.executors.base import Executor
 from beacon.outage import Backoff, is_outage
 from beacon.queue.base import ControlEvent, Delivery, Queue, QueueUnavailable
 from beacon.queue.retry import RetryPolicy
+from beacon.receipts import host_facts
 from beacon.runtime import Runtime
 from beacon.store.tables import jobs
 from beacon.worker.endings import Ending
@@ -124,6 +125,7 @@ class Worker:
     async def run(self) -> None:
         """Work until drained or stopped."""
         await self._retrying("register", self.registry.register)
+        await asyncio.to_thread(host_facts)  # probed once (GPUs too), now rather than in the first commit
         log.info("worker %s started: region %s, concurrency %d", self.id, self.region, self.concurrency)
         background = [
             asyncio.create_task(self._heartbeats(), name=f"{self.id}:heartbeat"),
