@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import ctypes
 import hashlib
 import importlib.util
+import io
 import logging
 import os
 import socket
@@ -53,9 +56,61 @@ SAMPLER_DEFAULTS: dict[str, float | int] = {
 _DIGEST_CHUNK = 1 << 20
 
 _CONSTRUCT_LOCK = threading.Lock()
-"""llama-cpp-python hides load-time output by pointing the *process's* stdout/stderr at /dev/null and back
-(dup2) while a ``Llama`` is constructed; two constructions at once can restore them in the wrong order and
-leave stderr — and with it every log line — pointing at /dev/null. So models are constructed one at a time."""
+"""Models are constructed one at a time: construction swaps ``sys.stderr`` (see :func:`_construct`)."""
+
+_native_log = logging.getLogger("beacon.executors.llamacpp.native")
+# ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (llama-cpp-python's own table predates this
+# order). llama.cpp's INFO is a load-time chronicle, so it goes to DEBUG here; warnings and errors keep theirs.
+_NATIVE_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
+_native_callback: Any = None  # the ctypes callback must stay referenced for as long as llama.cpp may call it
+
+
+def _route_native_log() -> None:
+    """Send llama.cpp's own log (ggml/llama) to Python logging, once per process.
+
+    With ``verbose=False`` llama-cpp-python silences model loading by pointing the *process's* file
+    descriptors 1 and 2 at /dev/null (dup2) for the whole construction: every log line any other thread
+    writes meanwhile is lost (seen: the other regions' "worker started" lines). Routing the native log
+    through this callback and constructing with ``verbose=True`` leaves the descriptors alone.
+    """
+    global _native_callback
+    if _native_callback is not None:
+        return
+    import llama_cpp
+    import llama_cpp.llama
+
+    last = [logging.DEBUG]
+
+    def forward(level: int, text: bytes, _user_data: Any) -> None:
+        # level 5 (GGML_LOG_LEVEL_CONT) continues the previous line at its level
+        last[0] = _NATIVE_LEVELS.get(level, last[0])
+        message = text.decode("utf-8", "replace").rstrip("\n")
+        if message and _native_log.isEnabledFor(last[0]):
+            _native_log.log(last[0], message)
+
+    _native_callback = llama_cpp.llama_log_callback(forward)
+    llama_cpp.llama_log_set(_native_callback, ctypes.c_void_p(0))
+
+
+def _construct(**params: Any) -> Any:
+    """A ``Llama``, built without touching the process's stdout/stderr descriptors.
+
+    ``verbose=True`` keeps llama-cpp-python from dup2-ing them away; its native log goes to Python logging
+    (:func:`_route_native_log`) and the few lines it ``print``s while constructing (model metadata, chat
+    format) are caught here and logged at DEBUG. ``print`` looks ``sys.stderr`` up at call time, while
+    logging handlers hold their own stream, so swapping ``sys.stderr`` loses no log line; the swap itself
+    is process-wide, hence one construction at a time. Afterwards the model is made quiet again.
+    """
+    from llama_cpp import Llama
+
+    _route_native_log()
+    printed = io.StringIO()
+    with _CONSTRUCT_LOCK, contextlib.redirect_stderr(printed), contextlib.redirect_stdout(printed):
+        llm = Llama(verbose=True, **params)
+    llm.verbose = False  # no per-call prints from here on
+    if printed.getvalue().strip():
+        _native_log.debug("llama-cpp-python while loading: %s", printed.getvalue().strip()[:4000])
+    return llm
 
 
 def smollm2_gguf_path() -> Path | None:
@@ -196,7 +251,6 @@ class LlamaModel:
         with self._lock:
             if self._llama is not None:
                 return 0.0
-            from llama_cpp import Llama
 
             started = time.perf_counter()
             if not self.path.is_file():
@@ -205,20 +259,18 @@ class LlamaModel:
                 )
             self.digest = file_sha256(self.path)
             try:
-                with _CONSTRUCT_LOCK:
-                    self._llama = Llama(
-                        model_path=str(self.path),
-                        n_ctx=self.n_ctx,
-                        n_threads=self.n_threads,
-                        # llama-cpp-python defaults batch (prompt) threads to every core; on a shared machine
-                        # its spinning thread pool then stalls behind other processes (seconds per prompt).
-                        n_threads_batch=self.n_threads,
-                        # 0 keeps everything on the CPU; -1 offloads every layer when llama.cpp was built with a
-                        # GPU backend (CUDA, Metal, Vulkan) and is ignored by a CPU-only build.
-                        n_gpu_layers=self.n_gpu_layers,
-                        seed=DecodingOptions().seed,
-                        verbose=False,
-                    )
+                self._llama = _construct(
+                    model_path=str(self.path),
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads,
+                    # llama-cpp-python defaults batch (prompt) threads to every core; on a shared machine
+                    # its spinning thread pool then stalls behind other processes (seconds per prompt).
+                    n_threads_batch=self.n_threads,
+                    # 0 keeps everything on the CPU; -1 offloads every layer when llama.cpp was built with a
+                    # GPU backend (CUDA, Metal, Vulkan) and is ignored by a CPU-only build.
+                    n_gpu_layers=self.n_gpu_layers,
+                    seed=DecodingOptions().seed,
+                )
             except (ValueError, RuntimeError) as exc:
                 raise PermanentExecutorError(
                     "model_load_failed", f"llama.cpp cannot load {self.path.name}: {exc}"

@@ -139,7 +139,6 @@ class Pipeline:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: asyncio.Task[None] | None = None
-        self._warm_up_lock = asyncio.Lock()
         runtime.extras["pipeline"] = self
 
     @classmethod
@@ -197,12 +196,7 @@ class Pipeline:
         delay = 0.5
         executor = await build_executor(self.runtime, slot.region, slot.backend)
         if self.preload and self.runtime.settings.warm_up:
-            # One region at a time. The llama.cpp executor already constructs models one at a time (so the
-            # process's stdout/stderr always come back), but while a model is constructed they point at
-            # /dev/null, and any log line written meanwhile is lost: in turn, each region's "loaded" lines
-            # are written between loads, not inside another region's.
-            async with self._warm_up_lock:
-                await warm_up(executor, self.runtime.settings.default_models)
+            await warm_up(executor, self.runtime.settings.default_models)
         try:
             while slot.wanted and not self._stop.is_set():
                 worker = Worker(

@@ -250,3 +250,40 @@ async def test_closed_executor_refuses_work() -> None:
     with pytest.raises(PermanentExecutorError) as info:
         await ex.execute(request())
     assert info.value.code == "executor_closed"
+
+
+async def test_loading_a_model_leaves_the_process_stderr_alone(capfd: pytest.CaptureFixture[str]) -> None:
+    # Another thread keeps writing to file descriptor 2 while two models load. llama-cpp-python's quiet
+    # mode points fd 2 at /dev/null during construction, which would swallow some of these lines.
+    import os
+    import threading
+
+    from beacon.executors.llamacpp import LlamaModel
+
+    assert GGUF is not None
+    stop = threading.Event()
+    written: list[int] = []
+
+    def chatter() -> None:
+        index = 0
+        while not stop.is_set():
+            os.write(2, f"tick {index}\n".encode())
+            written.append(index)
+            index += 1
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=chatter)
+    thread.start()
+    try:
+        for _ in range(2):
+            model = LlamaModel(SMOLLM2_MODEL_ID, GGUF, n_threads=1)
+            await asyncio.wait_for(asyncio.wrap_future(model.submit_load()), timeout=120)
+            assert model.loaded
+            model.close()
+    finally:
+        stop.set()
+        thread.join()
+    err = capfd.readouterr().err
+    seen = {int(line.split()[1]) for line in err.splitlines() if line.startswith("tick ")}
+    assert len(written) > 50
+    assert seen == set(written)
