@@ -120,6 +120,8 @@ def configure_logging(settings: Settings) -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # Alembic announces each of its autogenerate plugins at INFO on every start: not news to an operator.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # Beacon writes its own access log (beacon.access) with the request id, route and role.
     logging.getLogger("uvicorn.access").disabled = True
 
