@@ -215,28 +215,18 @@ def submit(
 
     The file's bytes are sent as they are, so the answer's spec_hash is the SHA-256 of the file.
     """
-    from beacon.client import BeaconClient, BeaconConnectionError
+    from beacon.client import BeaconAPIError, BeaconClient, BeaconConnectionError
 
     _, body = read_document(file)
     try:
         with BeaconClient(runner, token=token or None, timeout=timeout) as client:
-            # Not client.submit_job: it serialises a dict again, which would change the bytes (and spec_hash).
-            response = client.request(
-                "POST",
-                "/api/v1/jobs",
-                content=body,
-                headers={"Content-Type": "application/json"},
-                idempotency_key=idempotency_key,
-            )
+            answer = client.submit_job(body, idempotency_key=idempotency_key)  # bytes go out verbatim
     except BeaconConnectionError as exc:
         raise _fail(f"cannot reach {exc.url}: {exc.reason}", 2) from None
-    try:
-        typer.echo(json.dumps(response.json(), indent=2))
-    except ValueError:
-        typer.echo(response.text)
-    if response.status_code >= 500:
-        raise typer.Exit(2)
-    raise typer.Exit(0 if response.is_success else 1)
+    except BeaconAPIError as exc:
+        typer.echo(json.dumps(exc.problem, indent=2))
+        raise typer.Exit(2 if exc.status >= 500 else 1) from None
+    typer.echo(json.dumps(answer, indent=2))
 
 
 def register(app: typer.Typer) -> None:

@@ -271,6 +271,8 @@ def test_beacon_submit(day1: Served) -> None:
     )
     unsigned = sh(day1, "beacon submit second.json --runner $RUNNER")
     assert unsigned.returncode == 1
+    problem = json.loads(unsigned.stdout)  # the runner's problem document, printed as it came
+    assert problem["status"] == 400 and problem["request_id"]
 
 
 # --- Emergency Procedures ----------------------------------------------------------------------------
