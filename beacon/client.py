@@ -507,6 +507,12 @@ class _Base:
         if token is not None and token_env is not None:
             raise BeaconConfigError("give either token or token_env, not both")
         self.base_url = base_url.rstrip("/")
+        try:
+            url = httpx.URL(self.base_url)
+        except httpx.InvalidURL as exc:
+            raise BeaconConfigError(f"not a runner URL: {base_url!r} ({exc})") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise BeaconConfigError(f"not a runner URL: {base_url!r} (expected http(s)://host[:port])")
         self.token_env = token_env
         self._token = token_from_env(token_env) if token_env else token
         self.label = label or (token_env.lower().removesuffix("_token") if token_env else "anonymous")

@@ -164,3 +164,9 @@ def test_every_route_of_the_api_has_a_client_method(tmp_path) -> None:
         )
         built.add((call.method, re.sub(r"\{[^}]+\}", "{}", call.route)))
     assert served - built == set()
+
+
+@pytest.mark.parametrize("url", ["http://[::", "127.0.0.1:8090", "ftp://runner.example", ""])
+def test_a_malformed_runner_url_is_a_config_error(url: str) -> None:
+    with pytest.raises(BeaconConfigError, match="not a runner URL"):
+        BeaconClient(url)

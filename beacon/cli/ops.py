@@ -44,14 +44,14 @@ JsonOption = typer.Option(False, "--json", help="Print the raw JSON answer.")
 
 
 def _client(url: str, token_env: str | None) -> BeaconClient:
-    from beacon.client import BeaconClient
+    from beacon.client import BeaconClient, BeaconConfigError
 
     name = token_env or next((n for n in TOKEN_VARIABLES if os.environ.get(n, "").strip()), None)
     if name is None:
         _fail(f"no token: set one of {', '.join(TOKEN_VARIABLES)} (or name another with --token-env)")
     try:
         return BeaconClient(url, token_env=name)
-    except Exception as exc:
+    except BeaconConfigError as exc:  # a malformed URL or an unset token variable
         _fail(str(exc))
 
 

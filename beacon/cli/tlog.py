@@ -154,7 +154,10 @@ def monitor(
 
     previous, pinned = load_state(state) if state else (None, [])
     verifiers = _verifiers(vkey) or _verifiers(pinned)
-    client = BeaconClient(url)
+    try:
+        client = BeaconClient(url)
+    except BeaconError as exc:
+        raise _fail(UNREADABLE, str(exc)) from exc
     try:
         if not verifiers:
             try:
@@ -294,11 +297,11 @@ def _proof_text(document: Any, proof: str | None, runner: str | None, index: int
         raise _fail(UNREADABLE, "with --runner, give --index (the receipt's leaf index)")
     from beacon.client import BeaconClient, BeaconError
 
-    with BeaconClient(runner) as client:
-        try:
+    try:
+        with BeaconClient(runner) as client:
             return str(client.inclusion_proof(index)["tlog_proof"])
-        except (BeaconError, KeyError) as exc:
-            raise _fail(UNREADABLE, f"cannot fetch the proof of leaf {index} from {runner}: {exc}") from exc
+    except (BeaconError, KeyError) as exc:
+        raise _fail(UNREADABLE, f"cannot fetch the proof of leaf {index} from {runner}: {exc}") from exc
 
 
 # --- verify-bundle ---------------------------------------------------------------------------------------
@@ -345,11 +348,11 @@ def _fetch_bundle(cid: str, runner: str | None, gateway: str | None) -> bytes:
     if runner:
         from beacon.client import BeaconClient, BeaconError
 
-        with BeaconClient(runner) as client:
-            try:
+        try:
+            with BeaconClient(runner) as client:
                 data = client.bundle(cid)
-            except BeaconError as exc:
-                raise _fail(UNREADABLE, f"cannot fetch {cid} from {runner}: {exc}") from exc
+        except BeaconError as exc:
+            raise _fail(UNREADABLE, f"cannot fetch {cid} from {runner}: {exc}") from exc
         try:
             check_cid(cid, data)  # the runner checked it; so do we
         except CIDError as exc:
