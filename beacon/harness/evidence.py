@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from beacon.signing import SignatureError, verify_document
+from beacon.signing import SignatureError, signed_by
 from beacon.transparency.checkpoint import CheckpointError, SignedCheckpoint, open_checkpoint
 from beacon.transparency.merkle import ProofError, verify_consistency
 from beacon.transparency.note import NoteError, Verifier
@@ -38,15 +38,10 @@ def verifiers(vkeys: Iterable[str]) -> list[Verifier]:
 def verify_runner_signature(receipt: dict[str, Any], public_keys: Sequence[str]) -> str:
     """The runner key (base64) that signed ``receipt`` (or any Beacon document: a difference report …);
     EvidenceError if none of ``public_keys`` did."""
-    reasons = []
-    for key in public_keys:
-        try:
-            verify_document(receipt, key)
-        except SignatureError as exc:
-            reasons.append(str(exc))
-            continue
-        return key
-    raise EvidenceError("receipt signature: " + ("; ".join(dict.fromkeys(reasons)) or "no runner key given"))
+    try:
+        return signed_by(receipt, public_keys)
+    except SignatureError as exc:
+        raise EvidenceError(f"receipt signature: {exc}") from exc
 
 
 def open_signed_checkpoint(note: str, vkeys: Iterable[str], origin: str | None = None) -> SignedCheckpoint:
