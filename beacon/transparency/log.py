@@ -311,8 +311,18 @@ class TransparencyLog:
         Without ``force`` a checkpoint is signed only when due (interval or leaf count). A tree of the
         same size as the latest checkpoint is never signed again.
         """
+        if not force:
+            # Look before taking the sequencer lock: every process (each worker too) runs a publisher, and
+            # most of its periodic calls find nothing due; they must not queue behind appends for that.
+            async with self.db.connect() as conn:
+                size = await self.size(conn)
+                latest = await self.latest_checkpoint(conn)
+            if not self._due(size, latest):
+                if latest is not None:
+                    self._remember(latest)
+                return latest
         async with self.db.begin() as conn:
-            result = await self._publish(conn, force=force)
+            result = await self._publish(conn, force=force)  # decides again under the lock
         if result is not None:
             self._remember(result)  # committed: safe to serve from memory
         return result
