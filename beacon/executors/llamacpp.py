@@ -17,7 +17,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import ctypes
-import hashlib
 import importlib.util
 import io
 import logging
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from beacon.canonical import sha256_file
 from beacon.executors.base import (
     DecodingOptions,
     ExecutionRequest,
@@ -53,7 +53,6 @@ SAMPLER_DEFAULTS: dict[str, float | int] = {
 }
 """Sampler parameters not in the request, passed explicitly so a library upgrade cannot change them silently."""
 
-_DIGEST_CHUNK = 1 << 20
 
 _CONSTRUCT_LOCK = threading.Lock()
 """Models are constructed one at a time: construction swaps ``sys.stderr`` (see :func:`_construct`)."""
@@ -137,11 +136,7 @@ def file_sha256(path: Path) -> str:
         cached = _digests.get(key)
         if cached is not None:
             return cached
-        sha = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(_DIGEST_CHUNK):
-                sha.update(chunk)
-        digest = "sha256:" + sha.hexdigest()
+        digest = "sha256:" + sha256_file(path)
         _digests[key] = digest
         return digest
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from beacon.canonical import jcs, jcs_sha256
-from beacon.harness.results import sha256_file, write_json_atomic
+from beacon.canonical import jcs, jcs_sha256, sha256_file
+from beacon.harness.results import write_json_atomic
 
 DOCUMENT_TYPE = "beacon.harness-run/v1"
 ATTESTATION_FILE = "attestation.json"
