@@ -27,7 +27,6 @@ from typing import Any
 import httpx
 import psutil
 
-DEFAULT_OLLAMA_PORT = 11434
 PROBE_PROMPT = "Reply with the single word: ready"
 
 
@@ -169,24 +168,11 @@ def system_status(disk_path: str | os.PathLike[str] = ".", cpu_interval_s: float
 
 
 def ollama_base_url(host: str) -> str:
-    """``OLLAMA_HOST`` in any of Ollama's own spellings (``:11434``, ``0.0.0.0``, ``host``) as a URL."""
-    text = host.strip().rstrip("/")
-    if "://" not in text:
-        text = "http://" + text
-    scheme, rest = text.split("://", 1)
-    hostport = rest.split("/", 1)[0]
-    path = rest[len(hostport) :]
-    if hostport.startswith("["):
-        name, _, port = hostport[1:].partition("]")
-        port = port.lstrip(":")
-        name = f"[{name}]"
-    else:
-        name, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
-    if name in ("", "0.0.0.0"):  # noqa: S104 (a listen address, turned into a client address)
-        name = "127.0.0.1"
-    elif name == "[::]":
-        name = "[::1]"
-    return f"{scheme}://{name}:{port or DEFAULT_OLLAMA_PORT}{path}"
+    """``OLLAMA_HOST`` in any of Ollama's own spellings as a URL: the executor's one rule, so the health
+    check probes exactly the host the executions go to."""
+    from beacon.executors.ollama import ollama_url
+
+    return ollama_url(host)
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,10 @@ def test_without_a_gpu_the_report_says_so_plainly() -> None:
         ("http://gpu-box:8080/", "http://gpu-box:8080"),
         (":11435", "http://127.0.0.1:11435"),
         ("[::]:11434", "http://[::1]:11434"),
-        ("https://ollama.example", "https://ollama.example:11434"),
+        (
+            "https://ollama.example",
+            "https://ollama.example",
+        ),  # a URL keeps its scheme's port, as Ollama's client
     ],
 )
 def test_ollama_host_spellings(host: str, url: str) -> None:

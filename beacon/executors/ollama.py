@@ -49,15 +49,28 @@ def ollama_options(request: ExecutionRequest) -> dict[str, Any]:
 
 def ollama_url(host: str) -> str:
     """``OLLAMA_HOST`` as the URL Ollama's own client makes of it: without a scheme, ``http`` and port
-    11434 (``gpu-box`` → ``http://gpu-box:11434``, ``:8080`` → ``http://127.0.0.1:8080``); a URL stays as it is.
+    11434 (``gpu-box`` → ``http://gpu-box:11434``, ``:8080`` → ``http://127.0.0.1:8080``); a URL keeps its
+    scheme and port. A listen address (``0.0.0.0``, ``[::]``, how a GPU host often sets the variable for
+    its server) is turned into the loopback address a client on that host reaches it at.
     """
     text = host.strip().rstrip("/")
     if "://" in text:
-        return text
-    hostport, slash, path = text.partition("/")
-    parts = urlsplit("http://" + hostport)
-    name = parts.hostname or "127.0.0.1"
-    return f"http://{f'[{name}]' if ':' in name else name}:{parts.port or DEFAULT_PORT}{slash}{path}"
+        scheme, rest = text.split("://", 1)
+        hostport, slash, path = rest.partition("/")
+        port = urlsplit(f"{scheme}://{hostport}").port
+    else:
+        scheme, (hostport, slash, path) = "http", text.partition("/")
+        port = urlsplit("http://" + hostport).port or DEFAULT_PORT
+    userinfo, at, _ = hostport.rpartition(
+        "@"
+    )  # credentials stay: the client needs them (receipts use public_host)
+    name = urlsplit(f"{scheme}://{hostport}").hostname or "127.0.0.1"
+    name = _LOOPBACK_FOR.get(name, name)
+    netloc = f"[{name}]" if ":" in name else name
+    return f"{scheme}://{userinfo}{at}{netloc}{f':{port}' if port else ''}{slash}{path}"
+
+
+_LOOPBACK_FOR = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - listen addresses, not ones we bind
 
 
 def public_host(host: str) -> str:

@@ -271,6 +271,8 @@ async def test_ollama_host_spellings_reach_one_server(standin: OllamaStandin) ->
     assert ollama_url("gpu-box") == "http://gpu-box:11434"
     assert ollama_url("[::1]:8080/") == "http://[::1]:8080"
     assert ollama_url("https://gpu.example") == "https://gpu.example"
+    assert ollama_url("0.0.0.0") == "http://127.0.0.1:11434"  # a server's listen address, as a client's
+    assert ollama_url("https://user:pw@gpu.example:8443/") == "https://user:pw@gpu.example:8443"
 
 
 async def test_public_host_drops_credentials() -> None:
