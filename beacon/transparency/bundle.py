@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beacon.canonical import jcs, sha256_hex
+from beacon.receipts import verify_receipt
 from beacon.signing import SignatureError, sign_document, verify_document
 from beacon.store.tables import diff_reports, executions, jobs
 from beacon.transparency.checkpoint import CheckpointError, open_checkpoint
@@ -262,14 +264,16 @@ def verify_bundle(
     if not isinstance(receipts, list) or not isinstance(proofs, list) or len(receipts) != len(proofs):
         report.add("receipts", False, "receipts and proofs must be lists of the same length")
         return report
-    items: list[tuple[str, Any, Any]] = [
-        (f"receipt {i}", r, p) for i, (r, p) in enumerate(zip(receipts, proofs, strict=True))
+    # Receipts get the receipt checks too (receipt_id from execution and attempt, output hash), not only
+    # their signature: the bundle signature covers them, but each must also stand on its own.
+    items: list[tuple[str, Any, Any, Callable[[dict[str, Any]], None]]] = [
+        (f"receipt {i}", r, p, verify_receipt) for i, (r, p) in enumerate(zip(receipts, proofs, strict=True))
     ]
     diff = bundle.get("diff")
     if isinstance(diff, dict) and diff.get("proof") is not None:
-        items.append(("diff report", diff.get("report"), diff.get("proof")))
-    for name, document, proof_text in items:
-        _verify_item(report, name, document, proof_text, verifiers, checkpoint_note, bundle)
+        items.append(("diff report", diff.get("report"), diff.get("proof"), verify_document))
+    for name, document, proof_text, check in items:
+        _verify_item(report, name, document, proof_text, check, verifiers, checkpoint_note, bundle)
     return report
 
 
@@ -278,6 +282,7 @@ def _verify_item(
     name: str,
     document: Any,
     proof_text: Any,
+    check: Callable[[dict[str, Any]], None],
     verifiers: list[Verifier],
     checkpoint_note: Any,
     bundle: dict[str, Any],
@@ -286,9 +291,9 @@ def _verify_item(
         report.add(name, False, "not a JSON object")
         return
     try:
-        verify_document(document)
+        check(document)
         report.add(f"{name} signature", True, f"key {document.get('public_key')}")
-    except SignatureError as exc:
+    except SignatureError as exc:  # ReceiptError included
         report.add(f"{name} signature", False, str(exc))
     if "job_id" in document and document["job_id"] != bundle.get("job_id"):
         report.add(f"{name} job", False, f"belongs to job {document['job_id']!r}")

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from beacon.canonical import jcs
 from beacon.keys import Ed25519Key
+from beacon.receipts import ReceiptFacts, issue_receipt
 from beacon.runtime import Runtime
 from beacon.signing import sign_document
 from beacon.standins.kubo import KuboStandIn, serve
@@ -30,6 +31,42 @@ async def runtime(database_url: str, make_settings: Callable[..., Any]) -> Async
     rt = await Runtime.start(make_settings(database_url=database_url, checkpoint_interval_s=3600))
     yield rt
     await rt.stop()
+
+
+def receipt_facts(i: int) -> ReceiptFacts:
+    return ReceiptFacts(
+        execution_id=f"exec-{i}",
+        job_id="job-1",
+        jobspec_hash=hashlib.sha256(JOBSPEC.encode()).hexdigest(),
+        benchmark="noop",
+        benchmark_version=None,
+        question_id=f"q{i}",
+        question_set_version=None,
+        requested_region=["US", "EU"][i % 2],
+        served_region=["US", "EU"][i % 2],
+        model="m",
+        model_digest=None,
+        backend=None,
+        backend_version=None,
+        provider_id="local",
+        provider_info=None,
+        variant="neutral",
+        system_prompt=None,
+        prompt=None,
+        options={},
+        attempt=1,
+        queued_at=1.0,
+        started_at=2.0,
+        ended_at=3.0,
+        tokens_in=None,
+        tokens_out=None,
+        backend_timings=None,
+        output=f"answer {i}",
+        status="completed",
+        error_code=None,
+        error_message=None,
+        worker_id=None,
+    )
 
 
 async def make_job(
@@ -55,13 +92,11 @@ async def make_job(
             )
         )
         for i in range(executions_n):
-            receipt = sign_document(
-                {"receipt_id": f"rcpt-{i}", "job_id": "job-1", "output_hash": f"{i:064x}"}, worker_key
-            )
+            receipt = issue_receipt(receipt_facts(i), worker_key)
             index = None
             if logged:
                 index = await log_of(runtime).append(
-                    conn, kind="receipt", ref=f"rcpt-{i}", entry=jcs(receipt)
+                    conn, kind="receipt", ref=receipt["receipt_id"], entry=jcs(receipt)
                 )
             await conn.execute(
                 sa.insert(executions).values(
@@ -71,7 +106,7 @@ async def make_job(
                     model="m",
                     question_id=f"q{i}",
                     status="completed",
-                    receipt_id=f"rcpt-{i}",
+                    receipt_id=receipt["receipt_id"],
                     receipt=receipt,
                     leaf_index=index,
                     created_at=t,
@@ -157,10 +192,16 @@ async def test_tampering_is_detected_offline(runtime: Runtime) -> None:
         return {name for name, ok, _ in verify_bundle(b, **kwargs).checks if not ok}
 
     changed = copy.deepcopy(bundle)
-    changed["receipts"][1]["output_hash"] = "0" * 64
+    changed["receipts"][1]["status"] = "failed"
     assert {"bundle signature", "receipt 1 signature", "receipt 1 inclusion"} <= failed(
         changed, runner_public_key=key
     )
+    # A receipt that verifies under its own key but whose id is not its execution's is refused too.
+    forged = copy.deepcopy(bundle)
+    forged["receipts"][0] = sign_document(
+        {**forged["receipts"][0], "receipt_id": "rc_forged"}, Ed25519Key.generate()
+    )
+    assert "receipt 0 signature" in failed(forged)
     swapped = copy.deepcopy(bundle)
     swapped["proofs"].reverse()
     assert "receipt 0 inclusion" in failed(swapped)
