@@ -761,17 +761,12 @@ def _rel(path: Path, base: Path) -> str:
 
 
 def _host_facts() -> dict[str, Any]:
+    """The harness machine, in the receipts' shape (CPU, RAM, GPU, OS), plus its name."""
     import platform
 
-    import psutil
+    from beacon.receipts import host_facts
 
-    return {
-        "hostname": platform.node(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": psutil.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-    }
+    return {"hostname": platform.node(), **host_facts()}
 
 
 def run_plan(options: RunOptions, console: Console | None = None) -> RunOutcome:
