@@ -18,11 +18,15 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     WithJsonSchema,
+    computed_field,
     field_validator,
     model_validator,
 )
 
+from beacon.benchmark.questions import Mode, QuestionSet, set_for_mode
+from beacon.benchmark.spec_metrics import canonical_metric
 from beacon.config import canonical_region
 
 _GO_DURATION_UNITS = {
@@ -141,6 +145,24 @@ class BenchmarkInput(_Strict):
 class Scoring(_Strict):
     method: str = "default"
     parameters: dict[str, Any] | None = None
+    metrics: dict[Mode, list[str]] | None = None
+    """Per mode, the scores the author asks for (``docs/analysis.md``, "Scores a JobSpec asks for")."""
+    thresholds: dict[str, float] | None = None
+    """Metric → bound; each becomes a verdict of the difference report (``within`` / ``exceeds`` …)."""
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        if value is None:
+            return None
+        return {mode: list(dict.fromkeys(canonical_metric(m) for m in names)) for mode, names in value.items()}
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_thresholds(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return None
+        return {canonical_metric(name): bound for name, bound in value.items()}
 
 
 BenchmarkName = Literal["bias-detection", "noop", "who-are-you"]
@@ -149,7 +171,11 @@ BenchmarkName = Literal["bias-detection", "noop", "who-are-you"]
 class Benchmark(_Strict):
     name: str = Field(min_length=1, max_length=128)
     version: str | None = None
+    title: str | None = Field(None, max_length=256)
+    """A display name (the original dialects' ``benchmark.name``); ``name`` says what runs."""
     description: str | None = None
+    modes: list[Mode] | None = None
+    """bias-detection: ``simple`` asks the built-in 8 questions, ``advanced`` the context variants."""
     container: Container | None = None
     input: BenchmarkInput | None = None
     scoring: Scoring | None = None
@@ -172,11 +198,20 @@ class Constraints(_Strict):
     provider_timeout: Duration = timedelta(minutes=5)
     max_cost: float | None = Field(None, ge=0)
     providers: list[ProviderFilter] | None = None
+    max_retries: int | None = Field(None, ge=0, le=20)
+    """Retries after the first attempt of each execution (attempts = max_retries + 1); None: the
+    deployment's ``MAX_ATTEMPTS``."""
 
     @field_validator("regions")
     @classmethod
     def _unique_regions(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))  # APAC and ASIA are one region: keep the first, in order
+
+    @field_validator("provider_timeout", mode="before")
+    @classmethod
+    def _go_zero_is_default(cls, value: Any) -> Any:
+        """The Go runner wrote ``provider_timeout: 0`` (its zero value) for "the default" (5 min)."""
+        return timedelta(minutes=5) if value == 0 and not isinstance(value, bool) else value
 
     @field_validator("timeout", "provider_timeout")
     @classmethod
@@ -243,14 +278,32 @@ class JobSpec(_Strict):
     created_at: datetime | None = None
     signature: str | None = None
     public_key: str | None = None
+    dialect: dict[str, Any] | None = None
+    """Set by the runner for a document in an original dialect: its name and every field's fate
+    (``beacon.models.dialects``); never accepted from a submitter."""
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> JobSpec:
+        """The JobSpec a verified document describes, in any dialect (``beacon.models.dialects``).
+
+        Raises DialectError (an original dialect's field cannot be run as asked) or ValidationError.
+        """
+        from beacon.models.dialects import translate
+
+        data, record = translate(document)
+        if record is None:
+            return cls.model_validate(data)
+        return cls.model_validate({**data, "dialect": record}, context={"dialect_translation": True})
 
     @model_validator(mode="before")
     @classmethod
-    def _minimal_form(cls, data: Any) -> Any:
+    def _minimal_form(cls, data: Any, info: ValidationInfo) -> Any:
         """Accept the Day-1 minimal form: ``benchmark`` given by name, ``container`` at top level."""
         if not isinstance(data, dict):
             return data
         data = dict(data)
+        if "dialect" in data and not (info.context or {}).get("dialect_translation"):
+            raise ValueError("dialect is recorded by the runner when it reads an original dialect; do not submit it")
         container = data.pop("container", None)
         benchmark = data.get("benchmark")
         if isinstance(benchmark, str):
@@ -266,6 +319,20 @@ class JobSpec(_Strict):
         if not data.get("id") and data.get("jobspec_id"):
             data["id"] = data["jobspec_id"]
         return data
+
+    @property
+    def modes(self) -> list[Mode]:
+        """The question-set modes a bias-detection job runs (``simple`` unless it says otherwise)."""
+        return list(self.benchmark.modes or ["simple"])
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def question_sets(self) -> dict[str, dict[str, Any]] | None:
+        """Mode → the question set it asks (version, computed sha256): recorded with the job."""
+        if self.benchmark.name != "bias-detection" or self.questions:
+            return None
+        sets: dict[str, QuestionSet] = {mode: set_for_mode(mode) for mode in self.modes}
+        return {mode: qs.describe() for mode, qs in sets.items()}
 
     @property
     def model_ids(self) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from beacon.benchmark.questions import question_set
+from beacon.benchmark.questions import question_set_version
 from beacon.executors.base import ExecutionResult, PermanentExecutorError
 from beacon.receipts import ReceiptFacts, issue_receipt_with_leaf
 from beacon.runtime import Runtime
@@ -85,7 +85,7 @@ def receipt_facts(item: EndingItem) -> ReceiptFacts:
         benchmark=terms.benchmark,
         benchmark_version=terms.benchmark_version,
         question_id=row.question_id,
-        question_set_version=None if terms.benchmark == NOOP_BENCHMARK else question_set().version,
+        question_set_version=None if terms.benchmark == NOOP_BENCHMARK else question_set_version(row.question_id),
         requested_region=row.region,
         served_region=result.served_region if result else None,
         model=row.model,

@@ -1,6 +1,6 @@
 """From a claimed execution to the ExecutionRequest a backend runs.
 
-The question text comes from the one question table (``question_set()``), never the id (failure
+The question text comes from the question tables (``find_question``), never the id (failure
 mode 11); the system prompt from ``beacon.benchmark.prompts`` (the variant is recorded, never
 hidden); decoding options from the JobSpec's ``options``.
 """
@@ -8,7 +8,7 @@ hidden); decoding options from the JobSpec's ``options``.
 from __future__ import annotations
 
 from beacon.benchmark.prompts import Variant, system_prompt
-from beacon.benchmark.questions import question_set
+from beacon.benchmark.questions import find_question, question_set
 from beacon.executors.base import DecodingOptions, ExecutionRequest, PermanentExecutorError
 
 NOOP_BENCHMARK = "noop"
@@ -21,12 +21,13 @@ def prompts_for(benchmark: str, question_id: str, variant: str, region: str) -> 
     """
     if benchmark == NOOP_BENCHMARK:
         return None, None
-    question = question_set().get(question_id)
-    if question is None:
+    found = find_question(question_id)
+    if found is None:
         raise PermanentExecutorError(
             "unknown_question",
-            f"question id {question_id!r} is not in the question set {question_set().version}",
+            f"question id {question_id!r} is in no question set (simple: {question_set().version})",
         )
+    question = found[0]
     if variant not in ("neutral", "region"):
         raise PermanentExecutorError("unknown_variant", f"unknown system-prompt variant {variant!r}")
     chosen: Variant = "region" if variant == "region" else "neutral"
