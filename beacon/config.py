@@ -152,9 +152,25 @@ class Settings(BaseSettings):
     """Layers offloaded to the GPU: 0 = CPU only, -1 = all (needs a llama.cpp build with a GPU backend)."""
     provider_id: str | None = Field(None, validation_alias=AliasChoices("BEACON_PROVIDER_ID"))
     ollama_models: dict[str, str] = Field(
-        default_factory=lambda: {"smollm2-135m": "smollm2:135m"},
+        default_factory=lambda: {
+            "smollm2-135m": "smollm2:135m",
+            # the original's three models (reference §7.3), by the tags their images pulled
+            "llama3.2:1b": "llama3.2:1b",
+            "qwen2.5:1.5b": "qwen2.5:1.5b",
+            "mistral:7b": "mistral:7b",
+        },
         validation_alias=AliasChoices("OLLAMA_MODELS"),
     )
+    embedded_stand_ins: dict[str, str] = Field(
+        default_factory=lambda: {
+            "llama3.2:1b": "smollm2-135m",
+            "qwen2.5:1.5b": "gemma3-270m",
+            "mistral:7b": "gemma3-270m",
+        },
+        validation_alias=AliasChoices("BEACON_EMBEDDED_STAND_INS"),
+    )
+    """Embedded backend only: model id → the embedded model that answers for it, recorded in every
+    receipt (``beacon.executors.stand_ins``); ``{}`` turns stand-ins off."""
     ollama_keep_alive: str = Field("5m", validation_alias=AliasChoices("OLLAMA_KEEP_ALIVE"))
     golem_payment_driver: str = Field("erc20", validation_alias=AliasChoices("GOLEM_PAYMENT_DRIVER"))
     golem_vm_entrypoint: str = Field(

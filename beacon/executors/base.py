@@ -8,7 +8,7 @@ again could help (:class:`TransientExecutorError`) or not (:class:`PermanentExec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,23 @@ class TransientExecutorError(ExecutorError):
 
 class PermanentExecutorError(ExecutorError):
     """Trying again will not help (unknown model, bad request, region not servable)."""
+
+
+class ExecutorBase:
+    """What an executor class declares about itself (class attributes, read before any instance exists).
+
+    ``isolates_containers``: the backend runs a JobSpec's own container image and command inside an
+    isolation boundary of its own (a provider's VM), so a command-style JobSpec may be planned for
+    regions it serves. False by default: a backend that runs models in the runner's process or on an
+    inference server would run a submitted command on a host Beacon controls, which it never does.
+    """
+
+    isolates_containers: ClassVar[bool] = False
+
+
+def isolates_containers(executor: object) -> bool:
+    """The ``isolates_containers`` capability of an executor class or instance (False if undeclared)."""
+    return bool(getattr(executor, "isolates_containers", False))
 
 
 @runtime_checkable

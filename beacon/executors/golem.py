@@ -105,6 +105,7 @@ class GolemExecutor:
     """Runs each execution as one yapapi task on an allowlisted provider of its region."""
 
     name = "golem"
+    isolates_containers = True  # each task runs in the provider's VM (ExecutorBase.isolates_containers)
 
     def __init__(
         self,

@@ -7,11 +7,16 @@ backend has no mapping for fails with the permanent code ``model_not_available``
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from beacon.config import Settings
-from beacon.executors.base import Executor, PermanentExecutorError
+from beacon.executors.base import Executor, PermanentExecutorError, isolates_containers
+from beacon.executors.gemma3 import GEMMA3_MODEL_ID, gemma3_gguf_path
 from beacon.executors.llamacpp import SMOLLM2_MODEL_ID, smollm2_gguf_path
+from beacon.executors.stand_ins import StandInExecutor
+
+log = logging.getLogger("beacon.executors")
 
 BACKENDS: tuple[str, ...] = ("llamacpp", "ollama", "golem")
 
@@ -26,8 +31,41 @@ def llamacpp_model_paths(settings: Settings) -> dict[str, Path]:
     bundled = smollm2_gguf_path()
     if bundled is not None:
         paths[SMOLLM2_MODEL_ID] = bundled
+    try:
+        gemma = gemma3_gguf_path()
+    except (OSError, ValueError) as exc:  # a broken cache or altered pieces: the model is not offered
+        log.warning("the embedded %s is not available: %s", GEMMA3_MODEL_ID, exc)
+        gemma = None
+    if gemma is not None:
+        paths[GEMMA3_MODEL_ID] = gemma
     paths.update(settings.llamacpp_models)
     return paths
+
+
+def backend_class(name: str) -> type:
+    """The executor class of a backend name (imported on demand); ExecutorConfigError if unknown."""
+    if name == "llamacpp":
+        from beacon.executors.llamacpp import LlamaCppExecutor
+
+        return LlamaCppExecutor
+    if name == "ollama":
+        from beacon.executors.ollama import OllamaExecutor
+
+        return OllamaExecutor
+    if name == "golem":
+        from beacon.executors.golem import GolemExecutor
+
+        return GolemExecutor
+    raise ExecutorConfigError("unknown_backend", f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
+
+
+def region_isolates_containers(settings: Settings, region: str) -> tuple[bool, str]:
+    """(whether ``region``'s backend can isolate a JobSpec's container, that backend's name)."""
+    name = settings.backend_for(region)
+    try:
+        return isolates_containers(backend_class(name)), name
+    except ExecutorConfigError:
+        return False, name
 
 
 def create_executor(settings: Settings, region: str, backend: str | None = None) -> Executor:
@@ -41,7 +79,7 @@ def create_executor(settings: Settings, region: str, backend: str | None = None)
     if name == "llamacpp":
         from beacon.executors.llamacpp import LlamaCppExecutor
 
-        return LlamaCppExecutor(
+        embedded = LlamaCppExecutor(
             region=region,
             models=llamacpp_model_paths(settings),
             n_ctx=settings.llamacpp_n_ctx,
@@ -49,6 +87,9 @@ def create_executor(settings: Settings, region: str, backend: str | None = None)
             n_gpu_layers=settings.llamacpp_gpu_layers,
             provider_id=settings.provider_id,
         )
+        if not settings.embedded_stand_ins:
+            return embedded
+        return StandInExecutor(embedded, settings.embedded_stand_ins)
     if name == "ollama":
         from beacon.executors.ollama import OllamaExecutor
 

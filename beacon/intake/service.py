@@ -10,10 +10,12 @@ submissions share a transaction without sharing their fate).
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -30,12 +32,14 @@ from beacon.intake.replay import check_freshness, purge_expired_nonces
 from beacon.intake.signatures import Scheme, Verification, verify_jobspec
 from beacon.intake.trust import TrustDecision, evaluate_trust
 from beacon.intake.writer import PreparedJob, SubmissionWriter
+from beacon.executors.registry import region_isolates_containers
 from beacon.metrics import JOBS_ACCEPTED, JOBS_REJECTED
 from beacon.models import field_errors
 from beacon.models.jobspec import JobSpec
 from beacon.runtime import Runtime
 from beacon.store import now
-from beacon.worker.planner import PlanError, PlannedExecution, plan
+from beacon.models.dialects import DialectError
+from beacon.worker.planner import ContainerCapability, PlanError, PlannedExecution, plan, retry_budget
 
 log = logging.getLogger("beacon.intake")
 
@@ -83,7 +87,11 @@ def normalise(document: dict[str, Any], verification: Verification) -> JobSpec:
     if not data.get("id") and not data.get("jobspec_id"):
         data["id"] = f"job-{uuid.uuid4().hex}"
     try:
-        return JobSpec.model_validate(data)
+        return JobSpec.from_document(data)  # an original dialect is read field by field (models.dialects)
+    except DialectError as exc:
+        raise IntakeError(
+            exc.code, str(exc), errors=[{"path": exc.path, "message": str(exc), "type": exc.code}]
+        ) from None
     except ValidationError as exc:
         raise _spec_error(exc) from None
 
@@ -104,7 +112,11 @@ def apply_admin_limits(spec: JobSpec, document: dict[str, Any], config: AdminCon
             raise IntakeError(
                 "exceeds_max_duration",
                 f"constraints.timeout is {spec.constraints.timeout.total_seconds():g}s; "
-                f"this runner allows at most {limits.max_duration}s",
+                f"this runner allows at most {limits.max_duration}s (the admin setting "
+                f"constraints.max_duration: PUT /admin/config "
+                f'{{"constraints": {{"max_duration": {math.ceil(spec.constraints.timeout.total_seconds())}}}}} '
+                "would allow it)",
+                setting="constraints.max_duration",
                 errors=[{"path": "constraints.timeout", "message": "above the limit", "type": "limit"}],
             )
         constraints = spec.constraints.model_copy(update={"timeout": max_duration})
@@ -112,10 +124,18 @@ def apply_admin_limits(spec: JobSpec, document: dict[str, Any], config: AdminCon
     return spec
 
 
-def plan_job(spec: JobSpec, config: AdminConfig, default_models: list[str]) -> list[PlannedExecution]:
+def plan_job(
+    spec: JobSpec,
+    config: AdminConfig,
+    default_models: list[str],
+    container_capability: ContainerCapability | None = None,
+) -> list[PlannedExecution]:
     try:
         planned = plan(
-            spec, default_regions=[config.constraints.default_region], default_models=default_models
+            spec,
+            default_regions=[config.constraints.default_region],
+            default_models=default_models,
+            container_capability=container_capability,
         )
     except PlanError as exc:
         raise IntakeError(
@@ -200,7 +220,9 @@ class Intake:
             max_age_s=settings.timestamp_max_age_s,
         )
         spec = apply_admin_limits(normalise(document, verification), document, config)
-        planned = plan_job(spec, config, settings.default_models)
+        planned = plan_job(
+            spec, config, settings.default_models, partial(region_isolates_containers, settings)
+        )
         regions = list(dict.fromkeys(p.region for p in planned))
         accepted_at = now()
         response = self._response(spec, verification, trust, body_hash, regions, len(planned), accepted_at)
@@ -261,6 +283,7 @@ class Intake:
                         "region": p.region,
                         "attempt": 0,
                         "enqueued_at": accepted_at,
+                        **retry_budget(spec),
                     },
                     "created_at": accepted_at,
                 }

@@ -8,13 +8,19 @@ redelivered message or a repeated plan can never create a second row (the databa
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from beacon.benchmark.questions import question_set
+from beacon.benchmark.questions import all_questions, set_for_mode
 from beacon.models.jobspec import JobSpec
 
 NOOP_QUESTION = "noop"
 """The pseudo-question of the ``noop`` benchmark: no model is called."""
+CONTAINER_QUESTION = "container"
+"""The pseudo-question of a command-style JobSpec: the region's backend runs the spec's container."""
+
+ContainerCapability = Callable[[str], tuple[bool, str]]
+"""Region → (whether its backend isolates a JobSpec's container, the backend's name)."""
 
 
 class PlanError(ValueError):
@@ -54,8 +60,13 @@ def questions_for(spec: JobSpec) -> list[str]:
             f"unknown benchmark {name!r}; known: bias-detection, who-are-you, noop",
             "benchmark.name",
         )
-    known = question_set()
-    asked = spec.questions or (["identity_basic"] if name == "who-are-you" else list(known.ids))
+    known = all_questions()
+    if spec.questions:
+        asked = list(spec.questions)
+    elif name == "who-are-you":
+        asked = ["identity_basic"]
+    else:  # each mode's versioned set, in order; an id in two sets (one text) is asked once
+        asked = [q for mode in spec.modes for q in set_for_mode(mode).ids]
     for index, question_id in enumerate(asked):
         if question_id not in known:
             raise PlanError(
@@ -66,7 +77,56 @@ def questions_for(spec: JobSpec) -> list[str]:
     return list(dict.fromkeys(asked))
 
 
-def plan(spec: JobSpec, *, default_regions: list[str], default_models: list[str]) -> list[PlannedExecution]:
+def is_command_job(spec: JobSpec) -> bool:
+    """A JobSpec that asks to run its own container command (the Go runner's ``benchmark.container.command``)."""
+    container = spec.benchmark.container
+    return container is not None and bool(container.command)
+
+
+def plan_container_job(
+    spec: JobSpec, regions: list[str], capability: ContainerCapability | None
+) -> list[PlannedExecution]:
+    """One execution per region, each on a backend that isolates containers; PlanError otherwise.
+
+    A JobSpec's command is never run on the runner's host or next to a model server: only a backend
+    whose executor class declares ``isolates_containers`` (a Golem provider's VM) may take it.
+    """
+    container = spec.benchmark.container
+    assert container is not None
+    refused = []
+    for region in regions:
+        isolates, backend = capability(region) if capability else (False, "unknown")
+        if not isolates:
+            refused.append(f"{region} ({backend})")
+    if refused:
+        raise PlanError(
+            "container_isolation_unavailable",
+            f"this JobSpec runs a container command ({' '.join(container.command or [])[:80]!r}); the backends "
+            f"of {', '.join(refused)} cannot isolate a container, and this runner never runs a JobSpec's "
+            "command on its own host. Submit it to regions served by golem (BEACON_REGION_BACKENDS)",
+            "benchmark.container.command",
+        )
+    image = f"{container.image}:{container.tag}" if container.tag else container.image
+    return [
+        PlannedExecution(
+            execution_id(spec.id, r, image, CONTAINER_QUESTION, "neutral"),
+            spec.id,
+            r,
+            image,
+            CONTAINER_QUESTION,
+            "neutral",
+        )
+        for r in regions
+    ]
+
+
+def plan(
+    spec: JobSpec,
+    *,
+    default_regions: list[str],
+    default_models: list[str],
+    container_capability: ContainerCapability | None = None,
+) -> list[PlannedExecution]:
     """Expand a job into executions (regions × models × questions × prompt variants)."""
     regions = spec.constraints.regions or default_regions
     if not regions:
@@ -79,6 +139,8 @@ def plan(spec: JobSpec, *, default_regions: list[str], default_models: list[str]
             f"min_regions is {spec.constraints.min_regions} but only {len(regions)} region(s) requested",
             "constraints.min_regions",
         )
+    if is_command_job(spec):
+        return plan_container_job(spec, regions, container_capability)
     models = spec.model_ids or default_models
     if not models:
         raise PlanError("no_models", "the job names no model and no default is configured", "models")
@@ -92,3 +154,9 @@ def plan(spec: JobSpec, *, default_regions: list[str], default_models: list[str]
         for q in questions
         for v in variants
     ]
+
+
+def retry_budget(spec: JobSpec) -> dict[str, int]:
+    """The outbox payload's ``max_attempts`` for a spec that sets ``constraints.max_retries`` (else none)."""
+    retries = spec.constraints.max_retries
+    return {} if retries is None else {"max_attempts": retries + 1}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from beacon.benchmark.prompts import Variant, system_prompt
 from beacon.benchmark.questions import find_question, question_set
 from beacon.executors.base import DecodingOptions, ExecutionRequest, PermanentExecutorError
+from beacon.worker.planner import CONTAINER_QUESTION
 
 NOOP_BENCHMARK = "noop"
 
@@ -21,6 +22,12 @@ def prompts_for(benchmark: str, question_id: str, variant: str, region: str) -> 
     """
     if benchmark == NOOP_BENCHMARK:
         return None, None
+    if question_id == CONTAINER_QUESTION:
+        raise PermanentExecutorError(
+            "container_job",
+            "a command-style JobSpec runs its container on a backend that isolates containers (golem); "
+            "this worker path only sends prompts",
+        )
     found = find_question(question_id)
     if found is None:
         raise PermanentExecutorError(

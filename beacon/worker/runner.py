@@ -140,8 +140,9 @@ class AttemptRunner:
     ) -> Ending:
         """Retry later if the budget and the job's time allow; otherwise end the execution."""
         final = ExecutionStatus.TIMED_OUT if timed_out else ExecutionStatus.FAILED
-        budget = self.policy.budget(claim.message.max_attempts)
-        if self.policy.exhausted(claim.attempt, claim.message.max_attempts):
+        max_attempts = claim.message.max_attempts or claim.terms.max_attempts
+        budget = self.policy.budget(max_attempts)
+        if self.policy.exhausted(claim.attempt, max_attempts):
             return Ending(
                 final,
                 at,

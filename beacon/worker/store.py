@@ -291,7 +291,7 @@ class ExecutionStore:
                         error_code=JOB_DEADLINE_EXCEEDED,
                         error_message="the job's execution budget ran out before this execution started",
                     )
-                elif self.policy.exhausted(row.attempt, message.max_attempts):
+                elif self.policy.exhausted(row.attempt, message.max_attempts or job_terms.max_attempts):
                     ending = Ending(
                         ExecutionStatus.FAILED,
                         at,

@@ -38,6 +38,12 @@ def _number(value: Any, default: float) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
 
 
+def _attempts(max_retries: Any) -> int | None:
+    if isinstance(max_retries, int) and not isinstance(max_retries, bool) and max_retries >= 0:
+        return max_retries + 1
+    return None
+
+
 @dataclass(frozen=True)
 class JobTerms:
     job_id: str
@@ -51,6 +57,8 @@ class JobTerms:
     """One attempt's budget, counted from that attempt's start."""
     min_regions: int
     min_success_rate: float
+    max_attempts: int | None = None
+    """The spec's retry budget (``constraints.max_retries`` + 1); None: the deployment's MAX_ATTEMPTS."""
 
     @classmethod
     def from_spec(cls, job_id: str, spec: Any, spec_hash: str) -> JobTerms:
@@ -78,6 +86,7 @@ class JobTerms:
             min_success_rate=_number(
                 constraints.get("min_success_rate"), _DEFAULT_CONSTRAINTS.min_success_rate
             ),
+            max_attempts=_attempts(constraints.get("max_retries")),
         )
 
     @property
