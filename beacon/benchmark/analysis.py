@@ -21,7 +21,7 @@ import numpy as np
 
 from beacon.benchmark.classify import SUCCESS_STATUS, Classification, Classifier, Response
 from beacon.benchmark.embeddings import FloatArray
-from beacon.benchmark.questions import Question, QuestionSet, question_set
+from beacon.benchmark.questions import Question, QuestionSet, all_questions
 from beacon.benchmark.similarity import PairSimilarity, compare, cosine_similarity, diff_fragment, tokens
 from beacon.canonical import sha256_hex
 
@@ -97,6 +97,10 @@ class Analysis:
     integrity: dict[str, Any]
     classifications: dict[str, Classification] = field(default_factory=dict)
     """Execution id → its classification (written to ``executions.classification``)."""
+    vectors: dict[str, FloatArray] = field(default_factory=dict)
+    """Execution id → the embedding of its output (for the JobSpec's scores, ``spec_scores.py``)."""
+    spec_scores: dict[str, Any] | None = None
+    """The scores and threshold verdicts the JobSpec asked for (``spec_scores.score_spec``)."""
 
     @property
     def regions_completed(self) -> list[str]:
@@ -152,7 +156,7 @@ def analyse(
     thresholds: Thresholds = Thresholds(),
 ) -> Analysis:
     """Classify every execution and compare the regions' answers item by item."""
-    questions = questions or question_set()
+    questions = questions or all_questions()
     responses = [Response(r.output, r.status, r.error_code) for r in records]
     classifications = dict(zip([r.id for r in records], classifier.classify_many(responses), strict=True))
     with_output = [r for r in records if r.has_output]
@@ -187,6 +191,7 @@ def analyse(
         findings=_findings(metrics, region_scores, attribution, comparisons, thresholds),
         integrity=_integrity(records),
         classifications=classifications,
+        vectors=vectors,
     )
 
 

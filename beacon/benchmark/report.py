@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beacon import __version__
+from beacon.benchmark.spec_scores import score_spec, threshold_findings
 from beacon.benchmark.analysis import (
     ANALYSIS_VERSION,
     Analysis,
@@ -99,6 +100,51 @@ async def _stored(conn: AsyncConnection, job_id: str) -> dict[str, Any] | None:
         .first()
     )
     return dict(row) if row else None
+
+
+async def served_models(conn: AsyncConnection, job_id: str) -> dict[str, dict[str, Any]]:
+    """Model id → what answered for it, from the job's receipts: the backend, the digest and, where
+    an embedded model stood in for it (``provider.info.model_stand_in``), which one."""
+    rows = (
+        await conn.execute(sa.select(executions.c.model, executions.c.receipt).where(executions.c.job_id == job_id))
+    ).all()
+    served: dict[str, dict[str, Any]] = {}
+    for model, receipt in rows:
+        if not isinstance(receipt, dict):
+            continue
+        info = (receipt.get("provider") or {}).get("info") or {}
+        stand_in = info.get("model_stand_in") if isinstance(info, dict) else None
+        entry = served.setdefault(model, {"backends": [], "digests": [], "stand_in_for": None, "served_by": []})
+        backend = (receipt.get("backend") or {}).get("name") if isinstance(receipt.get("backend"), dict) else None
+        digest = (receipt.get("model") or {}).get("digest")
+        for key, value in (("backends", backend), ("digests", digest)):
+            if value and value not in entry[key]:
+                entry[key].append(value)
+        by = stand_in.get("served_by") if isinstance(stand_in, dict) else model
+        if by and by not in entry["served_by"]:
+            entry["served_by"].append(by)
+        if isinstance(stand_in, dict):
+            entry["stand_in_for"] = model
+    return served
+
+
+def dialect_summary(spec: Any) -> dict[str, Any]:
+    """The report's ``jobspec`` section: dialect, title, the question sets and the fields not used."""
+    if not isinstance(spec, dict):
+        return {}
+    benchmark = spec.get("benchmark") if isinstance(spec.get("benchmark"), dict) else {}
+    dialect = spec.get("dialect") if isinstance(spec.get("dialect"), dict) else None
+    section: dict[str, Any] = {
+        "dialect": dialect.get("name") if dialect else "beacon",
+        "title": benchmark.get("title"),
+        "question_sets": spec.get("question_sets"),
+    }
+    if dialect:
+        section["declared_input_hash"] = dialect.get("declared_input_hash")
+        section["not_used"] = [
+            {"path": f["path"], "reason": f.get("reason")} for f in dialect.get("fields", []) if f.get("use") == "not_used"
+        ]
+    return {"jobspec": section}
 
 
 def regions_completed(records: Sequence[ExecutionRecord]) -> list[str]:
@@ -250,10 +296,14 @@ def build_report(
 
 
 def _analyse_sync(
-    records: Sequence[ExecutionRecord], prompt_context: str, thresholds: Thresholds
+    records: Sequence[ExecutionRecord], prompt_context: str, thresholds: Thresholds, spec: Any = None
 ) -> tuple[Analysis, dict[str, Any], dict[str, Any]]:
     classifier: Classifier = default_classifier()
     analysis = analyse(records, classifier=classifier, prompt_context=prompt_context, thresholds=thresholds)
+    scores = score_spec(spec, records, analysis)
+    if scores is not None:  # the JobSpec's own scores and thresholds (spec_scores.py)
+        analysis.spec_scores = scores
+        analysis.findings.extend(threshold_findings(scores))
     return analysis, load_model().describe(), classifier.describe()
 
 
@@ -285,8 +335,10 @@ async def create_difference_report(
 
     prompt_context = _prompt_context(job.get("spec"))
     analysis, model_info, classifier_info = await asyncio.to_thread(
-        _analyse_sync, records, prompt_context, thresholds
+        _analyse_sync, records, prompt_context, thresholds, job.get("spec")
     )
+    async with db.connect() as conn:
+        served = await served_models(conn, job_id)
     document = build_report(
         job,
         records,
@@ -297,6 +349,11 @@ async def create_difference_report(
         thresholds=thresholds,
         generated_at=now(),
     )
+    if analysis.spec_scores is not None:
+        document["spec_scores"] = analysis.spec_scores
+    if served:
+        document["models_served"] = served
+    document.update(dialect_summary(job.get("spec")))
     signed = sign_document(document, runtime.runner_key)
     report_id = signed["id"]
 
