@@ -1,4 +1,4 @@
-"""The ten files of the original (tests/data/original-jobspecs) through intake: each one's verdict.
+"""The ten files of the original (beacon/benchmark/data/original-jobspecs) through intake: each one's verdict.
 
 The unsigned ones are signed here through the project's own signing functions (``sign_jobspec``),
 so these tests follow the primary scheme wherever it goes; the Go-signed ones are submitted as they
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,15 +16,15 @@ import pytest
 import sqlalchemy as sa
 
 from beacon.admin_config import admin_config_store
+from beacon.benchmark.originals import GO_SIGNED, UNIFIED_SPECS, V1_SPECS, original_path
 from beacon.intake import Intake, IntakeError, sign_jobspec, stamp
 from beacon.keys import Ed25519Key
 from beacon.runtime import Runtime
 from beacon.store.tables import jobs, outbox
 
-ORIGINALS = Path(__file__).parent.parent / "data" / "original-jobspecs"
-UNIFIED = ["llama-bias-detection-unified.json", "mistral-bias-detection-unified.json", "qwen-bias-detection-unified.json"]
-V1 = ["llama-bias-detection.json", "mistral-bias-detection.json", "qwen-bias-detection.json"]
-GO_SIGNED = ["day1-test-job.signed.json", "minimal.jobspec.signed.json", "who.signed.json"]
+ORIGINALS = original_path("questions-phase2.json").parent
+UNIFIED = list(UNIFIED_SPECS)
+V1 = list(V1_SPECS)
 YEARS = 10 * 365 * 86400.0
 
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from beacon.benchmark.originals import UNIFIED_SPECS, V1_SPECS, original_path
 from beacon.benchmark.questions import context_question_set, question_set
 from beacon.models.dialects import DialectError, detect, translate
 from beacon.models.jobspec import JobSpec
 
-ORIGINALS = Path(__file__).parent.parent / "data" / "original-jobspecs"
-UNIFIED = ["llama-bias-detection-unified.json", "mistral-bias-detection-unified.json", "qwen-bias-detection-unified.json"]
-V1 = ["llama-bias-detection.json", "mistral-bias-detection.json", "qwen-bias-detection.json"]
+ORIGINALS = original_path("questions-phase2.json").parent
+UNIFIED = list(UNIFIED_SPECS)
+V1 = list(V1_SPECS)
 MODELS = {"llama": "llama3.2:1b", "mistral": "mistral:7b", "qwen": "qwen2.5:1.5b"}
 
 
