@@ -57,6 +57,7 @@ def test_the_day1_plan_is_valid_and_matches_its_notebooks() -> None:
         "cors",
         "t-0",
         "t+15",
+        "t+20",
         "t+45",
         "emergency",
         "t+60",
