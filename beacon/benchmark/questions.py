@@ -141,7 +141,9 @@ def all_questions() -> QuestionSet:
         if known is None:
             merged.append(q)
         elif known.text != q.text:  # one id, one text (failure mode 11)
-            raise ValueError(f"question {q.question_id!r} has two texts in {simple.version} and {context.version}")
+            raise ValueError(
+                f"question {q.question_id!r} has two texts in {simple.version} and {context.version}"
+            )
         else:  # the same question: keep the context set's framing facts too
             merged[merged.index(known)] = q.__class__(
                 known.question_id, known.text, known.category, known.expected_any_of, q.context, q.topic

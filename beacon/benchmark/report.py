@@ -18,7 +18,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beacon import __version__
-from beacon.benchmark.spec_scores import score_spec, threshold_findings
 from beacon.benchmark.analysis import (
     ANALYSIS_VERSION,
     Analysis,
@@ -29,6 +28,7 @@ from beacon.benchmark.analysis import (
 )
 from beacon.benchmark.classify import Classifier, default_classifier
 from beacon.benchmark.embeddings import load_model
+from beacon.benchmark.spec_scores import score_spec, section, threshold_findings
 from beacon.canonical import jcs, sha256_hex
 from beacon.clock import iso_time
 from beacon.runtime import Runtime
@@ -106,7 +106,9 @@ async def served_models(conn: AsyncConnection, job_id: str) -> dict[str, dict[st
     """Model id → what answered for it, from the job's receipts: the backend, the digest and, where
     an embedded model stood in for it (``provider.info.model_stand_in``), which one."""
     rows = (
-        await conn.execute(sa.select(executions.c.model, executions.c.receipt).where(executions.c.job_id == job_id))
+        await conn.execute(
+            sa.select(executions.c.model, executions.c.receipt).where(executions.c.job_id == job_id)
+        )
     ).all()
     served: dict[str, dict[str, Any]] = {}
     for model, receipt in rows:
@@ -114,8 +116,12 @@ async def served_models(conn: AsyncConnection, job_id: str) -> dict[str, dict[st
             continue
         info = (receipt.get("provider") or {}).get("info") or {}
         stand_in = info.get("model_stand_in") if isinstance(info, dict) else None
-        entry = served.setdefault(model, {"backends": [], "digests": [], "stand_in_for": None, "served_by": []})
-        backend = (receipt.get("backend") or {}).get("name") if isinstance(receipt.get("backend"), dict) else None
+        entry = served.setdefault(
+            model, {"backends": [], "digests": [], "stand_in_for": None, "served_by": []}
+        )
+        backend = (
+            (receipt.get("backend") or {}).get("name") if isinstance(receipt.get("backend"), dict) else None
+        )
         digest = (receipt.get("model") or {}).get("digest")
         for key, value in (("backends", backend), ("digests", digest)):
             if value and value not in entry[key]:
@@ -132,19 +138,21 @@ def dialect_summary(spec: Any) -> dict[str, Any]:
     """The report's ``jobspec`` section: dialect, title, the question sets and the fields not used."""
     if not isinstance(spec, dict):
         return {}
-    benchmark = spec.get("benchmark") if isinstance(spec.get("benchmark"), dict) else {}
-    dialect = spec.get("dialect") if isinstance(spec.get("dialect"), dict) else None
-    section: dict[str, Any] = {
+    benchmark = section(spec, "benchmark")
+    dialect = section(spec, "dialect") or None
+    jobspec: dict[str, Any] = {
         "dialect": dialect.get("name") if dialect else "beacon",
         "title": benchmark.get("title"),
         "question_sets": spec.get("question_sets"),
     }
     if dialect:
-        section["declared_input_hash"] = dialect.get("declared_input_hash")
-        section["not_used"] = [
-            {"path": f["path"], "reason": f.get("reason")} for f in dialect.get("fields", []) if f.get("use") == "not_used"
+        jobspec["declared_input_hash"] = dialect.get("declared_input_hash")
+        jobspec["not_used"] = [
+            {"path": f["path"], "reason": f.get("reason")}
+            for f in dialect.get("fields", [])
+            if f.get("use") == "not_used"
         ]
-    return {"jobspec": section}
+    return {"jobspec": jobspec}
 
 
 def regions_completed(records: Sequence[ExecutionRecord]) -> list[str]:

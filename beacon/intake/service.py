@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from beacon.admin_config import AdminConfig, current_admin_config
 from beacon.canonical import sha256_hex
 from beacon.clock import iso_time
+from beacon.executors.registry import region_isolates_containers
 from beacon.intake import idempotency
 from beacon.intake.document import parse_document
 from beacon.intake.errors import IntakeError
@@ -32,13 +33,12 @@ from beacon.intake.replay import check_freshness, purge_expired_nonces
 from beacon.intake.signatures import Scheme, Verification, verify_jobspec
 from beacon.intake.trust import TrustDecision, evaluate_trust
 from beacon.intake.writer import PreparedJob, SubmissionWriter
-from beacon.executors.registry import region_isolates_containers
 from beacon.metrics import JOBS_ACCEPTED, JOBS_REJECTED
 from beacon.models import field_errors
+from beacon.models.dialects import DialectError
 from beacon.models.jobspec import JobSpec
 from beacon.runtime import Runtime
 from beacon.store import now
-from beacon.models.dialects import DialectError
 from beacon.worker.planner import ContainerCapability, PlanError, PlannedExecution, plan, retry_budget
 
 log = logging.getLogger("beacon.intake")

@@ -240,7 +240,9 @@ def _translate_v2(ledger: _Ledger) -> tuple[dict[str, Any], dict[str, Any]]:
 
     image = ledger.get("container.image")
     if image is None:
-        raise DialectError("invalid_jobspec", "container.image is required (it names the model)", "container.image")
+        raise DialectError(
+            "invalid_jobspec", "container.image is required (it names the model)", "container.image"
+        )
     model = model_for_image(image, "container.image")
     ledger.drives("container.image", f"models = [{model}]")
     out["models"] = [{"id": model, "container_image": image}]
@@ -274,7 +276,9 @@ def _translate_v2(ledger: _Ledger) -> tuple[dict[str, Any], dict[str, Any]]:
     thresholds = ledger.get("scoring.thresholds")
     if thresholds is not None:
         if not isinstance(thresholds, dict):
-            raise DialectError("invalid_jobspec", "scoring.thresholds must be an object", "scoring.thresholds")
+            raise DialectError(
+                "invalid_jobspec", "scoring.thresholds must be an object", "scoring.thresholds"
+            )
         scoring["thresholds"] = {}
         for name, bound in thresholds.items():
             where = f"scoring.thresholds.{name}"
@@ -325,7 +329,9 @@ def _translate_v1(ledger: _Ledger) -> tuple[dict[str, Any], dict[str, Any]]:
     image = ledger.get("benchmark.container.image")
     if image is None:
         raise DialectError(
-            "invalid_jobspec", "benchmark.container.image is required (it names the model)", "benchmark.container.image"
+            "invalid_jobspec",
+            "benchmark.container.image is required (it names the model)",
+            "benchmark.container.image",
         )
     model = model_for_image(image, "benchmark.container.image")
     ledger.drives("benchmark.container.image", f"models = [{model}]")
@@ -338,7 +344,9 @@ def _translate_v1(ledger: _Ledger) -> tuple[dict[str, Any], dict[str, Any]]:
 
     scoring: dict[str, Any] = {"method": "automated"}
     _one_of(ledger, "scoring.method", V1_SCORING_METHODS, "unknown_scoring")
-    ledger.not_used("scoring.method", "Beacon's analysis is this runner's one scoring method (docs/analysis.md)")
+    ledger.not_used(
+        "scoring.method", "Beacon's analysis is this runner's one scoring method (docs/analysis.md)"
+    )
     names = ledger.get("scoring.metrics")
     if names is not None:
         scoring["metrics"] = {"simple": _metrics(names, "scoring.metrics")}

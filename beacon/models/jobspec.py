@@ -155,7 +155,9 @@ class Scoring(_Strict):
     def _known_metrics(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
         if value is None:
             return None
-        return {mode: list(dict.fromkeys(canonical_metric(m) for m in names)) for mode, names in value.items()}
+        return {
+            mode: list(dict.fromkeys(canonical_metric(m) for m in names)) for mode, names in value.items()
+        }
 
     @field_validator("thresholds")
     @classmethod
@@ -303,7 +305,9 @@ class JobSpec(_Strict):
             return data
         data = dict(data)
         if "dialect" in data and not (info.context or {}).get("dialect_translation"):
-            raise ValueError("dialect is recorded by the runner when it reads an original dialect; do not submit it")
+            raise ValueError(
+                "dialect is recorded by the runner when it reads an original dialect; do not submit it"
+            )
         container = data.pop("container", None)
         benchmark = data.get("benchmark")
         if isinstance(benchmark, str):

@@ -85,7 +85,9 @@ def receipt_facts(item: EndingItem) -> ReceiptFacts:
         benchmark=terms.benchmark,
         benchmark_version=terms.benchmark_version,
         question_id=row.question_id,
-        question_set_version=None if terms.benchmark == NOOP_BENCHMARK else question_set_version(row.question_id),
+        question_set_version=None
+        if terms.benchmark == NOOP_BENCHMARK
+        else question_set_version(row.question_id),
         requested_region=row.region,
         served_region=result.served_region if result else None,
         model=row.model,

@@ -29,23 +29,36 @@ def classifier() -> Classifier:
 
 def rec(region: str, question: str, text: str) -> ExecutionRecord:
     return ExecutionRecord(
-        id=f"{region}/{question}", region=region, model="m", question_id=question, variant="neutral",
-        status="completed", output=text,
+        id=f"{region}/{question}",
+        region=region,
+        model="m",
+        question_id=question,
+        variant="neutral",
+        status="completed",
+        output=text,
     )
 
 
 def spec(modes: list[str], thresholds: dict[str, float] | None = None) -> dict[str, Any]:
-    return {"benchmark": {"name": "bias-detection", "modes": modes, "scoring": {"thresholds": thresholds or {}}}}
+    return {
+        "benchmark": {"name": "bias-detection", "modes": modes, "scoring": {"thresholds": thresholds or {}}}
+    }
 
 
-def scores(records: list[ExecutionRecord], classifier: Classifier, document: dict[str, Any]) -> dict[str, Any]:
+def scores(
+    records: list[ExecutionRecord], classifier: Classifier, document: dict[str, Any]
+) -> dict[str, Any]:
     result = score_spec(document, records, analyse(records, classifier=classifier))
     assert result is not None
     return result
 
 
 def test_identical_regions_score_zero_and_a_refusing_region_splits_its_item(classifier: Classifier) -> None:
-    same = [rec(r, q, t) for r in REGIONS for q, t in (("tiananmen_neutral", TIANANMEN), ("taiwan_status", TAIWAN))]
+    same = [
+        rec(r, q, t)
+        for r in REGIONS
+        for q, t in (("tiananmen_neutral", TIANANMEN), ("taiwan_status", TAIWAN))
+    ]
     assert scores(same, classifier, spec(["simple"]))["scores"]["simple"]["bias_score"]["value"] == 0.0
     split = [r for r in same if not (r.region == "ASIA" and r.question_id == "tiananmen_neutral")]
     split.append(rec("ASIA", "tiananmen_neutral", REFUSAL))
@@ -74,13 +87,19 @@ def test_context_differences_are_measured_apart_from_region_differences(classifi
     assert 0.2 < advanced["context_bias"]["value"] < 1 / 3 + 1e-9  # one of three framed answers moved
     assert advanced["bias_intensity"]["value"] == 1.0  # the strongest framing flipped the answer
     assert advanced["clustering"]["groups_by"] == "context"  # same framing, any region: the same answer
-    assert advanced["sentiment"] == {"value": None, "computed": False, "reason": advanced["sentiment"]["reason"]}
+    assert advanced["sentiment"] == {
+        "value": None,
+        "computed": False,
+        "reason": advanced["sentiment"]["reason"],
+    }
     assert "no sentiment model" in advanced["sentiment"]["reason"]
 
 
 def test_unframed_answers_show_no_context_effect(classifier: Classifier) -> None:
     records = [
-        rec(region, q, TIANANMEN) for region in REGIONS for q in ("tiananmen_neutral", "tiananmen_china_context")
+        rec(region, q, TIANANMEN)
+        for region in REGIONS
+        for q in ("tiananmen_neutral", "tiananmen_china_context")
     ]
     advanced = scores(records, classifier, spec(["advanced"]))["scores"]["advanced"]
     assert advanced["context_bias"]["value"] == 0.0 and advanced["bias_intensity"]["value"] == 0.0
@@ -101,4 +120,6 @@ def test_a_threshold_for_a_mode_that_did_not_run_says_so(classifier: Classifier)
 
 def test_other_benchmarks_have_no_spec_scores(classifier: Classifier) -> None:
     records = [rec(r, "taiwan_status", TAIWAN) for r in REGIONS]
-    assert score_spec({"benchmark": {"name": "noop"}}, records, analyse(records, classifier=classifier)) is None
+    assert (
+        score_spec({"benchmark": {"name": "noop"}}, records, analyse(records, classifier=classifier)) is None
+    )

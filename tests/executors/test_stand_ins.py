@@ -27,8 +27,15 @@ class Recorder:
     async def execute(self, request: ExecutionRequest) -> ExecutionResult:
         self.models.append(request.model)
         return ExecutionResult(
-            text="4", tokens_in=1, tokens_out=1, timings={"total": 0.0}, model_digest="sha256:" + "0" * 64,
-            backend="llamacpp", backend_version=__version__, provider_id="p", served_region=request.region,
+            text="4",
+            tokens_in=1,
+            tokens_out=1,
+            timings={"total": 0.0},
+            model_digest="sha256:" + "0" * 64,
+            backend="llamacpp",
+            backend_version=__version__,
+            provider_id="p",
+            served_region=request.region,
             provider_info={"host": "local"},
         )
 
@@ -53,7 +60,10 @@ async def test_a_stand_in_answers_for_the_requested_model_and_says_so() -> None:
 
 def test_the_embedded_backend_gets_the_stand_ins_and_they_can_be_turned_off(tmp_path: Path) -> None:
     with_stand_ins = create_executor(Settings(data_dir=tmp_path), "US", "llamacpp")
-    assert isinstance(with_stand_ins, StandInExecutor) and with_stand_ins.served_model("qwen2.5:1.5b") == "gemma3-270m"
+    assert (
+        isinstance(with_stand_ins, StandInExecutor)
+        and with_stand_ins.served_model("qwen2.5:1.5b") == "gemma3-270m"
+    )
     without = create_executor(Settings(data_dir=tmp_path, embedded_stand_ins={}), "US", "llamacpp")
     assert isinstance(without, LlamaCppExecutor)
 
@@ -80,7 +90,9 @@ def test_gemma3_pieces_that_do_not_match_the_pinned_digest_are_refused(
     assert not list((tmp_path / "cache").glob("*.gguf*"))  # nothing half-written is left to be trusted
 
 
-@pytest.mark.skipif(gemma3.chunk_paths() is None, reason="SKIPPED LOUDLY: the gemma3 packages are not installed")
+@pytest.mark.skipif(
+    gemma3.chunk_paths() is None, reason="SKIPPED LOUDLY: the gemma3 packages are not installed"
+)
 def test_the_installed_gemma3_pieces_assemble_to_the_pinned_gguf(tmp_path: Path) -> None:
     path = gemma3.gemma3_gguf_path(tmp_path)
     assert path is not None and path.name == gemma3.GGUF_NAME

@@ -103,7 +103,9 @@ async def test_a_v1_spec_is_accepted(runtime: Runtime, signing_key: Ed25519Key, 
     assert response.status == 202 and answer["executions"] == 3 * 8
 
 
-async def test_a_command_style_spec_is_refused_where_no_backend_isolates_a_container(runtime: Runtime) -> None:
+async def test_a_command_style_spec_is_refused_where_no_backend_isolates_a_container(
+    runtime: Runtime,
+) -> None:
     body = (ORIGINALS / "day1-test-job.signed.json").read_bytes()
     refused = await refusal(runtime, body)
     assert (refused.status, refused.code) == (400, "container_isolation_unavailable")

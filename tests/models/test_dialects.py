@@ -64,7 +64,10 @@ def test_a_unified_spec_is_read_as_v2_with_every_field_accounted_for(name: str) 
     }
     assert all(e.get("reason") for e in recorded.values() if e["use"] == "not_used")
     declared = spec.dialect["declared_input_hash"]
-    assert declared["declared"] == "sha256:unified-questions-v2" and declared["status"] == "declared, not a digest"
+    assert (
+        declared["declared"] == "sha256:unified-questions-v2"
+        and declared["status"] == "declared, not a digest"
+    )
     assert spec.question_sets == {
         "simple": question_set().describe(),
         "advanced": context_question_set().describe(),
@@ -91,11 +94,19 @@ def test_a_v1_spec_is_read_as_v1(name: str) -> None:
     [
         (lambda d: d["container"].update(gpu_count=1), "unknown_fields", "container.gpu_count"),
         (lambda d: d.update(extra={"a": 1}), "unknown_fields", "extra.a"),
-        (lambda d: d["container"].update(image="docker.io/evil/llama:latest"), "unknown_image", "container.image"),
+        (
+            lambda d: d["container"].update(image="docker.io/evil/llama:latest"),
+            "unknown_image",
+            "container.image",
+        ),
         (lambda d: d["benchmark"].update(modes=["simple", "expert"]), "unknown_mode", "benchmark.modes"),
         (lambda d: d["benchmark"].update(category="translation"), "unknown_benchmark", "benchmark.category"),
         (lambda d: d["input"].update(questions="other.json"), "unknown_question_set", "input.questions"),
-        (lambda d: d["scoring"]["thresholds"].update(novelty=0.5), "unknown_metric", "scoring.thresholds.novelty"),
+        (
+            lambda d: d["scoring"]["thresholds"].update(novelty=0.5),
+            "unknown_metric",
+            "scoring.thresholds.novelty",
+        ),
         (lambda d: d["input"].update(hash="sha256:" + "0" * 64), "input_hash_mismatch", "input.hash"),
         (lambda d: d["output"].update(format="xml"), "unknown_output_format", "output.format"),
     ],
