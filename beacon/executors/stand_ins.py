@@ -26,6 +26,12 @@ class StandInExecutor:
         self.name = inner.name
         self.stand_ins = dict(stand_ins)
 
+    def __getattr__(self, name: str) -> Any:
+        """Everything else is the embedded executor's (``region``, ``provider_id`` …)."""
+        if name == "inner":  # not set yet (copying, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     def served_model(self, model: str) -> str:
         """The embedded model that answers for ``model`` (itself when it has no stand-in)."""
         return self.stand_ins.get(model, model)

@@ -246,6 +246,9 @@ def render_report(run_dir: Path) -> Path:
         ),
         checkpoints_table=_html_table(collect_table(summary, "checkpoints")),
         error_paths_table=_html_table(collect_table(summary, "error_paths")),
+        spec_scores_table=_html_table(collect_table(summary, "spec_scores")),
+        threshold_verdicts_table=_html_table(collect_table(summary, "threshold_verdicts")),
+        models_served_table=_html_table(collect_table(summary, "models_served")),
         rbac_table=_html_table(collect_table(summary, "rbac_matrix")),
         slow_cells_table=_html_table(
             cells.sort_values("duration_s", ascending=False).head(15) if not cells.empty else cells,

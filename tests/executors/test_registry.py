@@ -10,13 +10,14 @@ import pytest
 
 from beacon.executors.golem import GolemExecutor
 from beacon.executors.llamacpp import SMOLLM2_MODEL_ID, LlamaCppExecutor, smollm2_gguf_path
+from beacon.executors.stand_ins import StandInExecutor
 from beacon.executors.ollama import OllamaExecutor
 from beacon.executors.registry import ExecutorConfigError, create_executor, llamacpp_model_paths
 
 
 async def test_llamacpp_is_the_default_with_the_bundled_model(make_settings: Callable[..., Any]) -> None:
     executor = create_executor(make_settings(), "EU")
-    assert isinstance(executor, LlamaCppExecutor)
+    assert isinstance(executor, StandInExecutor) and isinstance(executor.inner, LlamaCppExecutor)
     assert executor.region == "EU" and executor.provider_id.startswith("local:")
     status = await executor.status()
     assert status["models"][SMOLLM2_MODEL_ID]["path"] == str(smollm2_gguf_path())
