@@ -60,3 +60,8 @@ class StandInExecutor:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def embedded_executor(executor: Any) -> Any:
+    """The executor a stand-in wrapper holds (``executor`` itself when it is not wrapped)."""
+    return executor.inner if isinstance(executor, StandInExecutor) else executor

@@ -10,14 +10,14 @@ import pytest
 
 from beacon.executors.golem import GolemExecutor
 from beacon.executors.llamacpp import SMOLLM2_MODEL_ID, LlamaCppExecutor, smollm2_gguf_path
-from beacon.executors.stand_ins import StandInExecutor
+from beacon.executors.stand_ins import StandInExecutor, embedded_executor
 from beacon.executors.ollama import OllamaExecutor
 from beacon.executors.registry import ExecutorConfigError, create_executor, llamacpp_model_paths
 
 
 async def test_llamacpp_is_the_default_with_the_bundled_model(make_settings: Callable[..., Any]) -> None:
     executor = create_executor(make_settings(), "EU")
-    assert isinstance(executor, StandInExecutor) and isinstance(executor.inner, LlamaCppExecutor)
+    assert isinstance(executor, StandInExecutor) and isinstance(embedded_executor(executor), LlamaCppExecutor)
     assert executor.region == "EU" and executor.provider_id.startswith("local:")
     status = await executor.status()
     assert status["models"][SMOLLM2_MODEL_ID]["path"] == str(smollm2_gguf_path())
@@ -32,7 +32,7 @@ def test_llamacpp_models_overlay_the_bundled_one(make_settings: Callable[..., An
     assert paths["tiny"] == tmp_path / "tiny.gguf"
     assert SMOLLM2_MODEL_ID in paths
     executor = create_executor(settings, "EU")
-    assert isinstance(executor, LlamaCppExecutor) and executor.provider_id == "lab-eu-1"
+    assert isinstance(embedded_executor(executor), LlamaCppExecutor) and executor.provider_id == "lab-eu-1"
 
 
 def test_backends_per_region_from_the_environment(
@@ -43,7 +43,7 @@ def test_backends_per_region_from_the_environment(
     monkeypatch.setenv("GOLEM_REGION_PROVIDERS", '{"ASIA": ["0xabc"]}')
     monkeypatch.setenv("GOLEM_IMAGES", '{"smollm2-135m": "abc123@http://images.example/x.gvmi"}')
     settings = make_settings()
-    assert isinstance(create_executor(settings, "US"), LlamaCppExecutor)
+    assert isinstance(embedded_executor(create_executor(settings, "US")), LlamaCppExecutor)
     eu = create_executor(settings, "EU")
     assert isinstance(eu, OllamaExecutor) and eu.host == "http://gpu-eu:11434"
     asia = create_executor(settings, "ASIA")
@@ -52,7 +52,7 @@ def test_backends_per_region_from_the_environment(
     assert asia.images[SMOLLM2_MODEL_ID].hash == "abc123"
     assert asia.images[SMOLLM2_MODEL_ID].url == "http://images.example/x.gvmi"
     # An explicit backend overrides the settings (beacon worker --backend …).
-    assert isinstance(create_executor(settings, "EU", "llamacpp"), LlamaCppExecutor)
+    assert isinstance(embedded_executor(create_executor(settings, "EU", "llamacpp")), LlamaCppExecutor)
 
 
 def test_unknown_backend_and_unconfigured_regions(make_settings: Callable[..., Any]) -> None:
