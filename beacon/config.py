@@ -164,8 +164,8 @@ class Settings(BaseSettings):
     embedded_stand_ins: dict[str, str] = Field(
         default_factory=lambda: {
             "llama3.2:1b": "smollm2-135m",
-            "qwen2.5:1.5b": "gemma3-270m",
-            "mistral:7b": "gemma3-270m",
+            "qwen2.5:1.5b": "smollm2-135m",
+            "mistral:7b": "smollm2-135m",
         },
         validation_alias=AliasChoices("BEACON_EMBEDDED_STAND_INS"),
     )

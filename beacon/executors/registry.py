@@ -7,16 +7,12 @@ backend has no mapping for fails with the permanent code ``model_not_available``
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from beacon.config import Settings
 from beacon.executors.base import Executor, PermanentExecutorError, isolates_containers
-from beacon.executors.gemma3 import GEMMA3_MODEL_ID, gemma3_gguf_path
 from beacon.executors.llamacpp import SMOLLM2_MODEL_ID, smollm2_gguf_path
 from beacon.executors.stand_ins import StandInExecutor
-
-log = logging.getLogger("beacon.executors")
 
 BACKENDS: tuple[str, ...] = ("llamacpp", "ollama", "golem")
 
@@ -31,13 +27,6 @@ def llamacpp_model_paths(settings: Settings) -> dict[str, Path]:
     bundled = smollm2_gguf_path()
     if bundled is not None:
         paths[SMOLLM2_MODEL_ID] = bundled
-    try:
-        gemma = gemma3_gguf_path()
-    except (OSError, ValueError) as exc:  # a broken cache or altered pieces: the model is not offered
-        log.warning("the embedded %s is not available: %s", GEMMA3_MODEL_ID, exc)
-        gemma = None
-    if gemma is not None:
-        paths[GEMMA3_MODEL_ID] = gemma
     paths.update(settings.llamacpp_models)
     return paths
 

@@ -10,9 +10,9 @@ import pytest
 
 from beacon.executors.golem import GolemExecutor
 from beacon.executors.llamacpp import SMOLLM2_MODEL_ID, LlamaCppExecutor, smollm2_gguf_path
-from beacon.executors.stand_ins import StandInExecutor, embedded_executor
 from beacon.executors.ollama import OllamaExecutor
 from beacon.executors.registry import ExecutorConfigError, create_executor, llamacpp_model_paths
+from beacon.executors.stand_ins import StandInExecutor, embedded_executor
 
 
 async def test_llamacpp_is_the_default_with_the_bundled_model(make_settings: Callable[..., Any]) -> None:

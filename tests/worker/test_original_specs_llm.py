@@ -18,7 +18,6 @@ from beacon.store.tables import executions
 from beacon.worker.service import build_executor
 from tests.pipeline_support import Submitter, wait_for_jobs
 from tests.worker.conftest import make_worker, running
-from tests.worker.conftest import runtime, submitter, worker_settings  # noqa: F401 - the worker fixtures
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow, pytest.mark.timeout(420)]
 
