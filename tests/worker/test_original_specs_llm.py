@@ -26,8 +26,8 @@ if smollm2_gguf_path() is None:  # pragma: no cover - the test environment insta
 
 
 @pytest.fixture
-def database_url(sqlite_url: str) -> str:
-    return sqlite_url
+def database_url(postgres_url: str) -> str:
+    return postgres_url  # three workers writing at once: one store, the one built for it
 
 
 async def test_the_llama_v1_spec_runs_on_its_stand_in(runtime: Runtime, submitter: Submitter) -> None:
