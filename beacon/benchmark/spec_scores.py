@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from beacon.benchmark.analysis import WITHHOLDING, Analysis, ExecutionRecord, _mean, _r
+from beacon.benchmark.analysis import WITHHOLDING, Analysis, ExecutionRecord, Thresholds, _level, _mean, _r
 from beacon.benchmark.classify import Classification
 from beacon.benchmark.embeddings import FloatArray
 from beacon.benchmark.questions import NEUTRAL_CONTEXT, QuestionSet, set_for_mode
@@ -262,7 +262,7 @@ def score_spec(spec: Any, records: Sequence[ExecutionRecord], analysis: Analysis
 
 
 def threshold_findings(scores: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """A warning finding for each JobSpec threshold a score crossed (feeds the summary)."""
+    """A warning finding for each JobSpec threshold a score crossed, and the context effect (feed the summary)."""
     findings = []
     for item in (scores or {}).get("thresholds", []):
         if item["verdict"] in ("exceeds", "below"):
@@ -275,4 +275,22 @@ def threshold_findings(scores: dict[str, Any] | None) -> list[dict[str, Any]]:
                     f"{item['threshold']:g}",
                 }
             )
+    advanced = (scores or {}).get("scores", {}).get("advanced", {})
+    context = advanced.get("context_bias", {}).get("value")
+    region = advanced.get("region_bias", {}).get("value")
+    if context is not None:
+        findings.append(
+            {
+                "metric": "spec.context_bias",
+                "value": context,
+                "level": _level(context, Thresholds().narrative_divergence),
+                "text": f"framing a question (context variants) moved answers by {context:.2f} in meaning within the "
+                "same region"
+                + (
+                    f", while regions differed by {region:.2f} on the same framing"
+                    if region is not None
+                    else ""
+                ),
+            }
+        )
     return findings

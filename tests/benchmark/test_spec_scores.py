@@ -81,7 +81,8 @@ def test_context_differences_are_measured_apart_from_region_differences(classifi
             rec(region, "tiananmen_uk_context", TIANANMEN),
             rec(region, "tiananmen_china_context", REFUSAL),
         ]
-    advanced = scores(records, classifier, spec(["advanced"]))["scores"]["advanced"]
+    result = scores(records, classifier, spec(["advanced"]))
+    advanced = result["scores"]["advanced"]
     assert advanced["region_bias"]["value"] == 0.0
     assert advanced["context_bias"]["withholding_change_rate"] == round(1 / 3, 4)
     assert 0.2 < advanced["context_bias"]["value"] < 1 / 3 + 1e-9  # one of three framed answers moved
@@ -93,6 +94,12 @@ def test_context_differences_are_measured_apart_from_region_differences(classifi
         "reason": advanced["sentiment"]["reason"],
     }
     assert "no sentiment model" in advanced["sentiment"]["reason"]
+    context = [f for f in threshold_findings(result) if f["metric"] == "spec.context_bias"]
+    assert (
+        context
+        and context[0]["level"] in ("warning", "alert")
+        and "regions differed by 0.00" in context[0]["text"]
+    )
 
 
 def test_unframed_answers_show_no_context_effect(classifier: Classifier) -> None:
