@@ -298,10 +298,23 @@ class Page:
         self.send("Input.dispatchKeyEvent", {"type": "keyDown", **base, **({"text": text} if text else {})})
         self.send("Input.dispatchKeyEvent", {"type": "keyUp", **base})
 
-    def screenshot(self, path: Path, full_page: bool = True) -> Path:
-        """A PNG of the page (the whole document when ``full_page``)."""
-        params: dict[str, Any] = {"format": "png", "captureBeyondViewport": full_page}
-        if full_page:
+    def screenshot(self, path: Path, selector: str | None = None) -> Path:
+        """A PNG of the element ``selector`` (with a margin), or of the whole document."""
+        params: dict[str, Any] = {"format": "png", "captureBeyondViewport": True}
+        if selector is not None:
+            box = self.evaluate(
+                f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
+                " return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}; })()"
+            )
+            margin = 8
+            params["clip"] = {
+                "x": max(0, box["x"] - margin),
+                "y": max(0, box["y"] - margin),
+                "width": box["width"] + 2 * margin,
+                "height": box["height"] + 2 * margin,
+                "scale": 1,
+            }
+        else:
             metrics = self.send("Page.getLayoutMetrics")
             size = metrics.get("cssContentSize") or metrics["contentSize"]
             params["clip"] = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}

@@ -287,17 +287,26 @@ async function verifyAll() {
 
 // --- difference report -----------------------------------------------------------------------------
 
-async function loadDiff(jobId) {
+const DIFF_TRIES = 30; // the report is written just after the job finishes: a 404 is retried a while
+
+async function loadDiff(jobId, tries = DIFF_TRIES) {
   const summary = $("#diff-summary");
   const section = $("#diff");
+  section.dataset.state = "loading";
   try {
     const [{ data: report }, { data: job }] = await Promise.all([api.diff(jobId), api.job(jobId)]);
     renderDiff(report, job);
     section.dataset.state = "loaded";
   } catch (error) {
-    section.dataset.state = error instanceof ApiError && error.status === 404 ? "absent" : "error";
+    const absent = error instanceof ApiError && error.status === 404;
     summary.textContent = describeError(error);
     $("#diff-items").replaceChildren();
+    if (absent && tries > 1 && TERMINAL.has(error.problem?.job_status ?? "")) {
+      summary.textContent = "The difference report is being written…";
+      setTimeout(() => loadDiff(jobId, tries - 1), 1000);
+      return;
+    }
+    section.dataset.state = absent ? "absent" : "error";
   }
 }
 
