@@ -116,6 +116,7 @@ class Browser:
         self._profile = tempfile.TemporaryDirectory(prefix="beacon-chromium-")
         self._process: subprocess.Popen[bytes] | None = None
         self._ws: Any = None
+        self._stack = contextlib.ExitStack()
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[threading.Event, list[dict[str, Any]]]] = {}
         self._lock = threading.Lock()
@@ -154,7 +155,9 @@ class Browser:
                 raise BrowserError(f"{self.executable} opened no DevTools port in {self.timeout_s:.0f}s")
             time.sleep(0.05)
         port, path = port_file.read_text().splitlines()[:2]
-        self._ws = connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=self.timeout_s)
+        self._ws = self._stack.enter_context(
+            connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=self.timeout_s)
+        )
         for target in (self._read, self._dispatch):
             thread = threading.Thread(target=target, name=f"cdp-{target.__name__}", daemon=True)
             thread.start()
@@ -167,7 +170,7 @@ class Browser:
             with contextlib.suppress(Exception):
                 self.send("Browser.close", timeout_s=5)
             with contextlib.suppress(Exception):
-                self._ws.close()
+                self._stack.close()
             self._ws = None
         self._events.put(None)
         process, self._process = self._process, None
@@ -255,6 +258,12 @@ class Page:
 
     def send(self, method: str, params: dict[str, Any] | None = None, timeout_s: float | None = None) -> dict[str, Any]:
         return self.browser.send(method, params, session=self.session, timeout_s=timeout_s)
+
+    def close(self) -> None:
+        """Close the tab (its record stays readable)."""
+        self.browser._listeners.pop(self.session, None)
+        with contextlib.suppress(BrowserError):
+            self.browser.send("Target.closeTarget", {"targetId": self.target})
 
     # --- what the page does -----------------------------------------------------------------------
     def navigate(self, url: str, timeout_s: float = 30.0) -> None:

@@ -90,16 +90,19 @@ def mount_portal(app: Starlette) -> None:
 class PortalServer:
     """``portal_app(api_base)`` on ``host:port`` in a thread of this process (uvicorn); a context manager."""
 
-    def __init__(self, api_base: str, host: str = "127.0.0.1", port: int = 0) -> None:
-        import uvicorn
-
+    def __init__(self, api_base: str = "", host: str = "127.0.0.1", port: int = 0) -> None:
+        self.api_base = api_base
+        """The runner's URL; may be set after construction (its CORS_ORIGINS needs :attr:`url` first)."""
         self.host = host
         self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))  # bound here: a busy port is an OSError now, not in the thread
+        try:
+            self._socket.bind((host, port))  # bound now: a busy port is an OSError here, not in the thread
+        except OSError:
+            self._socket.close()
+            raise
         self.port = int(self._socket.getsockname()[1])
-        config = uvicorn.Config(portal_app(api_base), log_level="warning", access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
+        self._server: Any = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -109,6 +112,10 @@ class PortalServer:
         return f"http://{host}:{self.port}"
 
     def start(self, timeout_s: float = 10.0) -> PortalServer:
+        import uvicorn
+
+        app = portal_app(self.api_base)
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name="beacon-portal", daemon=True
         )
@@ -121,7 +128,8 @@ class PortalServer:
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
+        if self._server is not None:
+            self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None

@@ -185,6 +185,7 @@ let pollTimer = null;
 function followJob(jobId) {
   clearTimeout(pollTimer);
   currentJob = { id: jobId, data: null };
+  history.replaceState(null, "", `#job=${encodeURIComponent(jobId)}`);
   $("#job-id").textContent = jobId;
   $("#job").dataset.state = "following";
   $("#receipt-results").replaceChildren();
@@ -430,6 +431,8 @@ async function start() {
   $("#verify-all").addEventListener("click", verifyAll);
   $("#recent-refresh").addEventListener("click", loadRecent);
   await connect();
+  const linked = new URLSearchParams(window.location.hash.slice(1)).get("job"); // #job=<id>: follow that job
+  if (linked) followJob(linked);
   document.body.dataset.ready = "true";
 }
 

@@ -118,9 +118,11 @@ async function noteKeyId(name, publicKey) {
 
 /** A verifier key `name+hexid+base64(0x01 || key)`, checked. */
 export async function parseVerifierKey(vkey) {
-  const parts = vkey.trim().split("+");
-  if (parts.length !== 3) fail("a verifier key has the form name+hexid+base64key");
-  const [name, idHex, encoded] = parts;
+  const text = vkey.trim();
+  const first = text.indexOf("+");
+  const second = text.indexOf("+", first + 1);
+  if (first < 1 || second < 0) fail("a verifier key has the form name+hexid+base64key");
+  const [name, idHex, encoded] = [text.slice(0, first), text.slice(first + 1, second), text.slice(second + 1)]; // base64 may hold "+"
   const raw = b64decode(encoded);
   if (raw.length !== 33 || raw[0] !== ALG_ED25519) fail("only Ed25519 verifier keys are supported");
   const publicKey = raw.slice(1);
