@@ -84,6 +84,8 @@ class Exchange:
     response_headers: dict[str, str] = field(default_factory=dict)
     failure: str | None = None
     cors_error: str | None = None
+    finished: bool = False
+    """The browser has the whole response (or gave up on it)."""
 
     @property
     def preflight(self) -> bool:
@@ -346,6 +348,15 @@ class Page:
     def requests(self) -> list[Exchange]:
         return list(self.exchanges.values())
 
+    def settle(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every request seen so far has finished (events trail the page's own view a little)."""
+        deadline = time.monotonic() + timeout_s
+        while any(not e.finished for e in list(self.exchanges.values())):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     @contextlib.contextmanager
     def recording(self) -> Iterator[tuple[list[dict[str, Any]], list[Exchange]]]:
         """Start from an empty record; yields the (console, exchanges) recorded inside the block."""
@@ -398,8 +409,11 @@ class Page:
             exchange = self._exchange(params["requestId"])
             exchange.status = exchange.status or params.get("statusCode")
             exchange.response_headers.update(_lower(params.get("headers")))
+        elif method == "Network.loadingFinished":
+            self._exchange(params["requestId"]).finished = True
         elif method == "Network.loadingFailed":
             exchange = self._exchange(params["requestId"])
+            exchange.finished = True
             exchange.failure = params.get("errorText") or params.get("blockedReason") or "failed"
             cors = params.get("corsErrorStatus")
             if cors:

@@ -142,6 +142,7 @@ class _Recorder:
         self.page, self.out_dir, self.smoke = page, out_dir, smoke
         self._console_seen = 0
         self._exchanges_seen: set[str] = set()
+        self._taken: list[tuple[SmokeStep, list[Exchange]]] = []
 
     def step(self, name: str, action: Any, selector: str | None = None) -> SmokeStep:
         step = SmokeStep(name)
@@ -152,7 +153,7 @@ class _Recorder:
         step.rendered = self.page.evaluate(RENDERED) or {}
         fresh = [e for rid, e in self.page.exchanges.items() if rid not in self._exchanges_seen]
         self._exchanges_seen.update(e.request_id for e in fresh)
-        step.exchanges = [e.as_dict() for e in fresh]
+        self._taken.append((step, fresh))
         step.console = self.page.console[self._console_seen :]
         self._console_seen = len(self.page.console)
         shot = self.out_dir / f"{len(self.smoke.steps) + 1:02d}-{name}.png"
@@ -163,6 +164,16 @@ class _Recorder:
             step.error = step.error or f"screenshot: {exc}"
         self.smoke.steps.append(step)
         return step
+
+    def finish(self) -> PortalSmoke:
+        """Let the last responses arrive, then write every step's requests down."""
+        self.page.settle()
+        for step, exchanges in self._taken:
+            step.exchanges = [e.as_dict() for e in exchanges]
+        if self.smoke.steps:  # what the browser logged while settling belongs to the last step
+            self.smoke.steps[-1].console.extend(self.page.console[self._console_seen :])
+            self._console_seen = len(self.page.console)
+        return self.smoke
 
 
 def run_portal_smoke(
@@ -237,7 +248,7 @@ def run_portal_smoke(
             record.step("receipts", verify_receipts, "#receipts")
             record.step("diff", open_diff, "#diff")
         record.step("recent", refresh_recent, "#recent")
-        return smoke
+        return record.finish()
 
 
 @dataclass(frozen=True)

@@ -226,7 +226,7 @@ function renderJob(job) {
       h("th", { scope: "row" }, e.region, e.served_region && e.served_region !== e.region ? ` (served ${e.served_region})` : ""),
       h("td", {}, e.question_id),
       h("td", {}, e.model),
-      h("td", {}, h("span", { class: "badge", "data-status": e.status }, e.status)),
+      h("td", {}, h("span", { class: "badge", "data-status": e.status }, e.status), e.error_code ? h("span", { class: "hint" }, ` ${e.error_code}`) : null),
       h("td", { class: "num" }, latency == null ? "–" : `${latency.toFixed(2)} s`),
       h("td", {}, e.receipt ? h("button", { type: "button", onclick: () => verifyOne(e) }, "Verify") : "–"),
     );
@@ -288,26 +288,41 @@ async function verifyAll() {
 
 // --- difference report -----------------------------------------------------------------------------
 
-const DIFF_TRIES = 30; // the report is written just after the job finishes: a 404 is retried a while
+const DIFF_TRIES = 30;
 
+/**
+ * The job's difference report. The list of reports says whether one exists yet ("pending" while it is
+ * written, just after the job ends), so the page never asks for a report that is not there: every
+ * 4xx a page causes is an error in the browser's console.
+ */
 async function loadDiff(jobId, tries = DIFF_TRIES) {
   const summary = $("#diff-summary");
   const section = $("#diff");
   section.dataset.state = "loading";
   try {
+    const { data: list } = await api.diffs(50);
+    const entry = list.diffs.find((d) => d.job_id === jobId);
+    if (entry && entry.id == null) {
+      if (tries > 1) {
+        summary.textContent = "The difference report is being written…";
+        setTimeout(() => loadDiff(jobId, tries - 1), 1000);
+        return;
+      }
+      throw new Error(`the report of job ${jobId} is still pending`);
+    }
+    if (!entry && list.diffs.length === list.total) {
+      section.dataset.state = "absent";
+      summary.textContent = `Job ${jobId} has no difference report: it needs answers from at least two regions.`;
+      $("#diff-items").replaceChildren();
+      return;
+    }
     const [{ data: report }, { data: job }] = await Promise.all([api.diff(jobId), api.job(jobId)]);
     renderDiff(report, job);
     section.dataset.state = "loaded";
   } catch (error) {
-    const absent = error instanceof ApiError && error.status === 404;
+    section.dataset.state = error instanceof ApiError && error.status === 404 ? "absent" : "error";
     summary.textContent = describeError(error);
     $("#diff-items").replaceChildren();
-    if (absent && tries > 1 && TERMINAL.has(error.problem?.job_status ?? "")) {
-      summary.textContent = "The difference report is being written…";
-      setTimeout(() => loadDiff(jobId, tries - 1), 1000);
-      return;
-    }
-    section.dataset.state = absent ? "absent" : "error";
   }
 }
 
