@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -337,7 +338,7 @@ class Page:
     def intercept_responses(self, url_pattern: str, transform: Callable[[str, bytes], bytes]) -> None:
         """Rewrite the bodies of responses whose URL matches ``url_pattern`` (CDP Fetch wildcards)."""
         self._interceptors.append((url_pattern, transform))
-        patterns = [{"urlPattern": p, "requestStage": "Response"} for p, _ in self._interceptors]
+        patterns = [{"urlPattern": p, "requestStage": "Request"} for p, _ in self._interceptors]
         self.send("Fetch.enable", {"patterns": patterns})
 
     # --- what the browser reported ----------------------------------------------------------------
@@ -426,18 +427,38 @@ class Page:
 
         url = params["request"]["url"]
         transform = next((t for p, t in self._interceptors if fnmatchcase(url, p)), None)
-        if transform is None or params.get("responseStatusCode") is None:
+        if transform is None:
             self.send("Fetch.continueRequest", {"requestId": params["requestId"]})
             return
-        answer = self.send("Fetch.getResponseBody", {"requestId": params["requestId"]})
-        body = base64.b64decode(answer["body"]) if answer.get("base64Encoded") else answer["body"].encode()
-        headers = [h for h in params.get("responseHeaders", []) if h["name"].lower() != "content-length"]
+        # Paused before it is sent: send it from here, and hand the browser the rewritten answer (the
+        # browser still applies CORS to it). Pausing at the response stage fails cross-origin requests.
+        status, headers, body = _fetch_upstream(params["request"])
         self.send(
             "Fetch.fulfillRequest",
             {
                 "requestId": params["requestId"],
-                "responseCode": params["responseStatusCode"],
-                "responseHeaders": headers,
+                "responseCode": status,
+                "responseHeaders": [h for h in headers if h["name"].lower() not in ("content-length", "content-encoding")],
                 "body": base64.b64encode(transform(url, body)).decode("ascii"),
             },
         )
+
+
+def _fetch_upstream(request: dict[str, Any]) -> tuple[int, list[dict[str, str]], bytes]:
+    """Send a paused request from here (loopback only: what a test intercepts is its own runner)."""
+    import urllib.error
+    import urllib.request
+
+    if urllib.parse.urlsplit(request["url"]).hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise BrowserError(f"refusing to fetch {request['url']} on the page's behalf")
+    outgoing = urllib.request.Request(
+        request["url"],
+        data=request.get("postData", "").encode() or None,
+        method=request.get("method", "GET"),
+        headers=dict(request.get("headers") or {}),
+    )
+    try:
+        with urllib.request.urlopen(outgoing, timeout=30) as response:  # noqa: S310 (loopback, checked above)
+            return response.status, [{"name": k, "value": v} for k, v in response.headers.items()], response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, [{"name": k, "value": v} for k, v in error.headers.items()], error.read()

@@ -11,6 +11,7 @@ separate, so the Day-1 ``portal`` phase and the tests read the same evidence the
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -188,14 +189,18 @@ def run_portal_smoke(
     portal_host: str = "127.0.0.1",
     portal_port: int = 0,
     browser_path: str | None = None,
+    portal_server: PortalServer | None = None,
 ) -> PortalSmoke:
-    """Drive the portal (served on ``portal_host:portal_port``) against ``runner_url``; see the module doc.
+    """Drive the portal (served on ``portal_host:portal_port``, or by the running ``portal_server``)
+    against ``runner_url``; see the module doc.
 
     BrowserUnavailable when there is no Chromium; OSError when the portal's port is taken.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     api_origin = origin_of(runner_url)
-    with PortalServer(runner_url, portal_host, portal_port) as portal, Browser(browser_path) as browser:
+    with contextlib.ExitStack() as stack:
+        portal = portal_server or stack.enter_context(PortalServer(runner_url, portal_host, portal_port))
+        browser = stack.enter_context(Browser(browser_path))
         smoke = PortalSmoke(browser.version, portal.url, api_origin)
         page = browser.new_page()
         record = _Recorder(page, out_dir, smoke)
