@@ -414,7 +414,7 @@ def evaluate_smoke(smoke: PortalSmoke) -> list[Verdict]:
     verdicts.append(
         Verdict(
             "no_console_errors",
-            not errors,
+            bool(smoke.steps) and not errors,  # a console that was never open shows nothing
             {"console errors": 0, "CORS errors": 0},
             {"errors": errors, "cors": len(cors_errors(errors))},
         )
