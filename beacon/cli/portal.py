@@ -7,7 +7,9 @@ import typer
 
 def portal(
     api_base: str = typer.Option(
-        ..., "--api-base", help="The runner's URL, e.g. http://127.0.0.1:8090 (its CORS_ORIGINS must list this portal)."
+        ...,
+        "--api-base",
+        help="The runner's URL, e.g. http://127.0.0.1:8090 (its CORS_ORIGINS must list this portal).",
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(5173, "--port", help="Port to listen on (0: any free port)."),
@@ -26,7 +28,9 @@ def portal(
     except (OSError, ValueError, RuntimeError) as exc:
         console.print(f"[red]cannot serve the portal: {exc}[/]")
         raise typer.Exit(2) from None
-    console.print(f"portal at {server.url}/ for the runner at {api_base} (add {server.url} to its CORS_ORIGINS)")
+    console.print(
+        f"portal at {server.url}/ for the runner at {api_base} (add {server.url} to its CORS_ORIGINS)"
+    )
     try:
         while True:
             time.sleep(3600)

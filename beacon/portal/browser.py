@@ -22,7 +22,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,13 +190,18 @@ class Browser:
 
     # --- the protocol -----------------------------------------------------------------------------
     def send(
-        self, method: str, params: dict[str, Any] | None = None, *, session: str | None = None, timeout_s: float | None = None
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        session: str | None = None,
+        timeout_s: float | None = None,
     ) -> dict[str, Any]:
         """Send a CDP command and wait for its result (BrowserError with CDP's message on an error)."""
         if self._ws is None:
             raise BrowserError("the browser is not running")
         message_id = next(self._ids)
-        done, slot = threading.Event(), []
+        done, slot = threading.Event(), list[dict[str, Any]]()
         with self._lock:
             self._pending[message_id] = (done, slot)
         message: dict[str, Any] = {"id": message_id, "method": method, "params": params or {}}
@@ -208,7 +212,9 @@ class Browser:
             raise BrowserError(f"CDP {method}: no answer in {timeout_s or self.timeout_s:.0f}s")
         reply = slot[0]
         if "error" in reply:
-            raise BrowserError(f"CDP {method}: {reply['error'].get('message')} {reply['error'].get('data', '')}")
+            raise BrowserError(
+                f"CDP {method}: {reply['error'].get('message')} {reply['error'].get('data', '')}"
+            )
         result: dict[str, Any] = reply.get("result", {})
         return result
 
@@ -259,7 +265,9 @@ class Page:
         self._loaded = threading.Event()
         self._interceptors: list[tuple[str, Callable[[str, bytes], bytes]]] = []
 
-    def send(self, method: str, params: dict[str, Any] | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, timeout_s: float | None = None
+    ) -> dict[str, Any]:
         return self.browser.send(method, params, session=self.session, timeout_s=timeout_s)
 
     def close(self) -> None:
@@ -281,7 +289,12 @@ class Page:
         """The value of a JavaScript expression (promises awaited); BrowserError if it throws."""
         answer = self.send(
             "Runtime.evaluate",
-            {"expression": expression, "awaitPromise": True, "returnByValue": True, "timeout": int(timeout_s * 1000)},
+            {
+                "expression": expression,
+                "awaitPromise": True,
+                "returnByValue": True,
+                "timeout": int(timeout_s * 1000),
+            },
             timeout_s=timeout_s + 5,
         )
         if "exceptionDetails" in answer:
@@ -306,7 +319,11 @@ class Page:
 
     def press(self, key: str, code: str | None = None, text: str | None = None) -> None:
         """A real key press (keyDown, char, keyUp) on the focused element."""
-        base = {"key": key, "code": code or key, "windowsVirtualKeyCode": {"Enter": 13, "Tab": 9, " ": 32}.get(key, 0)}
+        base = {
+            "key": key,
+            "code": code or key,
+            "windowsVirtualKeyCode": {"Enter": 13, "Tab": 9, " ": 32}.get(key, 0),
+        }
         self.send("Input.dispatchKeyEvent", {"type": "keyDown", **base, **({"text": text} if text else {})})
         self.send("Input.dispatchKeyEvent", {"type": "keyUp", **base})
 
@@ -380,16 +397,25 @@ class Page:
             self._loaded.set()
         elif method == "Runtime.consoleAPICalled":
             text = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
-            level = {"error": "error", "assert": "error", "warning": "warning"}.get(params.get("type", ""), "info")
+            level = {"error": "error", "assert": "error", "warning": "warning"}.get(
+                params.get("type", ""), "info"
+            )
             self.console.append({"source": "console", "level": level, "text": text, "url": None})
         elif method == "Runtime.exceptionThrown":
             details = params.get("exceptionDetails", {})
             text = details.get("exception", {}).get("description") or details.get("text", "")
-            self.console.append({"source": "exception", "level": "error", "text": text, "url": details.get("url")})
+            self.console.append(
+                {"source": "exception", "level": "error", "text": text, "url": details.get("url")}
+            )
         elif method == "Log.entryAdded":
             entry = params.get("entry", {})
             self.console.append(
-                {"source": entry.get("source", "other"), "level": entry.get("level", "info"), "text": entry.get("text", ""), "url": entry.get("url")}
+                {
+                    "source": entry.get("source", "other"),
+                    "level": entry.get("level", "info"),
+                    "text": entry.get("text", ""),
+                    "url": entry.get("url"),
+                }
             )
         elif method == "Network.requestWillBeSent":
             request = params.get("request", {})
@@ -438,7 +464,9 @@ class Page:
             {
                 "requestId": params["requestId"],
                 "responseCode": status,
-                "responseHeaders": [h for h in headers if h["name"].lower() not in ("content-length", "content-encoding")],
+                "responseHeaders": [
+                    h for h in headers if h["name"].lower() not in ("content-length", "content-encoding")
+                ],
                 "body": base64.b64encode(transform(url, body)).decode("ascii"),
             },
         )
@@ -451,14 +479,18 @@ def _fetch_upstream(request: dict[str, Any]) -> tuple[int, list[dict[str, str]],
 
     if urllib.parse.urlsplit(request["url"]).hostname not in ("127.0.0.1", "localhost", "::1"):
         raise BrowserError(f"refusing to fetch {request['url']} on the page's behalf")
-    outgoing = urllib.request.Request(
+    outgoing = urllib.request.Request(  # noqa: S310 (http to loopback only, checked above)
         request["url"],
         data=request.get("postData", "").encode() or None,
         method=request.get("method", "GET"),
         headers=dict(request.get("headers") or {}),
     )
     try:
-        with urllib.request.urlopen(outgoing, timeout=30) as response:  # noqa: S310 (loopback, checked above)
-            return response.status, [{"name": k, "value": v} for k, v in response.headers.items()], response.read()
+        with urllib.request.urlopen(outgoing, timeout=30) as response:  # noqa: S310
+            return (
+                response.status,
+                [{"name": k, "value": v} for k, v in response.headers.items()],
+                response.read(),
+            )
     except urllib.error.HTTPError as error:
         return error.code, [{"name": k, "value": v} for k, v in error.headers.items()], error.read()

@@ -115,7 +115,9 @@ class PortalServer:
         import uvicorn
 
         app = portal_app(self.api_base)
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        )
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name="beacon-portal", daemon=True
         )

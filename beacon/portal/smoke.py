@@ -72,7 +72,9 @@ def preflight_problems(exchange: dict[str, Any], portal_origin: str) -> list[str
     problems = []
     headers = exchange.get("response_headers") or {}
     if exchange.get("status") not in (200, 204):
-        problems.append(f"status {exchange.get('status')} ({exchange.get('failure') or exchange.get('cors_error')})")
+        problems.append(
+            f"status {exchange.get('status')} ({exchange.get('failure') or exchange.get('cors_error')})"
+        )
     if headers.get("access-control-allow-origin") != portal_origin:
         problems.append(f"Access-Control-Allow-Origin {headers.get('access-control-allow-origin')!r}")
     methods = {m.strip().upper() for m in headers.get("access-control-allow-methods", "").split(",")}
@@ -89,7 +91,9 @@ def response_problems(exchange: dict[str, Any], portal_origin: str) -> list[str]
     problems = []
     status = exchange.get("status")
     if not (isinstance(status, int) and 200 <= status < 300):
-        problems.append(f"status {status} ({exchange.get('failure') or exchange.get('cors_error') or 'no response'})")
+        problems.append(
+            f"status {status} ({exchange.get('failure') or exchange.get('cors_error') or 'no response'})"
+        )
     allow = (exchange.get("response_headers") or {}).get("access-control-allow-origin")
     if status is not None and allow != portal_origin:
         problems.append(f"Access-Control-Allow-Origin {allow!r}")
@@ -286,14 +290,20 @@ CHECK_IDS = (
 
 def _paths(exchanges: list[dict[str, Any]], path: str, method: str = "GET") -> list[dict[str, Any]]:
     return [
-        e for e in exchanges if urlsplit(e["url"]).path == path and e["method"] == method and not e["preflight"]
+        e
+        for e in exchanges
+        if urlsplit(e["url"]).path == path and e["method"] == method and not e["preflight"]
     ]
 
 
 def _read_verdict(check_id: str, smoke: PortalSmoke, path: str, rendered: int, listed: int) -> Verdict:
     calls = _paths(smoke.api_exchanges(), path)
     statuses = [e["status"] for e in calls]
-    ok = bool(calls) and all(isinstance(s, int) and 200 <= s < 300 for s in statuses) and rendered == listed >= 0
+    ok = (
+        bool(calls)
+        and all(isinstance(s, int) and 200 <= s < 300 for s in statuses)
+        and rendered == listed >= 0
+    )
     return Verdict(
         check_id,
         ok,
@@ -319,16 +329,24 @@ def evaluate_smoke(smoke: PortalSmoke) -> list[Verdict]:
     )
     questions = opened.rendered.get("questions", 0) if opened else 0
     listed_questions = questions if any(_paths(smoke.api_exchanges(), "/api/v1/questions")) else -1
-    verdicts.append(_read_verdict("questions_loaded", smoke, "/api/v1/questions", questions, listed_questions))
+    verdicts.append(
+        _read_verdict("questions_loaded", smoke, "/api/v1/questions", questions, listed_questions)
+    )
     if verdicts[-1].passed and questions == 0:
         verdicts[-1] = Verdict("questions_loaded", False, "at least one question rendered", 0)
     verdicts.append(
         _read_verdict(
-            "executions_loaded", smoke, "/api/v1/executions", recent.get("executions", -2), recent.get("api_executions", -1)
+            "executions_loaded",
+            smoke,
+            "/api/v1/executions",
+            recent.get("executions", -2),
+            recent.get("api_executions", -1),
         )
     )
     verdicts.append(
-        _read_verdict("diffs_loaded", smoke, "/api/v1/diffs", recent.get("diffs", -2), recent.get("api_diffs", -1))
+        _read_verdict(
+            "diffs_loaded", smoke, "/api/v1/diffs", recent.get("diffs", -2), recent.get("api_diffs", -1)
+        )
     )
     key_step = smoke.step("key")
     key = key_step.rendered.get("key", {}) if key_step else {}
@@ -347,7 +365,8 @@ def evaluate_smoke(smoke: PortalSmoke) -> list[Verdict]:
     verdicts.append(
         Verdict(
             "job_submitted",
-            submission.get("state") == "accepted" and [e["status"] for e in posts] == [202]
+            submission.get("state") == "accepted"
+            and [e["status"] for e in posts] == [202]
             and all("idempotency-key" in e["request_headers"] for e in posts),
             {"POST /api/v1/jobs": 202, "Idempotency-Key": "sent", "page": "accepted"},
             {"statuses": [e["status"] for e in posts], "page": submission},
@@ -360,7 +379,9 @@ def evaluate_smoke(smoke: PortalSmoke) -> list[Verdict]:
     verdicts.append(
         Verdict(
             "job_followed",
-            job.get("state") == "completed" and bool(executions) and all(e["status"] == "completed" for e in executions),
+            job.get("state") == "completed"
+            and bool(executions)
+            and all(e["status"] == "completed" for e in executions),
             {"job": "completed", "executions": "each completed, with its latency"},
             {"state": job.get("state"), "executions": executions},
             job_step.error if job_step else "the job was not submitted",
@@ -395,13 +416,23 @@ def evaluate_smoke(smoke: PortalSmoke) -> list[Verdict]:
         Verdict(
             "preflights_ok",
             bool(preflights) and not bad_preflights,
-            {"status": "200/204", "Access-Control-Allow-Origin": smoke.portal_origin, "allows": [*PREFLIGHT_METHODS, *PREFLIGHT_HEADERS]},
+            {
+                "status": "200/204",
+                "Access-Control-Allow-Origin": smoke.portal_origin,
+                "allows": [*PREFLIGHT_METHODS, *PREFLIGHT_HEADERS],
+            },
             {"preflights": len(preflights), "problems": bad_preflights},
-            None if preflights else "the browser sent no preflight (the submission needs one: JSON body, Idempotency-Key)",
+            None
+            if preflights
+            else "the browser sent no preflight (the submission needs one: JSON body, Idempotency-Key)",
         )
     )
     reads = [e for e in smoke.api_exchanges() if not e["preflight"]]
-    bad_reads = [f"{e['method']} {e['url']}: {'; '.join(p)}" for e in reads if (p := response_problems(e, smoke.portal_origin))]
+    bad_reads = [
+        f"{e['method']} {e['url']}: {'; '.join(p)}"
+        for e in reads
+        if (p := response_problems(e, smoke.portal_origin))
+    ]
     verdicts.append(
         Verdict(
             "responses_2xx",

@@ -32,14 +32,18 @@ async def test_an_unlisted_key_is_unknown_with_intakes_refusal_code(client: http
     assert "TRUSTED_KEYS" in body["reason"]
 
 
-async def test_the_admin_allowlist_narrows_a_trusted_key(client: httpx.AsyncClient, signing_key: Ed25519Key) -> None:
+async def test_the_admin_allowlist_narrows_a_trusted_key(
+    client: httpx.AsyncClient, signing_key: Ed25519Key
+) -> None:
     other = Ed25519Key.generate().public_key_b64
     put = await client.put(
         "/admin/config", json={"security": {"allowed_submitter_keys": [other]}}, headers=auth("admin")
     )
     assert put.status_code == 200, put.text
     body = (await client.get("/api/v1/keys/trust", params={"public_key": signing_key.public_key_b64})).json()
-    assert body["status"] == "trusted" and body["submit_allowed"] is False and body["code"] == "key_not_allowed"
+    assert (
+        body["status"] == "trusted" and body["submit_allowed"] is False and body["code"] == "key_not_allowed"
+    )
     assert TOKENS["admin"] not in str(body)
 
 

@@ -63,7 +63,10 @@ def test_a_jobspec_signed_in_python_verifies_in_the_browser(modules: Page) -> No
     signed = sign_jobspec(stamp(JOBSPEC), key)
     verify = "const c = await import('./js/crypto.js'); return await c.verifyJobspec(document);"
     assert run_js(modules, verify, document=signed) is True
-    assert run_js(modules, verify, document={**signed, "constraints": {"regions": ["US"], "min_regions": 1}}) is False
+    assert (
+        run_js(modules, verify, document={**signed, "constraints": {"regions": ["US"], "min_regions": 1}})
+        is False
+    )
     other = Ed25519Key.generate()
     assert run_js(modules, verify, document={**signed, "public_key": other.public_key_b64}) is False
 
@@ -76,7 +79,9 @@ def test_an_imported_seed_is_the_same_key_as_in_python(modules: Page, form: str)
     assert out["public_key"] == key.public_key_b64
     assert out["kid"] == key_id(key.public_key)
     assert out["extractable"] is False
-    assert out["signed"]["signature"] == sign_jobspec(out["signed"], key)["signature"]  # Ed25519 is deterministic
+    assert (
+        out["signed"]["signature"] == sign_jobspec(out["signed"], key)["signature"]
+    )  # Ed25519 is deterministic
 
 
 def test_the_private_key_cannot_be_exported(modules: Page) -> None:

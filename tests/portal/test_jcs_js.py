@@ -43,13 +43,17 @@ def test_js_canonicaliser_gives_each_vector(modules: Page) -> None:
 
 
 def _random_value(rng: random.Random, depth: int = 0) -> Any:
-    kind = rng.choice(["int", "float", "str", "bool", "null", "list", "dict"] if depth < 3 else ["int", "float", "str"])
+    kind = rng.choice(
+        ["int", "float", "str", "bool", "null", "list", "dict"] if depth < 3 else ["int", "float", "str"]
+    )
     if kind == "int":
         return rng.choice([0, 1, -1, rng.randint(-(2**53) + 1, 2**53 - 1), rng.randint(-1000, 1000)])
     if kind == "float":
-        return rng.choice([rng.uniform(-1e6, 1e6), rng.random() * 10 ** rng.randint(-30, 30), 1e21, 1e-7, -0.0, 0.1])
+        return rng.choice(
+            [rng.uniform(-1e6, 1e6), rng.random() * 10 ** rng.randint(-30, 30), 1e21, 1e-7, -0.0, 0.1]
+        )
     if kind == "str":
-        alphabet = "aZ09 _-\"\\/\n\t\x00\x1f\x7fé€中😀\u2028\ufb33"
+        alphabet = 'aZ09 _-"\\/\n\t\x00\x1f\x7fé€中😀\u2028\ufb33'
         return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
     if kind == "bool":
         return rng.random() < 0.5
@@ -57,7 +61,10 @@ def _random_value(rng: random.Random, depth: int = 0) -> Any:
         return None
     if kind == "list":
         return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
-    return {_random_value(rng, 3) if rng.random() < 0.7 else str(i): _random_value(rng, depth + 1) for i in range(rng.randint(0, 5))}
+    return {
+        _random_value(rng, 3) if rng.random() < 0.7 else str(i): _random_value(rng, depth + 1)
+        for i in range(rng.randint(0, 5))
+    }
 
 
 def test_js_and_python_agree_on_random_documents(modules: Page) -> None:

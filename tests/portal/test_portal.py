@@ -102,7 +102,9 @@ def test_an_untrusted_key_is_shown_as_such_and_its_submission_refused_with_the_p
     assert _generate_key(page) == "untrusted"
     assert page.evaluate("document.querySelector('#key-trust').dataset.status") == "unknown"
     assert "non-extractable" in page.evaluate("document.querySelector('#key-storage').textContent")
-    page.evaluate("document.querySelectorAll('#questions input[name=question]').forEach((b, i) => b.checked = i === 0)")
+    page.evaluate(
+        "document.querySelectorAll('#questions input[name=question]').forEach((b, i) => b.checked = i === 0)"
+    )
     page.click("#submit")
     assert _state(page, "#submission", "accepted", "refused") == "refused"
     problem = page.evaluate(
@@ -130,7 +132,13 @@ def test_an_origin_the_runner_does_not_list_is_refused_and_the_console_says_cors
     errors = [c for c in smoke.console() if c["level"] == "error"]
     assert cors_errors(errors), errors
     verdicts = {v.check_id: v.passed for v in evaluate_smoke(smoke)}
-    for check_id in ("no_console_errors", "questions_loaded", "responses_2xx", "key_trusted", "job_submitted"):
+    for check_id in (
+        "no_console_errors",
+        "questions_loaded",
+        "responses_2xx",
+        "key_trusted",
+        "job_submitted",
+    ):
         assert verdicts[check_id] is False, check_id
     assert smoke.step("open").rendered["connection"].startswith("the API at")
 
@@ -153,14 +161,18 @@ def test_a_tampered_receipt_fails_verification_in_the_browser(
         tab.wait_for("!document.querySelector('#verify-all').disabled", 10)
         tab.click("#verify-all")
         assert _state(tab, "#receipts", "valid", "invalid", timeout_s=60) == "invalid"
-        verdicts = tab.evaluate("[...document.querySelectorAll('#receipt-results > li')].map((li) => [li.dataset.verdict, li.textContent])")
+        verdicts = tab.evaluate(
+            "[...document.querySelectorAll('#receipt-results > li')].map((li) => [li.dataset.verdict, li.textContent])"
+        )
         assert verdicts[0][0] == "invalid" and "signature does not match" in verdicts[0][1]
         assert all(v == "valid" for v, _ in verdicts[1:])
     finally:
         tab.close()
 
 
-def test_a_runner_signing_key_that_is_not_the_runners_is_caught(browser: Browser, portal: PortalServer, smoke: Any) -> None:
+def test_a_runner_signing_key_that_is_not_the_runners_is_caught(
+    browser: Browser, portal: PortalServer, smoke: Any
+) -> None:
     job_id = smoke.step("submit").rendered["job"]["id"]
     impostor = Ed25519Key.generate().public_key_b64
 
@@ -178,6 +190,8 @@ def test_a_runner_signing_key_that_is_not_the_runners_is_caught(browser: Browser
         tab.wait_for("!document.querySelector('#verify-all').disabled", 10)
         tab.click("#verify-all")
         assert _state(tab, "#receipts", "valid", "invalid", timeout_s=60) == "invalid"
-        assert "not one of the runner's keys" in tab.evaluate("document.querySelector('#receipt-results').textContent")
+        assert "not one of the runner's keys" in tab.evaluate(
+            "document.querySelector('#receipt-results').textContent"
+        )
     finally:
         tab.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+
 import httpx
 import pytest
 
@@ -11,7 +12,9 @@ from beacon.portal import STATIC_DIR, portal_app
 
 async def test_a_portal_on_its_own_origin_may_connect_only_to_its_api() -> None:
     app = portal_app("http://127.0.0.1:8090/")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://portal.test") as http:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://portal.test"
+    ) as http:
         page = await http.get("/")
         config = await http.get("/config.json")
     assert "connect-src 'self' http://127.0.0.1:8090;" in page.headers["content-security-policy"]

@@ -35,9 +35,15 @@ GOOD_PREFLIGHT = {
 
 def _get(path: str, status: int | None = 200, allow: str | None = PORTAL) -> dict[str, Any]:
     return {
-        "url": API + path, "method": "GET", "type": "Fetch", "preflight": False, "status": status,
-        "request_headers": {}, "response_headers": {"access-control-allow-origin": allow} if allow else {},
-        "failure": None if status else "net::ERR_FAILED", "cors_error": None if allow else "MissingAllowOriginHeader",
+        "url": API + path,
+        "method": "GET",
+        "type": "Fetch",
+        "preflight": False,
+        "status": status,
+        "request_headers": {},
+        "response_headers": {"access-control-allow-origin": allow} if allow else {},
+        "failure": None if status else "net::ERR_FAILED",
+        "cors_error": None if allow else "MissingAllowOriginHeader",
     }
 
 
@@ -50,21 +56,33 @@ def test_each_wrong_preflight_header_is_named() -> None:
         return {**GOOD_PREFLIGHT, "response_headers": {**GOOD_PREFLIGHT["response_headers"], **changes}}
 
     assert preflight_problems({**GOOD_PREFLIGHT, "status": 403}, PORTAL)[0].startswith("status 403")
-    assert "Access-Control-Allow-Origin" in preflight_problems(with_headers(**{"access-control-allow-origin": "*"}), PORTAL)[0]
+    assert (
+        "Access-Control-Allow-Origin"
+        in preflight_problems(with_headers(**{"access-control-allow-origin": "*"}), PORTAL)[0]
+    )
     assert "Methods" in preflight_problems(with_headers(**{"access-control-allow-methods": "GET"}), PORTAL)[0]
-    assert "Headers" in preflight_problems(with_headers(**{"access-control-allow-headers": "Content-Type"}), PORTAL)[0]
+    assert (
+        "Headers"
+        in preflight_problems(with_headers(**{"access-control-allow-headers": "Content-Type"}), PORTAL)[0]
+    )
 
 
 def test_a_response_without_cors_or_not_2xx_is_a_problem() -> None:
     assert response_problems(_get("/api/v1/questions"), PORTAL) == []
     assert response_problems(_get("/api/v1/questions", 404), PORTAL)[0].startswith("status 404")
-    assert "Access-Control-Allow-Origin None" in response_problems(_get("/api/v1/questions", 200, None), PORTAL)[0]
+    assert (
+        "Access-Control-Allow-Origin None"
+        in response_problems(_get("/api/v1/questions", 200, None), PORTAL)[0]
+    )
     assert response_problems(_get("/api/v1/questions", None, None), PORTAL)[0].startswith("status None")
 
 
 def test_cors_refusals_are_picked_from_the_console() -> None:
     console = [
-        {"level": "error", "text": "Access to fetch at 'x' from origin 'y' has been blocked by CORS policy: ..."},
+        {
+            "level": "error",
+            "text": "Access to fetch at 'x' from origin 'y' has been blocked by CORS policy: ...",
+        },
         {"level": "error", "text": "Failed to load resource: net::ERR_FAILED"},
     ]
     assert cors_errors(console) == console[:1]
@@ -98,7 +116,9 @@ def test_questions_requested_but_none_rendered_fail() -> None:
 
 def test_rows_rendered_must_be_the_rows_listed() -> None:
     recent = {"state": "loaded", "executions": 3, "api_executions": 5, "diffs": 1, "api_diffs": 1}
-    step = SmokeStep("recent", rendered={"recent": recent}, exchanges=[_get("/api/v1/executions"), _get("/api/v1/diffs")])
+    step = SmokeStep(
+        "recent", rendered={"recent": recent}, exchanges=[_get("/api/v1/executions"), _get("/api/v1/diffs")]
+    )
     verdicts = _verdicts(_smoke([step]))
     assert verdicts["executions_loaded"] is False and verdicts["diffs_loaded"] is True
 

@@ -28,14 +28,37 @@ RUNNER = Ed25519Key.from_seed(bytes(range(32)))
 
 def _receipt(n: int, key: Ed25519Key = RUNNER) -> dict[str, Any]:
     facts = ReceiptFacts(
-        execution_id=f"ex_{n:04d}", job_id="job-portal", jobspec_hash="ab" * 32, benchmark="bias-detection",
-        benchmark_version="1", question_id="math_basic", question_set_version="1", requested_region="EU",
-        served_region="EU", model="smollm2-135m", model_digest="sha256:00", backend="llamacpp",
-        backend_version="0.3", provider_id=None, provider_info=None, variant="neutral", system_prompt="s",
-        prompt=f"What is {n} + {n}?", options={"max_tokens": 8, "temperature": 0.0}, attempt=1,
-        queued_at=1_700_000_000.0, started_at=1_700_000_001.0, ended_at=1_700_000_002.5 + n, tokens_in=12,
-        tokens_out=4, backend_timings={"eval": 0.5}, output=f"{2 * n} — é 😀", status="completed",
-        error_code=None, error_message=None, worker_id="w1",
+        execution_id=f"ex_{n:04d}",
+        job_id="job-portal",
+        jobspec_hash="ab" * 32,
+        benchmark="bias-detection",
+        benchmark_version="1",
+        question_id="math_basic",
+        question_set_version="1",
+        requested_region="EU",
+        served_region="EU",
+        model="smollm2-135m",
+        model_digest="sha256:00",
+        backend="llamacpp",
+        backend_version="0.3",
+        provider_id=None,
+        provider_info=None,
+        variant="neutral",
+        system_prompt="s",
+        prompt=f"What is {n} + {n}?",
+        options={"max_tokens": 8, "temperature": 0.0},
+        attempt=1,
+        queued_at=1_700_000_000.0,
+        started_at=1_700_000_001.0,
+        ended_at=1_700_000_002.5 + n,
+        tokens_in=12,
+        tokens_out=4,
+        backend_timings={"eval": 0.5},
+        output=f"{2 * n} — é 😀",
+        status="completed",
+        error_code=None,
+        error_message=None,
+        worker_id="w1",
     )
     receipt = sign_document(build_receipt(facts, kid=key.kid, host={"cpu": "test", "cpu_count": 2}), key)
     verify_receipt(receipt, key.public_key_b64)  # what the runner issues is valid to begin with
@@ -134,7 +157,9 @@ def test_a_proof_that_does_not_lead_to_the_checkpoint_fails(modules: Page, logge
     assert other_leaf["ok"] is False and "not this receipt" in other_leaf["error"]
 
 
-def test_a_checkpoint_not_signed_by_the_log_key_or_from_another_log_fails(modules: Page, logged: dict[str, Any]) -> None:
+def test_a_checkpoint_not_signed_by_the_log_key_or_from_another_log_fails(
+    modules: Page, logged: dict[str, Any]
+) -> None:
     proof = logged["proofs"][1]
     stranger = Signer(ORIGIN, Ed25519Key.generate())
     text = proof["checkpoint"].split("\n\n")[0] + "\n"
@@ -142,5 +167,8 @@ def test_a_checkpoint_not_signed_by_the_log_key_or_from_another_log_fails(module
     assert "no signature by the log key" in _verify(modules, logged, 1, proof=by_stranger)["error"]
     lines = proof["checkpoint"].split("\n")
     lines[1] = "8"  # the size line: the log key's signature no longer covers the text
-    assert "invalid signature" in _verify(modules, logged, 1, proof={**proof, "checkpoint": "\n".join(lines)})["error"]
+    assert (
+        "invalid signature"
+        in _verify(modules, logged, 1, proof={**proof, "checkpoint": "\n".join(lines)})["error"]
+    )
     assert "from log beacon.test/log" in _verify(modules, logged, 1, origin="beacon.test/other")["error"]

@@ -70,7 +70,9 @@ class KeyTrust(BaseModel):
     kid: str = Field(description="The trusted-key entry's kid, or the key's fingerprint when unlisted")
     status: str = Field(description="trusted | unknown | revoked | expired | not_yet_valid")
     submit_allowed: bool = Field(description="Whether a JobSpec signed by this key passes the trust step now")
-    code: str | None = Field(description="The refusal code intake would answer (key_unknown, key_not_allowed, …)")
+    code: str | None = Field(
+        description="The refusal code intake would answer (key_unknown, key_not_allowed, …)"
+    )
     reason: str | None
 
 
