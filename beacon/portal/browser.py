@@ -249,6 +249,9 @@ class Browser:
         self._listeners[session] = page._on_event
         for domain in ("Runtime", "Log", "Network", "Page"):
             page.send(f"{domain}.enable")
+        page.send(  # a fixed layout viewport: screenshots of the same page compare
+            "Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+        )
         return page
 
 
