@@ -252,6 +252,7 @@ class Browser:
         page.send(  # a fixed layout viewport: screenshots of the same page compare
             "Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
         )
+        page.send("Emulation.setScrollbarsHidden", {"hidden": True})  # the layout stays put while capturing
         return page
 
 
