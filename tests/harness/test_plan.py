@@ -59,6 +59,7 @@ def test_the_day1_plan_is_valid_and_matches_its_notebooks() -> None:
         "t+15",
         "t+45",
         "emergency",
+        "portal",
         "t+60",
     ]
     assert plan.validate_notebooks() == []

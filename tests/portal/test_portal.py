@@ -195,3 +195,16 @@ def test_a_runner_signing_key_that_is_not_the_runners_is_caught(
         )
     finally:
         tab.close()
+
+
+def test_every_control_has_a_label_and_the_composer_is_reachable_by_keyboard(page: Page) -> None:
+    unlabelled = page.evaluate(
+        "[...document.querySelectorAll('input, textarea, select')]"
+        ".filter((c) => c.labels.length === 0 && !c.getAttribute('aria-label')).map((c) => c.outerHTML)"
+    )
+    assert unlabelled == []
+    nameless = page.evaluate("[...document.querySelectorAll('button')].filter((b) => !b.textContent.trim()).length")
+    assert nameless == 0
+    page.evaluate("document.querySelector('.skip').focus()")
+    page.press("Enter", text="\r")  # the skip link
+    assert page.evaluate("location.hash") == "#composer"
