@@ -203,7 +203,9 @@ def test_every_control_has_a_label_and_the_composer_is_reachable_by_keyboard(pag
         ".filter((c) => c.labels.length === 0 && !c.getAttribute('aria-label')).map((c) => c.outerHTML)"
     )
     assert unlabelled == []
-    nameless = page.evaluate("[...document.querySelectorAll('button')].filter((b) => !b.textContent.trim()).length")
+    nameless = page.evaluate(
+        "[...document.querySelectorAll('button')].filter((b) => !b.textContent.trim()).length"
+    )
     assert nameless == 0
     page.evaluate("document.querySelector('.skip').focus()")
     page.press("Enter", text="\r")  # the skip link
