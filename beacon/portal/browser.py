@@ -250,7 +250,8 @@ class Browser:
         for domain in ("Runtime", "Log", "Network", "Page"):
             page.send(f"{domain}.enable")
         page.send(  # a fixed layout viewport: screenshots of the same page compare
-            "Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False},
         )
         page.send("Emulation.setScrollbarsHidden", {"hidden": True})  # the layout stays put while capturing
         return page
