@@ -132,7 +132,7 @@ RENDERED = """(() => {
             latency: tr.cells[4].textContent}))},
     receipts: {state: q('#receipts').dataset.state,
                verdicts: all('#receipt-results > li').map((li) => ({verdict: li.dataset.verdict, text: li.textContent}))},
-    diff: {state: q('#diff').dataset.state, summary: q('#diff-summary').textContent,
+    diff: {state: q('#diff').dataset.state, signature: q('#diff').dataset.signature ?? null, summary: q('#diff-summary').textContent,
            items: all('#diff-items table').length, regions: all('#diff-items table:first-of-type thead th').length - 1,
            answers: all('#diff-items td.answer').filter((td) => td.textContent !== '–').length},
     recent: {state: q('#recent').dataset.state, executions: all('#recent-executions tbody tr').length,
@@ -404,8 +404,11 @@ def evaluate_smoke(smoke: PortalSmoke) -> list[Verdict]:
     verdicts.append(
         Verdict(
             "diff_rendered",
-            diff.get("state") == "loaded" and diff.get("items", 0) > 0 and diff.get("answers", 0) >= 2,
-            {"report": "loaded", "answers": "side by side, at least two regions"},
+            diff.get("state") == "loaded"
+            and diff.get("signature") == "valid"
+            and diff.get("items", 0) > 0
+            and diff.get("answers", 0) >= 2,
+            {"report": "loaded, its signature verified", "answers": "side by side, at least two regions"},
             diff,
             diff_step.error if diff_step else "no job to compare",
         )

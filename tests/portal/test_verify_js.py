@@ -172,3 +172,28 @@ def test_a_checkpoint_not_signed_by_the_log_key_or_from_another_log_fails(
         in _verify(modules, logged, 1, proof={**proof, "checkpoint": "\n".join(lines)})["error"]
     )
     assert "from log beacon.test/log" in _verify(modules, logged, 1, origin="beacon.test/other")["error"]
+
+
+def test_a_signed_difference_report_verifies_and_a_changed_one_does_not(modules: Page) -> None:
+    report = sign_document(
+        {
+            "kind": "beacon.difference-report",
+            "job_id": "job-portal",
+            "regions": ["EU", "US"],
+            "summary": "é 😀",
+        },
+        RUNNER,
+    )
+    body = """
+    const v = await import('./js/verify.js');
+    try { await v.verifyDocument(report, keys); return 'valid'; } catch (e) { return e.message; }
+    """
+    keys = [RUNNER.public_key_b64]
+    assert run_js(modules, body, report=report, keys=keys) == "valid"
+    assert (
+        run_js(modules, body, report={**report, "regions": ["EU"]}, keys=keys)
+        == "signature does not match the document"
+    )
+    assert "not one of the runner's keys" in run_js(
+        modules, body, report=report, keys=[Ed25519Key.generate().public_key_b64]
+    )

@@ -5,7 +5,7 @@
 import { api, ApiError, apiBase, loadConfig, setApiBase } from "./api.js";
 import { generateKeypair, importSeed, signJobspec, stamp } from "./crypto.js";
 import { forgetKeypair, loadKeypair, saveKeypair } from "./keystore.js";
-import { verifyReceipt, verifyReceiptInclusion } from "./verify.js";
+import { verifyDocument, verifyReceipt, verifyReceiptInclusion } from "./verify.js";
 
 const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out"]);
 const POLL_MS = 750;
@@ -318,6 +318,15 @@ async function loadDiff(jobId, tries = DIFF_TRIES) {
     }
     const [{ data: report }, { data: job }] = await Promise.all([api.diff(jobId), api.job(jobId)]);
     renderDiff(report, job);
+    let signed = "valid";
+    try {
+      await verifyDocument(report, (await anchors()).runnerKeys);
+    } catch (error) {
+      signed = "invalid";
+      summary.append(h("span", { class: "problem" }, ` Report signature NOT VERIFIED: ${error.message}`));
+    }
+    if (signed === "valid") summary.append(h("span", { class: "badge", "data-status": "valid" }, "signed by the runner ✓"));
+    section.dataset.signature = signed;
     section.dataset.state = "loaded";
   } catch (error) {
     section.dataset.state = error instanceof ApiError && error.status === 404 ? "absent" : "error";
@@ -331,7 +340,7 @@ function renderDiff(report, job) {
   const regions = report.regions ?? [];
   $("#diff-summary").textContent =
     `Job ${report.job_id}: ${report.status}, regions ${regions.join(", ")}` +
-    (report.recommendation?.text ? ` — ${report.recommendation.text}` : "");
+    (report.recommendation?.text ? ` — ${report.recommendation.text} ` : " ");
   const tables = (report.items ?? []).map((item) => {
     const sim = item.similarity ?? {};
     const simRegions = sim.regions ?? [];

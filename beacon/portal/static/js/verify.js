@@ -34,6 +34,22 @@ export function documentSigningBytes(document) {
   );
 }
 
+/** That one of `runnerKeys` (base64) signed a runner document (receipt, difference report): beacon.signing. */
+export async function verifyDocument(document, runnerKeys) {
+  if (typeof document.signature !== "string" || typeof document.public_key !== "string") {
+    fail("the document has no signature/public_key");
+  }
+  if (!runnerKeys.includes(document.public_key)) fail("signed by a key that is not one of the runner's keys");
+  let valid = false;
+  try {
+    valid = await verifyBytes(document.public_key, documentSigningBytes(document), document.signature);
+  } catch (error) {
+    fail(`the signature cannot be checked: ${error.message}`);
+  }
+  if (!valid) fail("signature does not match the document");
+  return document.public_key;
+}
+
 /** receipt_id of (execution id, attempt): "rc_" + the first 29 hex digits of SHA-256("<id>\x1f<attempt>"). */
 export async function receiptId(executionId, attempt) {
   return "rc_" + hex(await sha256(utf8(`${executionId}\x1f${attempt}`))).slice(0, 29);
@@ -55,18 +71,7 @@ export async function verifyReceipt(receipt, runnerKeys) {
   if (text != null && receipt.output.sha256 !== hex(await sha256(utf8(String(text))))) {
     fail("output.sha256 does not match output.text");
   }
-  if (typeof receipt.signature !== "string" || typeof receipt.public_key !== "string") {
-    fail("the receipt has no signature/public_key");
-  }
-  if (!runnerKeys.includes(receipt.public_key)) fail("signed by a key that is not one of the runner's keys");
-  let valid = false;
-  try {
-    valid = await verifyBytes(receipt.public_key, documentSigningBytes(receipt), receipt.signature);
-  } catch (error) {
-    fail(`the signature cannot be checked: ${error.message}`);
-  }
-  if (!valid) fail("signature does not match the receipt");
-  return receipt.public_key;
+  return verifyDocument(receipt, runnerKeys);
 }
 
 // --- RFC 6962 hashing and inclusion ---------------------------------------------------------------
