@@ -22,7 +22,7 @@ from beacon.portal import PortalServer
 from beacon.portal.browser import Browser, Page
 from beacon.portal.smoke import cors_errors, evaluate_smoke, run_portal_smoke
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.llm, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
