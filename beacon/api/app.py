@@ -76,6 +76,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from beacon.api.routes import include_routers
 
     include_routers(app)
+    from beacon.portal import mount_portal
+
+    mount_portal(app)  # the browser front end at /portal/ (static files, their own CSP)
 
     @cache
     def roles() -> dict[tuple[str, str], int]:

@@ -157,6 +157,9 @@ class Plan(_Model):
     inference_target_s: float = 2.0
     parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
     """Parameters every phase's notebook takes."""
+    runner_settings: dict[str, str] = Field(default_factory=dict)
+    """Settings (environment variables) of the embedded runner a run starts, e.g. ``CORS_ORIGINS``.
+    A live runner (``--runner``) is configured by its operator; these do not reach it."""
     phases: list[PhaseSpec] = Field(min_length=1)
     success_criteria: list[CriterionSpec] = Field(default_factory=list)
     manual: list[ManualItem] = Field(default_factory=list)

@@ -559,7 +559,7 @@ class Run:
 
     def _provision_embedded_runner(self) -> None:
         """Tokens and a trusted signing key for the embedded runner, exported to the phases' environment."""
-        self.runner = EmbeddedRunner(extra_env=dict(self.options.runner_env))
+        self.runner = EmbeddedRunner(extra_env={**self.plan.runner_settings, **self.options.runner_env})
         credentials = self.runner.provision()
         names = {
             "admin": self._common("admin_token_env", "ADMIN_TOKEN"),

@@ -60,6 +60,7 @@ def test_the_day1_plan_is_valid_and_matches_its_notebooks() -> None:
         "t+20",
         "t+45",
         "emergency",
+        "portal",
         "t+60",
     ]
     assert plan.validate_notebooks() == []
@@ -212,3 +213,14 @@ def test_plan_default_is_found_from_a_notebook_folder(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PlanError, match="not found"):
         plan_default("t-15", "expected")
+
+
+def test_the_embedded_runner_lists_the_portal_phases_origin_in_its_cors_allowlist() -> None:
+    """The portal phase serves the portal from its own origin: the plan's runner settings must allow it."""
+    plan = load_plan(DAY1)
+    phase = plan.phase("portal")
+    assert phase is not None
+    origin = plan.parameter_specs(phase)["portal_origin"].default
+    allowed = plan.runner_settings["CORS_ORIGINS"].split(",")
+    assert origin in allowed and "https://projectbeacon.netlify.app" in allowed
+    assert load_plan(SMOKE).runner_settings == plan.runner_settings  # a plan that extends day1 inherits them
