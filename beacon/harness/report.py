@@ -26,6 +26,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from beacon.harness import findings as bias_findings
 from beacon.harness import plots
 from beacon.harness.monitor import read_monitor
 from beacon.harness.runner import SUMMARY_SCHEMA
@@ -264,10 +265,68 @@ def render_report(run_dir: Path) -> Path:
         ],
         attestation=attestation,
         attestation_error=attestation_error,
+        bias=_bias_section(run_dir, summary),
     )
     out = run_dir / "index.html"
     out.write_text(html, encoding="utf-8")
     return out
+
+
+def _img(png: bytes | None, alt: str) -> Markup | None:
+    if png is None:
+        return None
+    encoded = base64.b64encode(png).decode("ascii")
+    return Markup(f'<img alt="{alt}" src="data:image/png;base64,{encoded}">')  # noqa: S704
+
+
+def _bias_section(run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """The findings section's context: each saved difference report's tables and figures."""
+    context = bias_findings.section_context(run_dir, summary)
+    jobs = []
+    for j in context["jobs"]:
+        jobs.append(
+            {
+                **j,
+                "heatmap_image": _img(j["heatmap"], "similarity per question and region pair"),
+                "metrics_table": _html_table(j["metrics"], ["metric", "value", "level"]),
+                "findings_table": _html_table(j["report_findings"], ["level", "metric", "value", "text"]),
+                "answers_table": _html_table(
+                    j["answers"],
+                    [
+                        "question_id",
+                        "variant",
+                        "model",
+                        "region",
+                        "class",
+                        "confidence",
+                        "factual",
+                        "evidence",
+                        "excerpt",
+                        "output_matches_report",
+                    ],
+                ),
+                "similarity_table": _html_table(
+                    j["similarity"],
+                    [
+                        "question_id",
+                        "variant",
+                        "model",
+                        "pair",
+                        "similarity",
+                        "jaccard",
+                        "classification",
+                        "reasons",
+                        "summary",
+                    ],
+                ),
+                "attribution_table": _html_table(j["attribution"], ["field", "value"]),
+            }
+        )
+    return {
+        "jobs": jobs,
+        "refusal_image": _img(context["refusal_png"], "refusal rate per region and model"),
+        "rates_table": _html_table(context["rates"]) if jobs else Markup(""),
+    }
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
