@@ -21,6 +21,8 @@ from tests.benchmark.test_report import job_outputs
 from tests.cli.test_tlog import Runner
 
 JOB = "job-findings-1"
+JOB_ANSWERED = "job-findings-2"
+"""The same questions, where ASIA answers instead of refusing (a later run whose answer changed)."""
 
 
 @dataclass
@@ -29,6 +31,7 @@ class SeededRunner:
     job_id: str
     report: dict[str, Any]
     execution_ids: dict[str, str]
+    answered_job_id: str = JOB_ANSWERED
 
 
 async def _seed(settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:
@@ -37,6 +40,8 @@ async def _seed(settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:
         ids = await insert_job(runtime.db, JOB, job_outputs())  # ASIA refuses the tiananmen question
         report = await create_difference_report(runtime, JOB)
         assert report is not None
+        await insert_job(runtime.db, JOB_ANSWERED, job_outputs(refuse_in=None))
+        assert await create_difference_report(runtime, JOB_ANSWERED) is not None
         return report, ids
     finally:
         await runtime.stop()
