@@ -568,3 +568,26 @@ def print_comparison(comparison: Mapping[str, Any], console: Any) -> None:
     )
     _print_table(console, "Answers that changed class", bias["class_changes"], "none")
     _print_table(console, "Similarity drift", bias["similarity_drift"][:20], "none")
+
+
+def find_reports_dir(start: Path | None = None) -> Path | None:
+    """Where run folders live: the session's (``BEACON_SESSION_FILE``) parent, else the nearest
+    ``reports/`` at or above ``start`` (the working directory)."""
+    from beacon.harness.session import read_session_file
+
+    shared = read_session_file()
+    if shared is not None:
+        return Path(str(shared["run_dir"])).parent
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "reports").is_dir():
+            return folder / "reports"
+    return None
+
+
+def recent_runs(reports_dir: Path | None, count: int = 2) -> list[Path]:
+    """The ``count`` most recent run folders (with a summary.json) under ``reports_dir``, oldest first."""
+    if reports_dir is None:
+        return []
+    runs = [p.parent for p in reports_dir.glob("*/summary.json")]
+    return sorted(runs, key=lambda p: (p / "summary.json").stat().st_mtime)[-count:]

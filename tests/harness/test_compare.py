@@ -26,7 +26,9 @@ def with_findings(run_dir: Path, seeded: SeededRunner, job_id: str) -> None:
         rows = findings.collect_difference_reports(
             client, [job_id], public_keys=trust.public_keys, vkeys=trust.vkeys, out_dir=artefacts / "dr"
         )
-    PhaseResults(run_dir / "results" / "t+45.json", phase="t+45").table(findings.TABLE, rows)
+    results = PhaseResults(run_dir / "results" / "t+45.json", phase="t+45")
+    results.table(findings.TABLE, rows)
+    results.finish()
     summary = json.loads((run_dir / "summary.json").read_text())
     summary["phases"][1]["results"]["tables"][findings.TABLE] = rows
     summary["phases"][1]["results"]["measurements"] = [
