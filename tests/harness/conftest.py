@@ -20,6 +20,7 @@ from tests.benchmark.jobdata import insert_job
 from tests.benchmark.test_report import job_outputs
 from tests.cli.test_tlog import Runner
 
+TOKENS = {"admin": "adm-findings-token", "operator": "op-findings-token", "viewer": "view-findings-token"}
 JOB = "job-findings-1"
 JOB_ANSWERED = "job-findings-2"
 """The same questions, where ASIA answers instead of refusing (a later run whose answer changed)."""
@@ -51,7 +52,13 @@ async def _seed(settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:
 def seeded_runner(make_settings: Callable[..., Any], tmp_path: Path) -> Iterator[SeededRunner]:
     key_file = tmp_path / "runner-key.json"
     write_key_file(Ed25519Key.generate(), key_file)
-    settings = make_settings(data_dir=tmp_path / "runner", runner_key_file=key_file)
+    settings = make_settings(
+        data_dir=tmp_path / "runner",
+        runner_key_file=key_file,
+        admin_tokens=[TOKENS["admin"]],
+        operator_tokens=[TOKENS["operator"]],
+        viewer_tokens=[TOKENS["viewer"]],
+    )
     report, ids = asyncio.run(_seed(settings))
     with Runner(settings) as running:
         yield SeededRunner(running.url, JOB, report, ids)
