@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from beacon.benchmark.report import SKIPPED_BENCHMARKS
 from beacon.canonical import jcs
 from beacon.client import BeaconClient, BeaconError
 from beacon.harness import findings
@@ -337,7 +338,8 @@ def verify_difference_reports(state: Verification, results: PhaseResults) -> lis
     multi = [
         job_id
         for job_id, job in state.jobs.items()
-        if len({e["region"] for e in job.get("executions") or [] if e.get("status") == "completed"}) >= 2
+        if job.get("benchmark") not in SKIPPED_BENCHMARKS
+        and len({e["region"] for e in job.get("executions") or [] if e.get("status") == "completed"}) >= 2
     ]
     rows = findings.collect_difference_reports(
         state.client,
