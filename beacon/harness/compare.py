@@ -440,13 +440,18 @@ def figures(comparison: Mapping[str, Any]) -> dict[str, bytes | None]:
 # --- the HTML page ---------------------------------------------------------------------------------------
 
 
+def _shown(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "–"
+    return f"{value:.4g}" if isinstance(value, float) else value
+
+
 def _table(rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> Markup:
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     if frame.empty:
         return Markup("<p class='muted'>no data</p>")
-    html = frame.to_html(
-        index=False, escape=True, na_rep="–", classes="data", border=0, float_format=lambda v: f"{v:.4g}"
-    )
+    shown = frame.astype(object).map(_shown)
+    html = shown.to_html(index=False, escape=True, classes="data", border=0)
     return Markup(html)  # noqa: S704 (pandas escaped every cell)
 
 
@@ -482,7 +487,7 @@ def render_comparison(run_dirs: Sequence[Path], out: Path) -> Path:
         end_to_end=_table(wide(comparison["end_to_end"], ["region"], ["n", "mean_s", "max_s"])),
         api=_table(wide(comparison["api"], ["route"], ["n", "p50_s", "p95_s"])),
         queue=_table(comparison["queue"]),
-        environment=_table(comparison["environment"]),
+        environment=_table(sorted(comparison["environment"], key=lambda r: not r["changed"])),
         bias_reports=_table(comparison["bias"]["reports"]),
         class_changes=_table(comparison["bias"]["class_changes"]),
         drift=_table(comparison["bias"]["similarity_drift"]),

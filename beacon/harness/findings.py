@@ -262,6 +262,7 @@ def item_label(model: Any, question_id: Any, variant: Any, *, models: int = 1) -
 
 
 def _evidence_summary(classification: Mapping[str, Any] | None) -> str:
+    """The classifier's evidence in a line: rules matched (with the text), flagged sentences, loops."""
     if not classification:
         return ""
     evidence = classification.get("evidence") or {}
@@ -269,14 +270,17 @@ def _evidence_summary(classification: Mapping[str, Any] | None) -> str:
     if evidence.get("reason"):
         parts.append(str(evidence["reason"]))
     for rule in evidence.get("rules") or []:
-        matched = rule.get("matched") or rule.get("text") or ""
-        parts.append(f"rule {rule.get('id')} ({rule.get('label')}): “{str(matched)[:60]}”")
-    flagged = evidence.get("flagged_sentences") or []
-    if flagged:
-        parts.append(f"{len(flagged)} flagged sentence(s)")
+        matched = rule.get("match") or rule.get("matched") or ""
+        parts.append(
+            f"rule {rule.get('rule') or rule.get('id')} ({rule.get('label')}): “{str(matched)[:60]}”"
+        )
+    for sentence in (evidence.get("flagged_sentences") or [])[:2]:
+        parts.append(
+            f"flagged as {sentence.get('class')} ({sentence.get('share')}): “{str(sentence.get('text'))[:80]}”"
+        )
     if evidence.get("hedged"):
         parts.append("hedged")
-    if evidence.get("repeated_share") is not None:
+    if evidence.get("repeated_share"):
         parts.append(f"repeated share {evidence['repeated_share']}")
     if classification.get("reason"):
         parts.append(str(classification["reason"]))

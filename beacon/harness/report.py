@@ -291,7 +291,7 @@ def _bias_section(run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
                 "metrics_table": _html_table(j["metrics"], ["metric", "value", "level"]),
                 "findings_table": _html_table(j["report_findings"], ["level", "metric", "value", "text"]),
                 "answers_table": _html_table(
-                    j["answers"],
+                    j["answers"].astype(object).fillna("–"),
                     [
                         "question_id",
                         "variant",
