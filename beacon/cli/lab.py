@@ -34,8 +34,11 @@ def lab(
     run_dir: Path | None = typer.Option(
         None, "--run-dir", help="The session's run folder (default reports/lab-<time>/).", show_default=False
     ),
-    notebooks: Path = typer.Option(
-        Path("notebooks"), "--notebooks", help="JupyterLab's root folder (the phase notebooks)."
+    notebooks: Path | None = typer.Option(
+        None,
+        "--notebooks",
+        help="JupyterLab's root folder (default: ./notebooks when there is one, else this folder).",
+        show_default=False,
     ),
 ) -> None:
     """Start a shared runner and JupyterLab on the notebooks; every notebook joins the same session.
@@ -72,7 +75,8 @@ def lab(
         written_by="beacon lab",
     )
     env[SESSION_FILE_ENV] = str(session_file)
-    command = list(ctx.args) or ["jupyter", "lab", f"--ServerApp.root_dir={notebooks.resolve()}"]
+    root = notebooks or (Path("notebooks") if Path("notebooks").is_dir() else Path.cwd())
+    command = list(ctx.args) or ["jupyter", "lab", f"--ServerApp.root_dir={root.resolve()}"]
     console.print(f"runner {runner}; run folder {folder}; session file {session_file}")
     console.print(f"running: {' '.join(command)}")
     try:
