@@ -60,8 +60,10 @@ def _host(summary: Mapping[str, Any]) -> dict[str, Any]:
         "host.gpu": gpus,
         "host.python": host.get("python"),
         "beacon_version": summary.get("beacon_version"),
-        "runner": (summary.get("runner") or {}).get("url"),
-        "runner.embedded": (summary.get("runner") or {}).get("embedded"),
+        # an embedded runner gets a new port each run: its URL is not a change of runner
+        "runner": "embedded"
+        if (summary.get("runner") or {}).get("embedded")
+        else (summary.get("runner") or {}).get("url"),
     }
 
 
@@ -295,8 +297,8 @@ def _bias(
 
     Jobs differ between runs; answers are matched by (benchmark, model, question, variant, region).
     """
-    classes: dict[tuple[Any, ...], dict[str, Any]] = {}
-    similarities: dict[tuple[Any, ...], dict[str, Any]] = {}
+    classes: dict[tuple[Any, ...], dict[str, set[str]]] = {}
+    similarities: dict[tuple[Any, ...], dict[str, list[float]]] = {}
     reports = []
     for tag, run_dir, summary in zip(tags, run_dirs, summaries, strict=True):
         jobs = bias_findings.load_findings(run_dir, summary)
@@ -306,12 +308,16 @@ def _bias(
             answers = bias_findings.answers_frame(job)
             for answer in answers.to_dict("records"):
                 key = (benchmark, answer["model"], answer["question_id"], answer["variant"], answer["region"])
-                classes.setdefault(key, {})[tag] = answer["class"]
+                classes.setdefault(key, {}).setdefault(tag, set()).add(str(answer["class"]))
             for row in bias_findings.similarity_frame(job).itertuples():
                 key = (benchmark, row.model, row.question_id, row.variant, row.pair)
-                similarities.setdefault(key, {})[tag] = row.similarity
+                if row.similarity is not None and not pd.isna(row.similarity):
+                    similarities.setdefault(key, {}).setdefault(tag, []).append(float(row.similarity))
     changed = []
-    for (benchmark, model, question, variant, region), per_run in classes.items():
+    # Several jobs of a run may ask the same question: a run's value is the set of its classes
+    # (shown "complete/refusal") and the mean of its similarities.
+    for (benchmark, model, question, variant, region), labels_per_run in classes.items():
+        per_run = {tag: "/".join(sorted(found)) for tag, found in labels_per_run.items()}
         if len(per_run) > 1 and len(set(per_run.values())) > 1:
             changed.append(
                 {
@@ -324,8 +330,9 @@ def _bias(
                 }
             )
     drift = []
-    for (benchmark, model, question, variant, pair), per_run in similarities.items():
-        values = [float(v) for v in per_run.values() if v is not None]
+    for (benchmark, model, question, variant, pair), values_per_run in similarities.items():
+        means = {tag: sum(found) / len(found) for tag, found in values_per_run.items()}
+        values = list(means.values())
         if len(values) < 2:
             continue
         moved = max(values) - min(values)
@@ -337,7 +344,7 @@ def _bias(
                     "question_id": question,
                     "variant": variant,
                     "pair": pair,
-                    **{tag: per_run.get(tag) for tag in tags},
+                    **{tag: means.get(tag) for tag in tags},
                     "drift": moved,
                 }
             )
