@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
+import os
 import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -483,8 +484,13 @@ def render_comparison(run_dirs: Sequence[Path], out: Path) -> Path:
     env = Environment(
         loader=PackageLoader("beacon.harness", "templates"), autoescape=select_autoescape(["html", "j2"])
     )
+    hrefs = {
+        r["label"]: os.path.relpath(Path(r["folder"]).resolve() / "index.html", out.resolve().parent)
+        for r in comparison["runs"]
+    }
     html = env.get_template(TEMPLATE).render(
         c=comparison,
+        hrefs=hrefs,
         images=images,
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         criteria=_table(comparison["criteria"]),

@@ -533,6 +533,15 @@ def refusal_rates_plot(rates: pd.DataFrame) -> bytes | None:
     ax.bar(positions, rows["evasion_rate"], bottom=rows["refusal_rate"], color="#ffb300", label="evasive")
     for position, row in zip(positions, rows.itertuples(), strict=True):
         ax.text(position, float(row.withholding_rate) + 0.02, f"n={row.analysed}", ha="center", fontsize=8)
+    if not rows["withholding_rate"].astype(float).any():
+        ax.text(
+            (len(rows) - 1) / 2,
+            0.5,
+            f"no refusal or evasion in {int(rows['analysed'].sum())} analysed answers",
+            ha="center",
+            fontsize=10,
+            color="#616161",
+        )
     ax.set_xticks(list(positions), labels, fontsize=8)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("share of analysed answers")
