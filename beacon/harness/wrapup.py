@@ -189,9 +189,9 @@ def next_steps(
             if check["status"] == "fail":
                 steps.append(f"fix {phase}/{check['id']}")
             elif check["status"] != "pass":
-                steps.append(
-                    f"exercise {phase}/{check['id']} ({(check.get('detail') or 'not exercised')[:120]})"
-                )
+                reason = str(check.get("detail") or "not exercised")
+                reason = reason if len(reason) <= 120 else reason[:119] + "…"
+                steps.append(f"exercise {phase}/{check['id']} ({reason})")
     if plan is not None:
         steps += [f"run phase {p.id}" for p in plan.phases if p.id != PHASE and p.id not in documents]
     if not documents:
