@@ -48,8 +48,8 @@ day1: setup ## Run the whole Day-1 plan against an embedded runner; writes repor
 	@# Options pass through: make day1 DAY1_ARGS="--runner https://runner.example --fail-fast"
 	$(BIN)/beacon day1 $(DAY1_ARGS)
 
-lab: setup ## Open JupyterLab with the `beacon` kernel on notebooks/ (an empty runner_url starts an embedded runner)
-	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
+lab: setup ## JupyterLab on notebooks/ with one shared embedded runner and run folder (reports/lab-<time>/session.json)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/beacon lab $(LAB_ARGS)
 
 bench: setup ## Run the benchmarks in bench/ (each prints ratios against a named peer)
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

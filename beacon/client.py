@@ -19,12 +19,15 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
 
 from beacon import __version__
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -754,6 +757,38 @@ class BeaconClient(_Base):
             time.sleep(interval)
 
     # questions, executions, receipts
+    # the common tables as pandas DataFrames (beacon.frames; pandas is imported on first use)
+    def jobs_frame(self, limit: int = 100, status: str | None = None) -> pd.DataFrame:
+        """The most recent jobs, one row each."""
+        from beacon.frames import jobs_frame
+
+        return jobs_frame(self.jobs(limit=limit, status=status).get("jobs", []))
+
+    def executions_frame(self, job_ids: Sequence[str]) -> pd.DataFrame:
+        """The executions of ``job_ids``: region, model, status, latency_s, queue_s, backend …"""
+        from beacon.frames import executions_frame
+
+        return executions_frame(self.job(job_id, include_executions=True) for job_id in job_ids)
+
+    def receipts_frame(self, job_ids: Sequence[str]) -> pd.DataFrame:
+        """The signed receipts of the executions of ``job_ids`` that have one (not verified here:
+        :mod:`beacon.harness.verification` does that)."""
+        from beacon.frames import receipts_frame
+
+        receipts = [
+            self.receipt(execution["id"])
+            for job_id in job_ids
+            for execution in self.job(job_id, include_executions=True).get("executions") or []
+            if execution.get("receipt_id")
+        ]
+        return receipts_frame(receipts)
+
+    def diffs_frame(self, limit: int = 100) -> pd.DataFrame:
+        """The difference reports the runner lists, newest first."""
+        from beacon.frames import diffs_frame
+
+        return diffs_frame(self.diffs(limit=limit).get("diffs", []))
+
     def questions(self) -> JSON:
         return self.send(ROUTES.questions())
 

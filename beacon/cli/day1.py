@@ -130,29 +130,42 @@ def day1(
 
 
 def report(
-    run_dir: Path = typer.Argument(None, help="A run folder, reports/<run-id>.", show_default=False),
-    compare: tuple[Path, Path] | None = typer.Option(
-        None, "--compare", help="Two run folders A B: what changed from A to B.", show_default=False
+    run_dirs: list[Path] = typer.Argument(
+        None, help="A run folder (reports/<run-id>); with --compare, two or more.", show_default=False
+    ),
+    compare: bool = typer.Option(
+        False, "--compare", help="Compare the runs A B [C …] (A is the baseline) and write an HTML page."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="With --compare: the page to write (default: compare-A-vs-B….html beside the runs).",
     ),
     as_json: bool = typer.Option(False, "--json", help="With --compare: print the comparison as JSON."),
 ) -> None:
-    """Re-render reports/<run-id>/index.html from its summary.json, or compare two runs."""
-    from beacon.harness.report import compare_runs, load_summary, render_report
+    """Re-render reports/<run-id>/index.html from its summary.json, or compare runs (--compare A B [C …])."""
+    from beacon.harness.report import load_summary, render_report
 
     console = Console()
+    folders = list(run_dirs or [])
     if compare:
+        from beacon.harness.compare import compare_runs, default_output, print_comparison, render_comparison
+
         try:
-            diff = compare_runs(compare[0], compare[1])
+            diff = compare_runs(folders)
+            page = render_comparison(folders, out or default_output(folders))
         except ValueError as exc:
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(2) from None
         if as_json:
             typer.echo(json.dumps(diff, indent=2, default=str))
             return
-        _print_comparison(diff, console)
+        print_comparison(diff, console)
+        console.print(f"wrote {page}")
         return
-    if run_dir is None:
-        raise typer.BadParameter("give a run folder, or --compare A B")
+    if len(folders) != 1:
+        raise typer.BadParameter("give one run folder, or --compare A B [C …]")
+    run_dir = folders[0]
     try:
         path = render_report(run_dir)
         summary = load_summary(run_dir)
@@ -161,42 +174,6 @@ def report(
         raise typer.Exit(2) from None
     print_summary(summary, run_dir, console)
     console.print(f"re-rendered {path}")
-
-
-def _print_comparison(diff: dict[str, Any], console: Console) -> None:
-    a, b = diff["a"], diff["b"]
-    console.print(
-        f"A = {a['run_id']} ({_styled(a['status'])}, {a['duration_s']:.1f}s)   "
-        f"B = {b['run_id']} ({_styled(b['status'])}, {b['duration_s']:.1f}s)"
-    )
-    phases = Table(title="Phases", title_justify="left")
-    for column in ("phase", "A", "B", "A time", "B time", "Δ"):
-        phases.add_column(column)
-    for row in diff["phases"]:
-        delta = row["delta_s"]
-        phases.add_row(
-            row["phase"],
-            _styled(row["status_a"]),
-            _styled(row["status_b"]),
-            "–" if row["duration_a_s"] is None else f"{row['duration_a_s']:.1f}s",
-            "–" if row["duration_b_s"] is None else f"{row['duration_b_s']:.1f}s",
-            "–" if delta is None else f"{delta:+.1f}s",
-        )
-    console.print(phases)
-    changed = Table(title="Checks whose verdict changed", title_justify="left")
-    for column in ("phase", "check", "A", "B", "B actual"):
-        changed.add_column(column)
-    for row in diff["changed_checks"]:
-        changed.add_row(
-            row["phase"], row["check"], _styled(row["a"]), _styled(row["b"]), str(row["actual_b"])[:60]
-        )
-    console.print(changed if diff["changed_checks"] else "no check changed its verdict")
-    criteria = Table(title="Success criteria", title_justify="left")
-    for column in ("criterion", "A", "B"):
-        criteria.add_column(column)
-    for row in diff["criteria"]:
-        criteria.add_row(row["title"], _styled(row["a"]), _styled(row["b"]))
-    console.print(criteria)
 
 
 def verify_report_command(

@@ -7,6 +7,7 @@ import contextlib
 import signal
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -55,6 +56,14 @@ def serve(
         None, min=1, help="Executions at a time per in-process worker (default BEACON_WORKER_CONCURRENCY)."
     ),
     drain_timeout: float = typer.Option(30.0, help="Seconds to let in-process workers finish on shutdown."),
+    session_file: Path | None = typer.Option(
+        None,
+        "--session-file",
+        help="Once listening, write a JupyterLab session file here (URL and token variable NAMES, never "
+        "tokens; its folder is the session's run folder): notebooks with an empty runner_url use it "
+        "when BEACON_SESSION_FILE names it.",
+        show_default=False,
+    ),
 ) -> None:
     """Run the runner: the HTTP API, the outbox relay and the sweeper — and, in embedded mode (or
     without REDIS_URL), one worker per region. Prints "Beacon listening on URL" once it accepts
@@ -63,7 +72,13 @@ def serve(
     sock = _bind(host, port)
     asyncio.run(
         _serve(
-            settings, sock, relay=relay, sweeper=sweeper, concurrency=concurrency, drain_timeout=drain_timeout
+            settings,
+            sock,
+            relay=relay,
+            sweeper=sweeper,
+            concurrency=concurrency,
+            drain_timeout=drain_timeout,
+            session_file=session_file,
         )
     )
 
@@ -76,6 +91,7 @@ async def _serve(
     sweeper: bool,
     concurrency: int | None,
     drain_timeout: float,
+    session_file: Path | None = None,
 ) -> None:
     import uvicorn
 
@@ -123,6 +139,13 @@ async def _serve(
             else "service: Redis queue"
         )
         print(f"Beacon listening on http://{shown}:{bound_port} ({mode})", flush=True)
+        if session_file is not None:
+            from beacon.harness.session import write_session_file
+
+            write_session_file(
+                session_file, runner_url=f"http://{shown}:{bound_port}", run_dir=session_file.parent
+            )
+            print(f"session file {session_file} (export BEACON_SESSION_FILE={session_file})", flush=True)
         await server.serve(sockets=[sock])
     finally:
         await pipeline.stop(drain=True, timeout_s=drain_timeout)

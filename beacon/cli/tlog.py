@@ -275,13 +275,10 @@ def verify_receipt(
 
 def _check_receipt_signature(receipt: dict[str, Any], keys: list[bytes]) -> str:
     """The runner key (base64) that signed ``receipt``; execution receipts get their field checks too."""
+    from beacon.harness.evidence import verify_runner_signature
     from beacon.keys import b64encode
-    from beacon.receipts import RECEIPT_SCHEMA
-    from beacon.receipts import verify_receipt as verify_execution_receipt
-    from beacon.signing import signed_by, verify_document
 
-    check = verify_execution_receipt if receipt.get("schema") == RECEIPT_SCHEMA else verify_document
-    return b64encode(signed_by(receipt, keys, check))
+    return verify_runner_signature(receipt, [b64encode(key) for key in keys])
 
 
 def _proof_text(document: Any, proof: str | None, runner: str | None, index: int | None) -> str | None:

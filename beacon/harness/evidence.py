@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from beacon.signing import SignatureError, signed_by
+from beacon.receipts import RECEIPT_SCHEMA, verify_receipt
+from beacon.signing import SignatureError, signed_by, verify_document
 from beacon.transparency.checkpoint import CheckpointError, SignedCheckpoint, open_checkpoint
 from beacon.transparency.merkle import ProofError, verify_consistency
 from beacon.transparency.note import NoteError, Verifier
@@ -37,9 +38,14 @@ def verifiers(vkeys: Iterable[str]) -> list[Verifier]:
 
 def verify_runner_signature(receipt: dict[str, Any], public_keys: Sequence[str]) -> str:
     """The runner key (base64) that signed ``receipt`` (or any Beacon document: a difference report …);
-    EvidenceError if none of ``public_keys`` did."""
+    EvidenceError if none of ``public_keys`` did.
+
+    An execution receipt is checked as a receipt (its id from execution and attempt, its output
+    hash), not only its signature — the same check as ``beacon verify-receipt`` and ``verify-bundle``.
+    """
+    check = verify_receipt if receipt.get("schema") == RECEIPT_SCHEMA else verify_document
     try:
-        return signed_by(receipt, public_keys)
+        return signed_by(receipt, public_keys, check)
     except SignatureError as exc:
         raise EvidenceError(f"receipt signature: {exc}") from exc
 

@@ -12,8 +12,11 @@ import time
 from datetime import datetime
 from typing import Any
 
+from beacon.frames import execution_rows, inference_seconds
 from beacon.intake import sign_jobspec, stamp
 from beacon.keys import Ed25519Key
+
+__all__ = ["execution_rows", "inference_seconds"]  # the rows live in beacon.frames (the client uses them)
 
 JOB_STATES = ("created", "enqueued", "executing", "completed", "failed", "cancelled", "timed_out")
 
@@ -102,48 +105,6 @@ def timeline_rows(job: dict[str, Any]) -> list[dict[str, Any]]:
 def states_in_order(rows: list[dict[str, Any]]) -> list[str]:
     """The distinct states of a timeline, in order of first appearance."""
     return list(dict.fromkeys(row["state"] for row in rows))
-
-
-def inference_seconds(timings: dict[str, Any] | None) -> float | None:
-    """Time the backend spent answering, without loading the model or waiting for it."""
-    if not timings:
-        return None
-    total = timings.get("total")
-    if not isinstance(total, int | float):
-        duration = timings.get("duration_s")
-        return float(duration) if isinstance(duration, int | float) else None
-    overhead = sum(v for k in ("load", "wait") if isinstance(v := timings.get(k), int | float))
-    return max(0.0, float(total) - overhead)
-
-
-def execution_rows(job: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per execution of a job fetched with ``include=executions`` (table ``executions``)."""
-    rows = []
-    for execution in job.get("executions") or []:
-        timings = execution.get("timings") or {}
-        rows.append(
-            {
-                "job_id": job["id"],
-                "execution_id": execution["id"],
-                "region": execution["region"],
-                "served_region": execution.get("served_region"),
-                "model": execution["model"],
-                "question_id": execution["question_id"],
-                "variant": execution.get("variant"),
-                "status": execution["status"],
-                "backend": execution.get("backend"),
-                "provider_id": execution.get("provider_id"),
-                "latency_s": inference_seconds(timings),
-                "duration_s": timings.get("duration_s"),
-                "queue_s": timings.get("queue_wait_s"),
-                "tokens_out": execution.get("tokens_out"),
-                "tokens_per_s": timings.get("tokens_per_s"),
-                "receipt_id": execution.get("receipt_id"),
-                "leaf_index": execution.get("leaf_index"),
-                "error_code": execution.get("error_code"),
-            }
-        )
-    return rows
 
 
 def peak_concurrent_regions(jobs: list[dict[str, Any]]) -> int:

@@ -26,6 +26,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from beacon.harness import findings as bias_findings
 from beacon.harness import plots
 from beacon.harness.monitor import read_monitor
 from beacon.harness.runner import SUMMARY_SCHEMA
@@ -267,10 +268,68 @@ def render_report(run_dir: Path) -> Path:
         ],
         attestation=attestation,
         attestation_error=attestation_error,
+        bias=_bias_section(run_dir, summary),
     )
     out = run_dir / "index.html"
     out.write_text(html, encoding="utf-8")
     return out
+
+
+def _img(png: bytes | None, alt: str) -> Markup | None:
+    if png is None:
+        return None
+    encoded = base64.b64encode(png).decode("ascii")
+    return Markup(f'<img alt="{alt}" src="data:image/png;base64,{encoded}">')  # noqa: S704
+
+
+def _bias_section(run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """The findings section's context: each saved difference report's tables and figures."""
+    context = bias_findings.section_context(run_dir, summary)
+    jobs = []
+    for j in context["jobs"]:
+        jobs.append(
+            {
+                **j,
+                "heatmap_image": _img(j["heatmap"], "similarity per question and region pair"),
+                "metrics_table": _html_table(j["metrics"], ["metric", "value", "level"]),
+                "findings_table": _html_table(j["report_findings"], ["level", "metric", "value", "text"]),
+                "answers_table": _html_table(
+                    j["answers"].astype(object).fillna("–"),
+                    [
+                        "question_id",
+                        "variant",
+                        "model",
+                        "region",
+                        "class",
+                        "confidence",
+                        "factual",
+                        "evidence",
+                        "excerpt",
+                        "output_matches_report",
+                    ],
+                ),
+                "similarity_table": _html_table(
+                    j["similarity"],
+                    [
+                        "question_id",
+                        "variant",
+                        "model",
+                        "pair",
+                        "similarity",
+                        "jaccard",
+                        "classification",
+                        "reasons",
+                        "summary",
+                    ],
+                ),
+                "attribution_table": _html_table(j["attribution"], ["field", "value"]),
+            }
+        )
+    return {
+        "jobs": jobs,
+        "refusal_image": _img(context["refusal_png"], "refusal rate per region and model"),
+        "rates_table": _html_table(context["rates"]) if jobs else Markup(""),
+    }
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -279,61 +338,3 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return value if isinstance(value, dict) else None
-
-
-# --- comparing two runs -----------------------------------------------------------------------------
-
-
-def compare_runs(a_dir: Path, b_dir: Path) -> dict[str, Any]:
-    """What changed from run A to run B: phase status and duration, check verdicts, criteria."""
-    a, b = load_summary(a_dir), load_summary(b_dir)
-    a_phases = {p["id"]: p for p in a["phases"]}
-    b_phases = {p["id"]: p for p in b["phases"]}
-    phases = []
-    for phase_id in dict.fromkeys([*a_phases, *b_phases]):
-        pa, pb = a_phases.get(phase_id, {}), b_phases.get(phase_id, {})
-        da, db = pa.get("duration_s"), pb.get("duration_s")
-        phases.append(
-            {
-                "phase": phase_id,
-                "status_a": pa.get("status", "absent"),
-                "status_b": pb.get("status", "absent"),
-                "duration_a_s": da,
-                "duration_b_s": db,
-                "delta_s": (db - da) if da is not None and db is not None else None,
-            }
-        )
-    checks = []
-    for phase_id in dict.fromkeys([*a_phases, *b_phases]):
-        ca = {c["id"]: c for c in (a_phases.get(phase_id, {}).get("results") or {}).get("checks", [])}
-        cb = {c["id"]: c for c in (b_phases.get(phase_id, {}).get("results") or {}).get("checks", [])}
-        for check_id in dict.fromkeys([*ca, *cb]):
-            sa = ca.get(check_id, {}).get("status", "absent")
-            sb = cb.get(check_id, {}).get("status", "absent")
-            if sa != sb:
-                checks.append(
-                    {
-                        "phase": phase_id,
-                        "check": check_id,
-                        "a": sa,
-                        "b": sb,
-                        "actual_b": cb.get(check_id, {}).get("actual"),
-                    }
-                )
-    a_criteria = {c["id"]: c for c in a.get("criteria", [])}
-    criteria = [
-        {
-            "criterion": c["id"],
-            "title": c["title"],
-            "a": a_criteria.get(c["id"], {}).get("status", "absent"),
-            "b": c["status"],
-        }
-        for c in b.get("criteria", [])
-    ]
-    return {
-        "a": {"run_id": a["run_id"], "status": a["status"], "duration_s": a["duration_s"]},
-        "b": {"run_id": b["run_id"], "status": b["status"], "duration_s": b["duration_s"]},
-        "phases": phases,
-        "changed_checks": checks,
-        "criteria": criteria,
-    }

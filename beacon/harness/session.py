@@ -6,23 +6,118 @@
     results.watch(session.log)          # every HTTP call lands in the phase results
     session.admin.whoami()
 
-With an empty ``runner_url`` (a notebook opened by hand in JupyterLab) the session starts an
-embedded runner of its own, exports its tokens under the given variable names, and stops it when
-the kernel exits; ``beacon day1`` passes the URL of the runner it started instead.
+``beacon day1`` passes the URL of the runner it started. With an empty ``runner_url`` (a notebook
+opened by hand in JupyterLab) the session reads the **session file** named by ``BEACON_SESSION_FILE``
+(``make lab`` / ``beacon lab`` and ``beacon serve --embedded --session-file`` write it): the runner's
+URL, the *names* of the variables holding its tokens, its log, and the run folder every phase of the
+session writes its results and artefacts to — so the notebooks share one runner and one results
+folder. The file never holds a token (decision 1401). Without a session file the notebook starts an
+embedded runner of its own, with a fresh run folder under the system's temporary directory.
+
+Phases that need earlier phases say so in their first cell and call :func:`require_phases`.
 """
 
 from __future__ import annotations
 
 import atexit
+import datetime as dt
+import json
 import os
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from beacon.client import BeaconClient, CallLog
 from beacon.harness.launcher import EmbeddedRunner
+from beacon.harness.plan import slug
+from beacon.harness.results import PhaseResults, load_phase_results
 from beacon.keys import Ed25519Key, read_key_file
 
 ROLES = ("admin", "operator", "viewer")
+SESSION_FILE_ENV = "BEACON_SESSION_FILE"
+SESSION_SCHEMA = "beacon.lab-session/v1"
+
+
+class SessionFileError(ValueError):
+    """The session file is missing, unreadable, or not a Beacon session file."""
+
+
+class PhaseOrderError(RuntimeError):
+    """A phase needs the results of earlier phases that this run folder does not hold."""
+
+
+def write_session_file(
+    path: Path,
+    *,
+    runner_url: str,
+    run_dir: Path,
+    token_envs: Mapping[str, str] | None = None,
+    signing_key_env: str = "BEACON_SIGNING_KEY_FILE",
+    runner_log: Path | None = None,
+    written_by: str = "beacon",
+) -> Path:
+    """Write the session file notebooks read when ``runner_url`` is empty (names only, never tokens)."""
+    document = {
+        "schema": SESSION_SCHEMA,
+        "runner_url": runner_url,
+        "run_dir": str(run_dir.resolve()),
+        "token_envs": dict(
+            token_envs or {"admin": "ADMIN_TOKEN", "operator": "OPERATOR_TOKEN", "viewer": "VIEWER_TOKEN"}
+        ),
+        "signing_key_env": signing_key_env,
+        "runner_log": str(runner_log.resolve()) if runner_log else None,
+        "written_by": written_by,
+        "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "pid": os.getpid(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_session_file(path: Path | None = None) -> dict[str, Any] | None:
+    """The session file at ``path`` (default: ``$BEACON_SESSION_FILE``), or None when none is named."""
+    if path is None:
+        named = os.environ.get(SESSION_FILE_ENV, "").strip()
+        if not named:
+            return None
+        path = Path(named)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SessionFileError(f"{path}: cannot read the session file ({exc})") from exc
+    if not isinstance(document, dict) or document.get("schema") != SESSION_SCHEMA:
+        raise SessionFileError(f"{path}: not a {SESSION_SCHEMA} file")
+    return document
+
+
+def require_phases(results_dir: Path | None, needs: Sequence[str], *, phase: str) -> None:
+    """Raise :class:`PhaseOrderError`, saying what to run first, unless every phase in ``needs``
+    completed its results in ``results_dir`` (the run folder's ``results/``)."""
+    missing = []
+    for needed in needs:
+        path = results_dir / f"{slug(needed)}.json" if results_dir else None
+        try:
+            document = load_phase_results(path) if path else None
+        except ValueError:
+            document = None
+        if document is None or document.get("status") != "completed":
+            missing.append(needed)
+    if missing:
+        where = (
+            str(results_dir)
+            if results_dir
+            else "no results folder (results_path is empty and no session file)"
+        )
+        raise PhaseOrderError(
+            f"phase {phase} needs the results of {', '.join(missing)} in {where}: run "
+            f"{'that phase' if len(missing) == 1 else 'those phases'} first in the same session "
+            "(make lab, then the notebooks in order), or the whole plan with beacon day1"
+        )
 
 
 @dataclass
@@ -39,6 +134,34 @@ class Session:
     embedded: EmbeddedRunner | None = None
     missing: dict[str, str] = field(default_factory=dict)
     """Role → why it has no client (its variable is unset)."""
+    run_dir: Path | None = None
+    """The run folder of a JupyterLab session (results/ and artefacts/), None under beacon day1."""
+
+    def results_file(self, phase: str, results_path: str = "") -> Path | None:
+        """Where phase ``phase`` writes its results: ``results_path``, else the session's run folder."""
+        if results_path:
+            return Path(results_path)
+        return self.run_dir / "results" / f"{slug(phase)}.json" if self.run_dir else None
+
+    def results_dir(self, results_path: str = "") -> Path | None:
+        """The folder holding every phase's results of this run (for :func:`require_phases`)."""
+        file = self.results_file("x", results_path)
+        return file.parent if file else None
+
+    def phase_results(self, phase: str, results_path: str = "", *, title: str | None = None) -> PhaseResults:
+        """The phase's results document, written under the run folder."""
+        return PhaseResults(self.results_file(phase, results_path), phase=phase, title=title)
+
+    def artefacts_dir(self, phase: str, results_path: str = "") -> Path:
+        """Where the phase saves files: ``<run folder>/artefacts/<phase>``, never the notebook's folder."""
+        file = self.results_file(phase, results_path)
+        if file is not None:
+            base = file.resolve().parent.parent
+        else:  # results kept in memory: the files go to a folder of their own, not the checkout
+            base = Path(tempfile.mkdtemp(prefix="beacon-artefacts-"))
+        out = base / "artefacts" / slug(phase)
+        out.mkdir(parents=True, exist_ok=True)
+        return out
 
     def client(self, role: str) -> BeaconClient:
         """The client holding ``role``'s token; KeyError saying which variable to set."""
@@ -95,16 +218,29 @@ def open_session(
     """Connect to ``runner_url`` (or start an embedded runner when it is empty)."""
     envs = {"admin": admin_token_env, "operator": operator_token_env, "viewer": viewer_token_env}
     embedded: EmbeddedRunner | None = None
-    if not runner_url:
+    run_dir: Path | None = None
+    shared = read_session_file() if not runner_url else None
+    if shared is not None:
+        runner_url = str(shared["runner_url"])
+        envs.update(shared.get("token_envs") or {})
+        signing_key_env = str(shared.get("signing_key_env") or signing_key_env)
+        runner_log_path = runner_log_path or str(shared.get("runner_log") or "")
+        run_dir = Path(str(shared["run_dir"]))
+    elif not runner_url:
+        run_dir = Path(tempfile.mkdtemp(prefix="beacon-lab-run-"))
+        print(
+            f"no session file (${SESSION_FILE_ENV}): starting an embedded runner for this notebook alone; "
+            f"its results go to {run_dir} (run `make lab` to share one runner between notebooks)"
+        )
         embedded = EmbeddedRunner().start()
         atexit.register(embedded.stop)
         assert embedded.credentials is not None
         os.environ.update(
             embedded.credentials.env(
                 {
-                    "admin": admin_token_env,
-                    "operator": operator_token_env,
-                    "viewer": viewer_token_env,
+                    "admin": envs["admin"],
+                    "operator": envs["operator"],
+                    "viewer": envs["viewer"],
                     "signing_key": signing_key_env,
                 }
             )
@@ -133,4 +269,5 @@ def open_session(
         runner_log=Path(runner_log_path) if runner_log_path else None,
         embedded=embedded,
         missing=missing,
+        run_dir=run_dir,
     )

@@ -6,10 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from beacon.cli import app
-from beacon.harness.report import compare_runs, render_report
+from beacon.harness.report import render_report
 
 T0 = 1_800_000_000.0
 
@@ -218,22 +215,3 @@ def test_report_is_self_contained_with_every_figure(tmp_path: Path) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # findings are escaped
     assert "rc1" in html and "needs a browser" in html
     assert "5 health samples by the run monitor, 0 not 200" in html
-
-
-def test_compare_and_cli(tmp_path: Path) -> None:
-    a, b = make_run(tmp_path, "a"), make_run(tmp_path, "b", status="fail")
-    diff = compare_runs(a, b)
-    assert diff["changed_checks"] == [
-        {"phase": "t+45", "check": "receipts_retrievable", "a": "pass", "b": "fail", "actual_b": 2}
-    ]
-    assert diff["criteria"][0]["a"] == "pass" and diff["criteria"][0]["b"] == "fail"
-    assert {p["phase"]: p["delta_s"] for p in diff["phases"]} == {"t-0": 0.0, "t+45": 0.0}
-    cli = CliRunner()
-    result = cli.invoke(app, ["report", "--compare", str(a), str(b)])
-    assert result.exit_code == 0, result.output
-    assert "receipts_retrievable" in result.output
-    rendered = cli.invoke(app, ["report", str(a)])
-    assert rendered.exit_code == 0 and "re-rendered" in rendered.output
-    (a / "summary.json").write_text("{}")
-    broken = cli.invoke(app, ["report", str(a)])
-    assert broken.exit_code == 2 and "not a Beacon run summary" in " ".join(broken.output.split())

@@ -1,0 +1,82 @@
+"""T+45's checks (beacon.harness.verification) against a real runner that makes them fail."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from beacon.client import BeaconClient
+from beacon.harness import verification as v
+from beacon.harness.evidence import EvidenceError, verify_runner_signature
+from beacon.harness.results import PhaseResults
+from beacon.keys import Ed25519Key
+from beacon.receipts import issue_receipt
+from beacon.signing import sign_document
+from tests.harness.conftest import SeededRunner
+from tests.test_receipts import FACTS
+
+
+def statuses(results: PhaseResults) -> dict[str, str]:
+    return {c["id"]: c["status"] for c in results.checks}
+
+
+def test_receipts_are_checked_as_receipts_not_only_their_signature() -> None:
+    key = Ed25519Key.generate()
+    receipt = issue_receipt(FACTS, key)
+    assert verify_runner_signature(receipt, [key.public_key_b64]) == key.public_key_b64
+    # Re-signed by the runner key after the text changed: the signature verifies, the receipt does not.
+    altered = sign_document({**receipt, "output": {**receipt["output"], "text": "something else"}}, key)
+    with pytest.raises(EvidenceError, match=r"output\.sha256"):
+        verify_runner_signature(altered, [key.public_key_b64])
+    with pytest.raises(EvidenceError):
+        verify_runner_signature(receipt, [Ed25519Key.generate().public_key_b64])
+
+
+def test_a_job_without_receipts_or_bundle_fails_its_checks(
+    seeded_runner: SeededRunner, tmp_path: Path
+) -> None:
+    artefacts = tmp_path / "artefacts" / "t+45"
+    results = PhaseResults(tmp_path / "results" / "t+45.json", phase="t+45")
+    with BeaconClient(seeded_runner.url) as client:
+        state = v.Verification(client, v.fetch_trust(client, artefacts), artefacts)
+        rows = v.verify_receipts(state, [seeded_runner.job_id], results)
+        v.verify_transparency(state, results)
+        v.verify_bundles(state, results)
+        reports = v.verify_difference_reports(state, results)
+        v.record_artefacts(state, results)
+    got = statuses(results)
+    assert len(rows) == 9
+    assert got["receipts_retrievable"] == "fail"  # the executions have receipt ids but no receipts
+    assert got["receipt_signatures_valid"] == "fail" and got["inclusion_proofs_valid"] == "fail"
+    assert got["bundles_cid_verified"] == "fail" and got["bundles_verified"] == "fail"
+    assert got["log_entries_match"] == "fail"  # no receipt has a leaf to compare
+    # The difference report itself is real: signed by the runner, included in the log, and saved.
+    assert got["diffs_available"] == "pass" and got["diff_reports_signed"] == "pass", results.checks
+    (report,) = reports
+    assert report["signature_verified"] and report["inclusion_verified"]
+    saved = json.loads(Path(report["file"]).read_text())
+    assert saved == seeded_runner.report
+    assert got["transparency_root_valid"] == "pass" and got["checkpoint_signature_valid"] == "pass"
+    assert Path(report["file"]).is_relative_to(artefacts)
+
+
+def test_untrusted_keys_and_no_jobs_fail(seeded_runner: SeededRunner, tmp_path: Path) -> None:
+    artefacts = tmp_path / "artefacts"
+    with BeaconClient(seeded_runner.url) as client:
+        trust = v.fetch_trust(client, artefacts)
+        untrusted = v.Trust(public_keys=[Ed25519Key.generate().public_key_b64], vkeys=trust.vkeys)
+        state = v.Verification(client, untrusted, artefacts)
+        results = PhaseResults(None, phase="t+45")
+        v.verify_receipts(state, [seeded_runner.job_id], results)
+        v.verify_difference_reports(state, results)
+        assert statuses(results)["diff_reports_signed"] == "fail"
+
+        empty = PhaseResults(None, phase="t+45")
+        nothing = v.Verification(client, trust, tmp_path / "empty")
+        v.verify_receipts(nothing, [], empty)
+        v.verify_bundles(nothing, empty)
+        v.verify_difference_reports(nothing, empty)
+        v.check_dead_letters(nothing, client, empty)
+    assert set(statuses(empty).values()) == {"fail"}, empty.checks  # zero examined is never a pass
