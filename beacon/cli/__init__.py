@@ -9,6 +9,7 @@
 | tlog.py     | tlog verify-note / monitor, verify-receipt, verify-bundle             |
 | gpu.py      | gpu check / watch, and the ``ollama-metrics`` command                 |
 | day1.py     | day1, report, verify-report                                           |
+| golem.py    | golem devnet up / down / status                                       |
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from beacon.cli import day1, gpu, keys, ops, serve, tlog
+    from beacon.cli import day1, golem, gpu, keys, ops, serve, tlog
 
-    for module in (serve, keys, ops, tlog, gpu, day1):
+    for module in (serve, keys, ops, tlog, gpu, day1, golem):
         module.register(app)
 
 

@@ -614,6 +614,20 @@ def status(directory: str | Path) -> dict[str, Any]:
     }
 
 
+def processes_under(directory: str | Path) -> list[str]:
+    """Live processes whose command line names ``directory`` (yagna data dirs, agents, their children)."""
+    root = str(Path(directory).resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if root in argv and _pid_alive(int(entry.name)):
+                found.append(f"{entry.name}: {argv[:160]}")
+    return found
+
+
 def glm_balance(devnet: Devnet, address: str) -> Decimal:
     chain = devnet.chain()
     try:
@@ -622,4 +636,4 @@ def glm_balance(devnet: Devnet, address: str) -> Decimal:
         chain.close()
 
 
-__all__ = ["ChainError", "Devnet", "DevnetError", "Node", "down", "glm_balance", "status", "up"]
+__all__ = ["ChainError", "Devnet", "DevnetError", "Node", "down", "glm_balance", "processes_under", "status", "up"]
