@@ -45,6 +45,7 @@ import json
 import logging
 import shutil
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -165,7 +166,6 @@ class GolemExecutor:
         self._start_lock = asyncio.Lock()
         self._timelines: dict[str, list[dict[str, Any]]] = {}
         """yapapi job id → its market/activity/payment events (the last MAX_TIMELINES jobs)."""
-        self._task_jobs: dict[int, str] = {}
         self._invoices: dict[str, dict[str, Any]] = {}
         self._invoice_events: dict[str, asyncio.Event] = {}
 
@@ -292,22 +292,20 @@ class GolemExecutor:
         at = time.time()
         job = getattr(event, "job", None)
         job_id = getattr(job, "id", None)
-        task = getattr(event, "task", None)
-        if task is not None and job_id is not None:
-            self._task_jobs[id(task)] = job_id
         agreement = getattr(event, "agreement", None)
         agreement_id = getattr(agreement, "id", None)
         if kind in ("InvoiceReceived", "InvoiceAccepted", "PaymentFailed") and agreement_id:
             invoice = getattr(event, "invoice", None)
-            entry = self._invoices.setdefault(agreement_id, {})
+            record = self._invoices.setdefault(agreement_id, {})
             if invoice is not None:
-                entry.update(
+                record.update(
                     invoice_id=getattr(invoice, "invoice_id", None) or getattr(invoice, "id", None),
                     amount=str(getattr(invoice, "amount", "")),
                     platform=getattr(invoice, "payment_platform", None),
                 )
-            entry["status"] = {"InvoiceReceived": "RECEIVED", "InvoiceAccepted": "ACCEPTED"}.get(kind, "FAILED")
-            entry[f"{kind[7:].lower() or 'failed'}_at"] = at
+            status = {"InvoiceReceived": "RECEIVED", "InvoiceAccepted": "ACCEPTED"}.get(kind, "PAYMENT_FAILED")
+            record["status"] = status
+            record[f"{status.lower()}_at"] = at
             if kind != "InvoiceReceived":
                 self._invoice_events.setdefault(agreement_id, asyncio.Event()).set()
         if job_id is None or kind not in TIMELINE_EVENTS:
@@ -330,10 +328,9 @@ class GolemExecutor:
             entry["success"] = bool(getattr(event, "success", False))
         timeline.append(entry)
 
-    def timeline(self, task: Any) -> list[dict[str, Any]]:
-        """The job's events for ``task``, with ``t`` in seconds since the job started."""
-        job_id = self._task_jobs.pop(id(task), None)
-        events = self._timelines.pop(job_id, []) if job_id else []
+    def timeline(self, job_id: str) -> list[dict[str, Any]]:
+        """The events of yapapi job ``job_id``, with ``t`` in seconds since the job started."""
+        events = self._timelines.pop(job_id, [])
         start = events[0]["t"] if events else 0.0
         return [{**e, "t": round(e["t"] - start, 3)} for e in events]
 
@@ -388,7 +385,7 @@ class GolemExecutor:
         Task = _yapapi().Task
         dispatched = False
         outcome: dict[str, Any] | None = None
-        task: Any = None
+        job_id = f"{request.execution_id or 'execution'}-{uuid.uuid4().hex[:8]}"
         try:
             async with asyncio.timeout(remaining):
                 golem = await self._engine()
@@ -402,6 +399,7 @@ class GolemExecutor:
                     payload=payload,
                     max_workers=1,
                     timeout=timedelta(seconds=remaining or DEFAULT_TASK_TIMEOUT_S),
+                    job_id=job_id,
                 ):
                     outcome = done.result
         except TimeoutError as exc:
@@ -409,7 +407,7 @@ class GolemExecutor:
                 raise TransientExecutorError(
                     "deadline_exceeded", "the deadline passed while the Golem engine was starting"
                 ) from exc
-            evidence = self._evidence(task, outcome)
+            evidence = self._evidence(job_id, outcome)
             agreed = [e for e in evidence["negotiation"] if e["event"] == "AgreementConfirmed"]
             reason = (
                 f"the allowlisted provider of {self.region} did not finish the task before the deadline"
@@ -430,18 +428,19 @@ class GolemExecutor:
             raise TransientExecutorError(
                 "golem_no_provider",
                 f"the task ended without a result from an allowlisted provider of {self.region}",
-                details={"refused_providers": sorted(self.strategy.refused), "provider_info": self._evidence(task, None)},
+                details={"refused_providers": sorted(self.strategy.refused), "provider_info": self._evidence(job_id, None)},
             )
         left = None if request.deadline is None else request.deadline - time.time()
-        evidence = self._evidence(task, outcome)
+        evidence = self._evidence(job_id, outcome)
         if not (outcome.get("error") or (outcome.get("line") or {}).get("error")):
             evidence["invoice"] = await self._invoice(outcome["provider"].get("agreement_id"), left)
         return self._result(outcome, image, started, evidence)
 
-    def _evidence(self, task: Any, outcome: dict[str, Any] | None) -> dict[str, Any]:
+    def _evidence(self, job_id: str, outcome: dict[str, Any] | None) -> dict[str, Any]:
         """What the receipt records of the market: provider, agreement, activity, offer, negotiation."""
         facts: dict[str, Any] = dict((outcome or {}).get("provider") or {})
-        facts["negotiation"] = self.timeline(task) if task is not None else []
+        facts["job_id"] = job_id
+        facts["negotiation"] = self.timeline(job_id)
         return facts
 
     async def _worker(self, ctx: Any, tasks: AsyncIterator[Any]) -> AsyncIterator[Any]:

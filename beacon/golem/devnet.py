@@ -332,10 +332,8 @@ def up(
     started = time.monotonic()
     note = progress or (lambda _msg: None)
     root = Path(directory).resolve()
-    if (root / STATE_FILE).exists():
-        with contextlib.suppress(DevnetError):
-            if any(Devnet.load(root).alive().values()):
-                raise DevnetError(f"a devnet is already running in {root}: `beacon golem devnet down --dir {root}`")
+    if (root / STATE_FILE).exists() and any(Devnet.load(root).alive().values()):
+        raise DevnetError(f"a devnet is already running in {root}: `beacon golem devnet down --dir {root}`")
     yagna = yagna_binary()
     if yagna is None:
         raise DevnetError("no yagna binary: install golem-node (requirements of `make setup`)")
@@ -388,9 +386,13 @@ def _start(
         note(f"{step} ({timings[step]:.1f} s)")
 
     inside = netns is not None
-    port = (lambda fixed, lo=0, hi=0: fixed) if inside else (lambda _fixed, lo=0, hi=0: _free_port(lo, hi))
-    dead_port = port(9, 1024, 9999) if not inside else 9
-    router_port = port(7464, 1024, 9999)
+
+    def port(fixed: int, low: int = 0, high: int = 0) -> int:
+        """A fixed port inside the namespace (it is ours alone), a free one on the shared loopback."""
+        return fixed if inside else _free_port(low, high)
+
+    dead_port = port(9)  # nothing listens there: yagna's proxy and metrics go nowhere
+    router_port = port(7464, 1024, 9999)  # yagna's CENTRAL_NET_HOST parser takes at most 4 digits
     chain_port = port(8545)
     image_port = _free_port()  # the image server runs on the host side (the requestor's yapapi reads it)
     base = _base_env(dead_port)
@@ -398,8 +400,7 @@ def _start(
 
     # router
     launcher.spawn("router", [python, "-m", "beacon.golem.router", "--port", str(router_port)], base)
-    _wait_port = lambda p: _tcp_answers(p, netns)  # noqa: E731
-    _wait("the router", lambda: _wait_port(router_port), 10, launcher, "router")
+    _wait("the router", lambda: _tcp_answers(router_port, netns), 10, launcher, "router")
     mark("router")
 
     # chain
@@ -410,7 +411,7 @@ def _start(
          "--block-time", "1", "--silent"],
         base,
     )
-    _wait("anvil", lambda: _wait_port(chain_port), 15, launcher, "anvil")
+    _wait("anvil", lambda: _tcp_answers(chain_port, netns), 15, launcher, "anvil")
 
     # nodes
     nodes: list[Node] = []

@@ -70,15 +70,15 @@ class GolemChecks:
     # --- set-up ------------------------------------------------------------------------------------------
     @classmethod
     def open(cls, results: PhaseResults, *, regions: Sequence[str], directory: str | None = None) -> GolemChecks:
-        """Use the devnet in ``directory`` (or ``$GOLEM_DEVNET_DIR``) when it runs, else start a fresh one."""
+        """Use the devnet recorded in ``directory`` (or ``$GOLEM_DEVNET_DIR``), else start a fresh one there."""
         from beacon.golem import devnet as dn
 
         checks = cls(results, [r.upper() for r in regions])
         where = directory or os.environ.get("GOLEM_DEVNET_DIR")
         started = time.monotonic()
         try:
-            if where and (Path(where) / dn.STATE_FILE).exists() and all(dn.Devnet.load(where).alive().values()):
-                checks.devnet = dn.Devnet.load(where)
+            if where and (Path(where) / dn.STATE_FILE).exists() and dn.Devnet.load(where).pids:
+                checks.devnet = dn.Devnet.load(where)  # running (or partly: daemons_running judges)
             else:
                 target = where or tempfile.mkdtemp(prefix="beacon-golem-devnet-")
                 checks.devnet = dn.up(target, regions=checks.regions)

@@ -11,7 +11,7 @@ from beacon.golem.sbproto import packet
 def test_a_call_request_encodes_as_protobuf_would() -> None:
     frame = sbproto.encode(packet("call_request", caller="0x1", address="/a", request_id="r", data=b"\x01"))
     # Packet field 6 (call_request, length-delimited) around caller(1) address(2) request_id(3) data(4)
-    body = b"\x0a\x030x1" + b"\x12\x01/a" + b"\x1a\x01r" + b"\x22\x01\x01"
+    body = b"\x0a\x030x1" + b"\x12\x02/a" + b"\x1a\x01r" + b"\x22\x01\x01"
     message = b"\x32" + bytes([len(body)]) + body
     assert frame == len(message).to_bytes(4, "big") + message
 
