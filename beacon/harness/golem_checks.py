@@ -196,7 +196,7 @@ class GolemChecks:
             title=CHECKS[check_id],
             expected={r: expected.get(r, "a provider of this region") for r in self.regions},
             actual=actual,
-            passed=bool(self.regions) and all(actual.get(r) == expected.get(r) for r in self.regions),
+            passed=bool(self.regions) and all(r in expected and actual.get(r) == expected[r] for r in self.regions),
             detail=None if len(seen) >= len(self.regions) else f"no offer within {wait_s:.0f} s for "
             f"{sorted(set(self.regions) - set(seen))}",
         )
@@ -325,7 +325,7 @@ class GolemChecks:
             title=CHECKS[check_id],
             expected=expected,
             actual=actual,
-            passed=bool(rows) and all(actual.get(r) == expected.get(r) for r in self.regions),
+            passed=bool(rows) and all(r in expected and actual.get(r) == expected[r] for r in self.regions),
             evidence=[{k: row[k] for k in ("region", "agreement_id", "provider_id")} for row in rows],
         )
 
