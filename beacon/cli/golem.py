@@ -10,7 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-golem_app = typer.Typer(help="Golem: the local devnet (requestor, one provider per region, tGLM).", no_args_is_help=True)
+golem_app = typer.Typer(
+    help="Golem: the local devnet (requestor, one provider per region, tGLM).", no_args_is_help=True
+)
 devnet_app = typer.Typer(
     help="A local Golem network: router, anvil chain with tGLM, requestor yagna, one provider yagna per region.",
     no_args_is_help=True,
@@ -26,9 +28,13 @@ _DIR = typer.Option(
 def devnet_up(
     directory: Path = _DIR,
     isolation: str = typer.Option(
-        "auto", "--isolation", help="netns (loopback-only network namespace), loopback, or auto (netns when root)."
+        "auto",
+        "--isolation",
+        help="netns (loopback-only network namespace), loopback, or auto (netns when root).",
     ),
-    regions: str = typer.Option("US,EU,ASIA", "--regions", help="Comma-separated regions, one provider each."),
+    regions: str = typer.Option(
+        "US,EU,ASIA", "--regions", help="Comma-separated regions, one provider each."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the devnet's facts as JSON."),
 ) -> None:
     """Start the devnet in a fresh directory and print YAGNA_URL / YAGNA_APPKEY for the requestor."""
@@ -39,7 +45,9 @@ def devnet_up(
     console = Console(stderr=True)
     wanted = [r.strip().upper() for r in regions.split(",") if r.strip()]
     try:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+        ) as bar:
             task = bar.add_task("starting the Golem devnet", total=None)
             devnet = up(
                 directory,
@@ -52,12 +60,24 @@ def devnet_up(
         raise typer.Exit(1) from exc
     env = devnet.env()
     if as_json:
-        typer.echo(json.dumps({"dir": devnet.dir, "isolation": devnet.isolation, "env": env, "timings": devnet.timings}))
+        typer.echo(
+            json.dumps(
+                {"dir": devnet.dir, "isolation": devnet.isolation, "env": env, "timings": devnet.timings}
+            )
+        )
         return
-    console.print(f"[green]Golem devnet up[/] in {devnet.timings['total']:.1f} s ({devnet.isolation}) at {devnet.dir}")
-    for key in ("YAGNA_URL", "YAGNA_APPKEY", "GOLEM_NETWORK", "GOLEM_PAYMENT_DRIVER", "GOLEM_REGION_PROVIDERS"):
+    console.print(
+        f"[green]Golem devnet up[/] in {devnet.timings['total']:.1f} s ({devnet.isolation}) at {devnet.dir}"
+    )
+    for key in (
+        "YAGNA_URL",
+        "YAGNA_APPKEY",
+        "GOLEM_NETWORK",
+        "GOLEM_PAYMENT_DRIVER",
+        "GOLEM_REGION_PROVIDERS",
+    ):
         typer.echo(f"export {key}={shlex.quote(env[key])}")
-    typer.echo(f"export PATH={shlex.quote(devnet.gftp_dir)}:\"$PATH\"  # the devnet's gftp stand-in")
+    typer.echo(f'export PATH={shlex.quote(devnet.gftp_dir)}:"$PATH"  # the devnet\'s gftp stand-in')
 
 
 @devnet_app.command("down")
@@ -70,7 +90,9 @@ def devnet_down(directory: Path = _DIR) -> None:
     except DevnetError as exc:
         Console(stderr=True).print(f"[red]{exc}[/]")
         raise typer.Exit(1) from exc
-    typer.echo(f"stopped in {outcome['stopped_in_s']} s; killed after the grace period: {outcome['killed'] or 'none'}")
+    typer.echo(
+        f"stopped in {outcome['stopped_in_s']} s; killed after the grace period: {outcome['killed'] or 'none'}"
+    )
     if outcome["left"]:
         typer.echo(f"still running: {outcome['left']}")
         raise typer.Exit(1)

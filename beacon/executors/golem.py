@@ -76,11 +76,30 @@ REGION_PROPERTY = "beacon.region"
 MAX_TIMELINES = 64
 TIMELINE_EVENTS = frozenset(
     {
-        "JobStarted", "SubscriptionCreated", "ProposalReceived", "ProposalRejected", "ProposalResponded",
-        "ProposalConfirmed", "ProposalFailed", "NoProposalsConfirmed", "AgreementCreated", "AgreementConfirmed",
-        "AgreementRejected", "AgreementTerminated", "ActivityCreated", "ActivityCreateFailed", "TaskStarted",
-        "ScriptSent", "CommandExecuted", "TaskAccepted", "TaskRejected", "WorkerFinished", "InvoiceReceived",
-        "InvoiceAccepted", "PaymentFailed", "JobFinished",
+        "JobStarted",
+        "SubscriptionCreated",
+        "ProposalReceived",
+        "ProposalRejected",
+        "ProposalResponded",
+        "ProposalConfirmed",
+        "ProposalFailed",
+        "NoProposalsConfirmed",
+        "AgreementCreated",
+        "AgreementConfirmed",
+        "AgreementRejected",
+        "AgreementTerminated",
+        "ActivityCreated",
+        "ActivityCreateFailed",
+        "TaskStarted",
+        "ScriptSent",
+        "CommandExecuted",
+        "TaskAccepted",
+        "TaskRejected",
+        "WorkerFinished",
+        "InvoiceReceived",
+        "InvoiceAccepted",
+        "PaymentFailed",
+        "JobFinished",
     }
 )
 
@@ -303,7 +322,9 @@ class GolemExecutor:
                     amount=str(getattr(invoice, "amount", "")),
                     platform=getattr(invoice, "payment_platform", None),
                 )
-            status = {"InvoiceReceived": "RECEIVED", "InvoiceAccepted": "ACCEPTED"}.get(kind, "PAYMENT_FAILED")
+            status = {"InvoiceReceived": "RECEIVED", "InvoiceAccepted": "ACCEPTED"}.get(
+                kind, "PAYMENT_FAILED"
+            )
             record["status"] = status
             record[f"{status.lower()}_at"] = at
             if kind != "InvoiceReceived":
@@ -428,7 +449,10 @@ class GolemExecutor:
             raise TransientExecutorError(
                 "golem_no_provider",
                 f"the task ended without a result from an allowlisted provider of {self.region}",
-                details={"refused_providers": sorted(self.strategy.refused), "provider_info": self._evidence(job_id, None)},
+                details={
+                    "refused_providers": sorted(self.strategy.refused),
+                    "provider_info": self._evidence(job_id, None),
+                },
             )
         left = None if request.deadline is None else request.deadline - time.time()
         evidence = self._evidence(job_id, outcome)

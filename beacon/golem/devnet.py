@@ -17,6 +17,7 @@ variables pointed at a closed loopback port. Stopped by PID (yagna with SIGINT);
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -216,7 +217,9 @@ class Launcher:
             self.prefix() + argv, env=env, capture_output=True, text=True, timeout=timeout, check=False
         )
         if done.returncode != 0:
-            raise DevnetError(f"{' '.join(argv[:4])} failed ({done.returncode}): {done.stderr.strip()[-400:]}")
+            raise DevnetError(
+                f"{' '.join(argv[:4])} failed ({done.returncode}): {done.stderr.strip()[-400:]}"
+            )
         return done.stdout
 
 
@@ -301,7 +304,9 @@ def _base_env(dead_port: int) -> dict[str, str]:
     return env
 
 
-def _yagna_env(base: dict[str, str], node_dir: Path, api: str, gsb: str, router_port: int, dead_port: int) -> dict[str, str]:
+def _yagna_env(
+    base: dict[str, str], node_dir: Path, api: str, gsb: str, router_port: int, dead_port: int
+) -> dict[str, str]:
     env = dict(base)
     env.update(
         YAGNA_DATADIR=str(node_dir),
@@ -352,7 +357,10 @@ def up(
     if isolation == "netns":
         netns = f"beacon-devnet-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
         subprocess.run(["ip", "netns", "delete", netns], capture_output=True, check=False)
-        for argv in (["ip", "netns", "add", netns], ["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"]):
+        for argv in (
+            ["ip", "netns", "add", netns],
+            ["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"],
+        ):
             done = subprocess.run(argv, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise DevnetError(f"{' '.join(argv)}: {done.stderr.strip()}")
@@ -407,8 +415,18 @@ def _start(
     inner_chain_url = f"http://127.0.0.1:{chain_port}"
     launcher.spawn(
         "anvil",
-        [anvil, "--host", "127.0.0.1", "--port", str(chain_port), "--chain-id", str(HOODI_CHAIN_ID),
-         "--block-time", "1", "--silent"],
+        [
+            anvil,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(chain_port),
+            "--chain-id",
+            str(HOODI_CHAIN_ID),
+            "--block-time",
+            "1",
+            "--silent",
+        ],
         base,
     )
     _wait("anvil", lambda: _tcp_answers(chain_port, netns), 15, launcher, "anvil")
@@ -422,13 +440,13 @@ def _start(
         node_dir = root / name
         (node_dir / "logs").mkdir(parents=True, exist_ok=True)
         (node_dir / "config-payments.toml").write_text(_payments_toml(inner_chain_url))
-        region = None if name == "requestor" else name.removeprefix("provider-").upper()
+        node_region = None if name == "requestor" else name.removeprefix("provider-").upper()
         inner_api = f"http://127.0.0.1:{api_port}"
         nodes.append(
             Node(
                 name=name,
-                role="requestor" if region is None else "provider",
-                region=region,
+                role="requestor" if node_region is None else "provider",
+                region=node_region,
                 dir=str(node_dir),
                 api_url=inner_api,
                 inner_api_url=inner_api,
@@ -436,10 +454,13 @@ def _start(
             )
         )
     envs = {
-        n.name: _yagna_env(base, Path(n.dir), n.inner_api_url, n.gsb_url, router_port, dead_port) for n in nodes
+        n.name: _yagna_env(base, Path(n.dir), n.inner_api_url, n.gsb_url, router_port, dead_port)
+        for n in nodes
     }
     for node in nodes:
-        node.pid = launcher.spawn(node.name, [yagna, "service", "run", "--disable-metrics-push"], envs[node.name])
+        node.pid = launcher.spawn(
+            node.name, [yagna, "service", "run", "--disable-metrics-push"], envs[node.name]
+        )
     bridge_ports: dict[int, int] = {}
     if inside:
         bridge_ports = {_free_port(): chain_port, _free_port(): api_ports["requestor"]}
@@ -462,7 +483,13 @@ def _start(
     mark("chain")
 
     for node in nodes:
-        _wait(f"yagna {node.name}", lambda n=node: _tcp_answers(_port_of(n.inner_api_url), netns), 20, launcher, node.name)
+        _wait(
+            f"yagna {node.name}",
+            functools.partial(_tcp_answers, _port_of(node.inner_api_url), netns),
+            20,
+            launcher,
+            node.name,
+        )
     mark("yagna daemons")
     for node in nodes:
         env = envs[node.name]
@@ -478,7 +505,16 @@ def _start(
     )
     for node in providers:
         launcher.run(
-            [yagna, "payment", "init", "--receiver", "--driver", PAYMENT_DRIVER, "--network", PAYMENT_NETWORK],
+            [
+                yagna,
+                "payment",
+                "init",
+                "--receiver",
+                "--driver",
+                PAYMENT_DRIVER,
+                "--network",
+                PAYMENT_NETWORK,
+            ],
             envs[node.name],
         )
     mark("payments")
@@ -497,7 +533,7 @@ def _start(
     gftp_dir = root / "bin"
     gftp_dir.mkdir(exist_ok=True)
     gftp = gftp_dir / "gftp"
-    gftp.write_text(f"#!/bin/sh\nexec {python} -m beacon.golem.gftp \"$@\"\n")
+    gftp.write_text(f'#!/bin/sh\nexec {python} -m beacon.golem.gftp "$@"\n')
     gftp.chmod(0o755)
 
     # provider agents
@@ -507,18 +543,48 @@ def _start(
         node.agent_pid = launcher.spawn(
             f"agent-{region.lower()}",
             [
-                python, "-m", "beacon.golem.provider",
-                "--api-url", node.inner_api_url, "--app-key", node.app_key, "--gsb-url", node.gsb_url,
-                "--node-id", node.node_id, "--region", region, "--name", f"beacon-devnet-{region.lower()}",
-                "--dir", node.dir, "--price-start", str(start), "--price-per-second", str(per_second),
-                "--price-per-cpu-second", str(per_cpu),
+                python,
+                "-m",
+                "beacon.golem.provider",
+                "--api-url",
+                node.inner_api_url,
+                "--app-key",
+                node.app_key,
+                "--gsb-url",
+                node.gsb_url,
+                "--node-id",
+                node.node_id,
+                "--region",
+                region,
+                "--name",
+                f"beacon-devnet-{region.lower()}",
+                "--dir",
+                node.dir,
+                "--price-start",
+                str(start),
+                "--price-per-second",
+                str(per_second),
+                "--price-per-cpu-second",
+                str(per_cpu),
             ],
             base,
         )
     for node in providers:
         ready = Path(node.dir) / "agent.ready"
-        _wait(f"the provider agent of {node.region}", ready.exists, 20, launcher, f"agent-{str(node.region).lower()}")
-    _wait("the image server", lambda: _http_answers(f"http://127.0.0.1:{image_port}/{IMAGE_NAME}"), 10, launcher, "image")
+        _wait(
+            f"the provider agent of {node.region}",
+            ready.exists,
+            20,
+            launcher,
+            f"agent-{str(node.region).lower()}",
+        )
+    _wait(
+        "the image server",
+        lambda: _http_answers(f"http://127.0.0.1:{image_port}/{IMAGE_NAME}"),
+        10,
+        launcher,
+        "image",
+    )
     mark("provider agents")
     chain.close()
     return Devnet(
@@ -548,9 +614,17 @@ def _tcp_answers(port: int, netns: str | None) -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
     done = subprocess.run(
-        ["ip", "netns", "exec", netns, sys.executable, "-c",
-         f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=0.5)"],
-        capture_output=True, check=False,
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            "-c",
+            f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=0.5)",
+        ],
+        capture_output=True,
+        check=False,
     )
     return done.returncode == 0
 
@@ -609,7 +683,10 @@ def status(directory: str | Path) -> dict[str, Any]:
         "netns": devnet.netns,
         "processes": devnet.alive(),
         "requestor": {"api_url": devnet.requestor.api_url, "node_id": devnet.requestor.node_id},
-        "providers": {r: {"node_id": n.node_id, "name": f"beacon-devnet-{r.lower()}"} for r, n in devnet.providers.items()},
+        "providers": {
+            r: {"node_id": n.node_id, "name": f"beacon-devnet-{r.lower()}"}
+            for r, n in devnet.providers.items()
+        },
         "chain_url": devnet.chain_url,
         "timings": devnet.timings,
     }
@@ -637,4 +714,14 @@ def glm_balance(devnet: Devnet, address: str) -> Decimal:
         chain.close()
 
 
-__all__ = ["ChainError", "Devnet", "DevnetError", "Node", "down", "glm_balance", "processes_under", "status", "up"]
+__all__ = [
+    "ChainError",
+    "Devnet",
+    "DevnetError",
+    "Node",
+    "down",
+    "glm_balance",
+    "processes_under",
+    "status",
+    "up",
+]

@@ -56,6 +56,17 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+def spawn(coro: Any) -> asyncio.Task[Any]:
+    """A background task kept referenced until it ends."""
+    task = asyncio.create_task(coro)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+    return task
+
+
 def flex_dumps(value: Any) -> bytes:
     return bytes(flexbuffers.Dumps(value))
 
@@ -96,15 +107,21 @@ class BusClient:
         if reply.kind != "register_reply" or reply["code"] != 0:
             raise RuntimeError(f"cannot register {address}: {reply}")
 
-    async def call(self, address: str, body: Any, timeout: float = 10.0) -> Any:
+    async def call(self, address: str, body: Any, wait_s: float = 10.0) -> Any:
         request_id = uuid.uuid4().hex
         future: asyncio.Future[Packet] = asyncio.get_running_loop().create_future()
         self._replies[request_id] = future
         self._send(
-            packet("call_request", caller=self.caller, address=address, request_id=request_id, data=flex_dumps(body))
+            packet(
+                "call_request",
+                caller=self.caller,
+                address=address,
+                request_id=request_id,
+                data=flex_dumps(body),
+            )
         )
         try:
-            reply = await asyncio.wait_for(future, timeout)
+            reply = await asyncio.wait_for(future, wait_s)
         finally:
             self._replies.pop(request_id, None)
         if reply["code"] != sbproto.CALL_OK:
@@ -120,7 +137,7 @@ class BusClient:
             while True:
                 message = await sbproto.read_packet(self._reader)
                 if message.kind == "call_request":
-                    asyncio.create_task(self._serve(message))
+                    spawn(self._serve(message))
                 elif message.kind == "call_reply":
                     future = self._replies.get(message["request_id"])
                     if future is not None and not future.done():
@@ -143,7 +160,7 @@ class BusClient:
             outcome: Any = {"Ok": await handler(method, body)}
         except ExeUnitError as exc:
             outcome = {"Err": {exc.kind: exc.message}}
-        except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller as a service error
+        except Exception as exc:
             log.exception("handling %s", address)
             outcome = {"Err": {"Service": f"{type(exc).__name__}: {exc}"}}
         if not message["no_reply"] and self._writer is not None and not self._writer.is_closing():
@@ -240,12 +257,13 @@ class ExeUnit:
             batch_id = str(body["batchId"])
             batch = Batch(list(body.get("exeScript") or []))
             self.batches[batch_id] = batch
-            asyncio.create_task(self._run_batch(batch))
+            spawn(self._run_batch(batch))
             return batch_id
         if method == "GetExecBatchResults":
-            batch = self.batches.get(str(body["batchId"]))
-            if batch is None:
+            found = self.batches.get(str(body["batchId"]))
+            if found is None:
                 raise ExeUnitError("NotFound", f"batch {body['batchId']} not found")
+            batch = found
             wanted = body.get("commandIndex")
             timeout = float(body.get("timeout") or 0.0)
 
@@ -268,7 +286,9 @@ class ExeUnit:
     async def _run_batch(self, batch: Batch) -> None:
         for index, command in enumerate(batch.commands):
             name, args = next(iter(command.items())) if isinstance(command, dict) and command else ("?", {})
-            ok, stdout, stderr, message = await self._command(str(name), args if isinstance(args, dict) else {})
+            ok, stdout, stderr, message = await self._command(
+                str(name), args if isinstance(args, dict) else {}
+            )
             if not self.alive:
                 return
             last = index == len(batch.commands) - 1 or not ok
@@ -290,7 +310,9 @@ class ExeUnit:
             if not ok:
                 return
 
-    async def _command(self, name: str, args: dict[str, Any]) -> tuple[bool, str | None, str | None, str | None]:
+    async def _command(
+        self, name: str, args: dict[str, Any]
+    ) -> tuple[bool, str | None, str | None, str | None]:
         self.agent.record("command", activity_id=self.activity_id, command=name)
         if name == "deploy":
             await self.set_state("Deployed")
@@ -327,8 +349,12 @@ class ExeUnit:
             return True, "this is not a result line\n", None, None
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "beacon.executors.golem_vm", *argv,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "beacon.executors.golem_vm",
+            *argv,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT_S)
@@ -339,7 +365,12 @@ class ExeUnit:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.cpu_s += (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         ok = proc.returncode == 0
-        return ok, out.decode(errors="replace"), err.decode(errors="replace")[-4000:], None if ok else f"exit {proc.returncode}"
+        return (
+            ok,
+            out.decode(errors="replace"),
+            err.decode(errors="replace")[-4000:],
+            None if ok else f"exit {proc.returncode}",
+        )
 
     async def vanish(self) -> None:
         self.alive = False
@@ -367,9 +398,16 @@ class Agent:
         self.region = args.region
         self.name = args.name
         self.dir = Path(args.dir)
-        self.prices = (Decimal(args.price_per_second), Decimal(args.price_per_cpu_second), Decimal(args.price_start))
+        self.prices = (
+            Decimal(args.price_per_second),
+            Decimal(args.price_per_cpu_second),
+            Decimal(args.price_start),
+        )
         self.http = httpx.AsyncClient(
-            base_url=self.api_url, headers={"Authorization": f"Bearer {args.app_key}"}, timeout=30.0, trust_env=False
+            base_url=self.api_url,
+            headers={"Authorization": f"Bearer {args.app_key}"},
+            timeout=30.0,
+            trust_env=False,
         )
         self.exeunits: dict[str, ExeUnit] = {}
         self.subscription: str | None = None
@@ -377,7 +415,9 @@ class Agent:
         self._events = open(self.dir / "agent-events.jsonl", "a")  # noqa: SIM115 - open for the agent's life
 
     def record(self, kind: str, **facts: Any) -> None:
-        self._events.write(json.dumps({"t": time.time(), "kind": kind, "region": self.region, **facts}) + "\n")
+        self._events.write(
+            json.dumps({"t": time.time(), "kind": kind, "region": self.region, **facts}) + "\n"
+        )
         self._events.flush()
 
     def fault(self) -> str | None:
@@ -424,7 +464,8 @@ class Agent:
         while True:
             try:
                 reply = await self.http.get(
-                    f"/market-api/v1/offers/{self.subscription}/events", params={"timeout": 5, "maxEvents": 20}
+                    f"/market-api/v1/offers/{self.subscription}/events",
+                    params={"timeout": 5, "maxEvents": 20},
                 )
                 reply.raise_for_status()
                 events = reply.json()
@@ -433,7 +474,7 @@ class Agent:
                 await asyncio.sleep(1.0)
                 continue
             for event in events or []:
-                asyncio.create_task(self._market_event(event))
+                spawn(self._market_event(event))
 
     async def _market_event(self, event: dict[str, Any]) -> None:
         kind = event.get("eventType")
@@ -441,7 +482,12 @@ class Agent:
             if kind == "ProposalEvent":
                 proposal = event["proposal"]
                 pid = proposal["proposalId"]
-                self.record("proposal", proposal_id=pid, state=proposal.get("state"), requestor=proposal.get("issuerId"))
+                self.record(
+                    "proposal",
+                    proposal_id=pid,
+                    state=proposal.get("state"),
+                    requestor=proposal.get("issuerId"),
+                )
                 if pid in self.countered:
                     return
                 self.countered.add(pid)
@@ -457,14 +503,21 @@ class Agent:
                     self.record("agreement_rejected", agreement_id=aid, reason="fault refuse")
                     await self.http.post(
                         f"/market-api/v1/agreements/{aid}/reject",
-                        json={"message": "stand-in fault: this provider refuses", "golem.provider.code": "Refused"},
+                        json={
+                            "message": "stand-in fault: this provider refuses",
+                            "golem.provider.code": "Refused",
+                        },
                     )
                     return
                 self.record("agreement_proposed", agreement_id=aid)
-                reply = await self.http.post(f"/market-api/v1/agreements/{aid}/approve", params={"timeout": 15})
+                reply = await self.http.post(
+                    f"/market-api/v1/agreements/{aid}/approve", params={"timeout": 15}
+                )
                 self.record("agreement_approved", agreement_id=aid, status=reply.status_code)
             elif kind == "ProposalRejectedEvent":
-                self.record("proposal_rejected", proposal_id=event.get("proposalId"), reason=event.get("reason"))
+                self.record(
+                    "proposal_rejected", proposal_id=event.get("proposalId"), reason=event.get("reason")
+                )
         except (httpx.HTTPError, KeyError) as exc:
             log.warning("market event %s: %s", kind, exc)
             self.record("error", event=kind, error=str(exc))
@@ -487,9 +540,9 @@ class Agent:
                 kind = next(iter(event_type)) if isinstance(event_type, dict) else str(event_type)
                 activity_id, agreement_id = event["activityId"], event["agreementId"]
                 if kind == "CreateActivity":
-                    asyncio.create_task(self._create(activity_id, agreement_id))
+                    spawn(self._create(activity_id, agreement_id))
                 elif kind == "DestroyActivity":
-                    asyncio.create_task(self._destroy(activity_id, agreement_id))
+                    spawn(self._destroy(activity_id, agreement_id))
 
     async def _create(self, activity_id: str, agreement_id: str) -> None:
         unit = ExeUnit(self, activity_id, agreement_id, self.fault())
@@ -497,7 +550,7 @@ class Agent:
         self.record("activity_created", activity_id=activity_id, agreement_id=agreement_id, fault=unit.fault)
         try:
             await unit.start()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.exception("exe-unit for %s", activity_id)
             self.record("error", activity_id=activity_id, error=str(exc))
 
@@ -514,7 +567,9 @@ class Agent:
     async def _invoice(self, unit: ExeUnit) -> None:
         per_second, per_cpu, start = self.prices
         duration, cpu = unit.usage
-        amount = (start + per_second * Decimal(str(duration)) + per_cpu * Decimal(str(cpu))).quantize(Decimal("1e-9"))
+        amount = (start + per_second * Decimal(str(duration)) + per_cpu * Decimal(str(cpu))).quantize(
+            Decimal("1e-9")
+        )
         body = {
             "agreementId": unit.agreement_id,
             "activityIds": [unit.activity_id],

@@ -24,6 +24,7 @@ import os
 import signal
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from beacon.golem import sbproto
 from beacon.golem.sbproto import Packet, packet
@@ -95,7 +96,9 @@ class Router:
         if kind == "register_request":
             service = message["service_id"]
             if service in self.endpoints:
-                conn.send(packet("register_reply", code=sbproto.REGISTER_CONFLICT, message="already registered"))
+                conn.send(
+                    packet("register_reply", code=sbproto.REGISTER_CONFLICT, message="already registered")
+                )
                 return
             self.endpoints[service] = conn
             conn.services.add(service)
@@ -192,8 +195,7 @@ async def run(host: str, port: int, ready_file: str | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     log.info("router listening on %s:%d", host, port)
     if ready_file:
-        with open(ready_file, "w") as handle:
-            handle.write(str(os.getpid()))
+        await asyncio.to_thread(Path(ready_file).write_text, str(os.getpid()))
     async with server:
         await stop.wait()
     log.info("router stopped")

@@ -69,7 +69,9 @@ class GolemChecks:
 
     # --- set-up ------------------------------------------------------------------------------------------
     @classmethod
-    def open(cls, results: PhaseResults, *, regions: Sequence[str], directory: str | None = None) -> GolemChecks:
+    def open(
+        cls, results: PhaseResults, *, regions: Sequence[str], directory: str | None = None
+    ) -> GolemChecks:
         """Use the devnet recorded in ``directory`` (or ``$GOLEM_DEVNET_DIR``), else start a fresh one there."""
         from beacon.golem import devnet as dn
 
@@ -196,9 +198,11 @@ class GolemChecks:
             title=CHECKS[check_id],
             expected={r: expected.get(r, "a provider of this region") for r in self.regions},
             actual=actual,
-            passed=bool(self.regions) and all(r in expected and actual.get(r) == expected[r] for r in self.regions),
-            detail=None if len(seen) >= len(self.regions) else f"no offer within {wait_s:.0f} s for "
-            f"{sorted(set(self.regions) - set(seen))}",
+            passed=bool(self.regions)
+            and all(r in expected and actual.get(r) == expected[r] for r in self.regions),
+            detail=None
+            if len(seen) >= len(self.regions)
+            else f"no offer within {wait_s:.0f} s for {sorted(set(self.regions) - set(seen))}",
         )
 
     def funds(self, expected_glm: Decimal = Decimal(1000)) -> bool:
@@ -252,8 +256,10 @@ class GolemChecks:
         rows, timeline = [], []
         for key, outcome in outcomes.items():
             region, model = key.split("/", 1)
-            info = outcome.provider_info if isinstance(outcome, ExecutionResult) else dict(
-                outcome.details.get("provider_info") or {}
+            info = (
+                outcome.provider_info
+                if isinstance(outcome, ExecutionResult)
+                else dict(outcome.details.get("provider_info") or {})
             )
             if info.get("agreement_id"):
                 self.agreements[str(info["agreement_id"])] = region
@@ -262,7 +268,9 @@ class GolemChecks:
                     "region": region,
                     "model": model,
                     "status": "completed" if isinstance(outcome, ExecutionResult) else "failed",
-                    "error": None if isinstance(outcome, ExecutionResult) else f"{outcome.code}: {outcome.message}",
+                    "error": None
+                    if isinstance(outcome, ExecutionResult)
+                    else f"{outcome.code}: {outcome.message}",
                     "provider_id": info.get("provider_id"),
                     "provider_name": info.get("provider_name"),
                     "agreement_id": info.get("agreement_id"),
@@ -272,7 +280,9 @@ class GolemChecks:
                     "invoice_id": (info.get("invoice") or {}).get("invoice_id"),
                     "invoice_amount": (info.get("invoice") or {}).get("amount"),
                     "invoice_status": (info.get("invoice") or {}).get("status"),
-                    "latency_s": outcome.timings.get("total") if isinstance(outcome, ExecutionResult) else None,
+                    "latency_s": outcome.timings.get("total")
+                    if isinstance(outcome, ExecutionResult)
+                    else None,
                 }
             )
             for event in info.get("negotiation") or []:
@@ -298,9 +308,10 @@ class GolemChecks:
                 deadline=time.time() + deadline_s,
             )
             try:
-                return await executors[region].execute(request)
+                result: ExecutionResult = await executors[region].execute(request)
             except ExecutorError as exc:
                 return exc
+            return result
 
         keys = [(region, model) for region in self.regions for model in models]
         try:
@@ -334,8 +345,10 @@ class GolemChecks:
         started = {e["region"] for e in timeline if e.get("event") == "ActivityCreated"}
         executed = {e["region"] for e in timeline if e.get("event") == "CommandExecuted" and e.get("success")}
         completed = {row["region"] for row in rows if row["status"] == "completed"}
-        actual = {r: {"activity": r in started, "command_ran": r in executed, "completed": r in completed}
-                  for r in self.regions}
+        actual = {
+            r: {"activity": r in started, "command_ran": r in executed, "completed": r in completed}
+            for r in self.regions
+        }
         return self.results.check(
             check_id,
             title=CHECKS[check_id],
@@ -389,14 +402,16 @@ class GolemChecks:
         after = {address: glm_balance(self.devnet, address) for address in self.balances_before}
         requestor = self.devnet.requestor.node_id
         spent = self.balances_before.get(requestor, Decimal(0)) - after.get(requestor, Decimal(0))
-        received = sum(
-            (after[a] - self.balances_before[a] for a in after if a != requestor), Decimal(0)
-        )
+        received = sum((after[a] - self.balances_before[a] for a in after if a != requestor), Decimal(0))
         self.results.table(
             "golem_glm_balance",
             [
-                {"address": a, "before": str(self.balances_before[a]), "after": str(after[a]),
-                 "role": "requestor" if a == requestor else "provider"}
+                {
+                    "address": a,
+                    "before": str(self.balances_before[a]),
+                    "after": str(after[a]),
+                    "role": "requestor" if a == requestor else "provider",
+                }
                 for a in after
             ],
         )

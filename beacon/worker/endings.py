@@ -95,7 +95,11 @@ def receipt_facts(item: EndingItem) -> ReceiptFacts:
         backend=result.backend if result else None,
         backend_version=result.backend_version if result else None,
         provider_id=result.provider_id if result else None,
-        provider_info={**(result.provider_info if result else {}), **ending.provider_info, **item.provider_info}
+        provider_info={
+            **(result.provider_info if result else {}),
+            **ending.provider_info,
+            **item.provider_info,
+        }
         or None,
         variant=row.variant,
         system_prompt=system,

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from beacon import __version__
 from beacon.executors.base import (
@@ -24,7 +25,6 @@ from beacon.executors.base import (
     Executor,
     ExecutorError,
     PermanentExecutorError,
-    TransientExecutorError,
 )
 from beacon.failpoints import failpoint
 from beacon.queue.retry import RetryPolicy

@@ -19,20 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.server
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import pytest
@@ -40,12 +38,11 @@ import pytest
 from beacon.executors.base import (
     DecodingOptions,
     ExecutionRequest,
-    Executor,
     PermanentExecutorError,
     TransientExecutorError,
 )
 from beacon.executors.golem import GolemExecutor, parse_vm_output, payment_platform
-from beacon.executors.llamacpp import SMOLLM2_MODEL_ID, file_sha256, smollm2_gguf_path
+from beacon.executors.llamacpp import SMOLLM2_MODEL_ID
 from beacon.executors.registry import ExecutorConfigError, create_executor
 
 YAGNA = Path(sys.executable).with_name("yagna")
@@ -344,14 +341,23 @@ async def test_each_region_runs_on_its_own_provider_with_the_market_evidence(dev
         info = result.provider_info
         assert result.served_region == region and result.provider_id == f"golem:{provider.node_id}"
         assert result.text.strip() and result.tokens_out > 0
-        assert info["provider_id"] == provider.node_id and info["provider_name"] == f"beacon-devnet-{region.lower()}"
+        assert (
+            info["provider_id"] == provider.node_id
+            and info["provider_name"] == f"beacon-devnet-{region.lower()}"
+        )
         assert info["offer_region"] == region
         assert len(info["agreement_id"]) == 64 and len(info["activity_id"]) == 32
         start, per_second, per_cpu = PRICES[region]
         assert info["price"]["coeffs"] == [per_second, per_cpu, start]
         assert info["invoice"]["status"] == "ACCEPTED" and float(info["invoice"]["amount"]) >= start
         timeline = events(info)
-        for step in ("ProposalReceived", "AgreementConfirmed", "ActivityCreated", "ScriptSent", "InvoiceAccepted"):
+        for step in (
+            "ProposalReceived",
+            "AgreementConfirmed",
+            "ActivityCreated",
+            "ScriptSent",
+            "InvoiceAccepted",
+        ):
             assert step in timeline, (step, timeline)
         assert timeline.index("AgreementConfirmed") < timeline.index("ActivityCreated")
         # The offers of the other regions reached this executor too, and its allowlist refused them.

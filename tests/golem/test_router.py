@@ -51,7 +51,9 @@ async def test_calls_go_to_the_longest_registered_prefix_and_replies_come_back(p
     assert await service.register("/net/0xabc") == 0
     assert await other.register("/net/0xabc/exeunit/1") == 0
     assert await caller.register("/net/0xabc") == sbproto.REGISTER_CONFLICT
-    caller.send(packet("call_request", caller="0x1", address="/net/0xabc/market/Get", request_id="r1", data=b"x"))
+    caller.send(
+        packet("call_request", caller="0x1", address="/net/0xabc/market/Get", request_id="r1", data=b"x")
+    )
     forwarded = await service.read()
     assert forwarded.kind == "call_request" and forwarded["address"] == "/net/0xabc/market/Get"
     caller.send(packet("call_request", caller="0x1", address="/net/0xabc/exeunit/1/Exec", request_id="r2"))

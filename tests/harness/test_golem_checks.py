@@ -96,7 +96,12 @@ def test_a_refusing_provider_fails_agreements_reach_and_settlement(eu_devnet: An
         eu_devnet.set_fault("EU", None)
     assert not golem.settlement(wait_s=2)
     got = statuses(results)
-    for check in ("golem_agreements", "golem_job_reaches_provider", "golem_invoices_settled", "golem_glm_balance"):
+    for check in (
+        "golem_agreements",
+        "golem_job_reaches_provider",
+        "golem_invoices_settled",
+        "golem_glm_balance",
+    ):
         assert got[check] == "fail", (check, got)
 
 
@@ -114,7 +119,9 @@ def test_a_provider_that_vanishes_leaves_an_unsettled_agreement(eu_devnet: Any) 
     assert statuses(results)["golem_invoices_settled"] == "fail"
 
 
-def test_without_a_devnet_every_item_is_not_exercised(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_without_a_devnet_every_item_is_not_exercised(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(dn, "find_anvil", lambda: None)
     results = PhaseResults(None, phase="t+15")
     golem = GolemChecks.open(results, regions=["EU"], directory=str(tmp_path / "none"))
