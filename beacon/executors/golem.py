@@ -455,9 +455,12 @@ class GolemExecutor:
                 },
             )
         left = None if request.deadline is None else request.deadline - time.time()
-        evidence = self._evidence(job_id, outcome)
+        invoice = None
         if not (outcome.get("error") or (outcome.get("line") or {}).get("error")):
-            evidence["invoice"] = await self._invoice(outcome["provider"].get("agreement_id"), left)
+            invoice = await self._invoice(outcome["provider"].get("agreement_id"), left)
+        evidence = self._evidence(job_id, outcome)  # after the invoice: its events end the timeline
+        if invoice is not None:
+            evidence["invoice"] = invoice
         return self._result(outcome, image, started, evidence)
 
     def _evidence(self, job_id: str, outcome: dict[str, Any] | None) -> dict[str, Any]:
