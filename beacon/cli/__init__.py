@@ -9,6 +9,7 @@
 | tlog.py     | tlog verify-note / monitor, verify-receipt, verify-bundle             |
 | gpu.py      | gpu check / watch, and the ``ollama-metrics`` command                 |
 | day1.py     | day1, report, verify-report                                           |
+| golem.py    | golem devnet up / down / status                                       |
 | lab.py      | lab (a shared runner and run folder for JupyterLab)                   |
 | portal.py   | portal (the browser front end on its own origin)                      |
 """
@@ -27,9 +28,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from beacon.cli import day1, gpu, keys, lab, ops, portal, serve, tlog
+    from beacon.cli import day1, golem, gpu, keys, lab, ops, portal, serve, tlog
 
-    for module in (serve, keys, ops, tlog, gpu, day1, lab, portal):
+    for module in (serve, keys, ops, tlog, gpu, day1, golem, lab, portal):
         module.register(app)
 
 

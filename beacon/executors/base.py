@@ -37,6 +37,9 @@ class ExecutionRequest:
     deadline: float | None = None
     """UNIX time by which the call must have ended; the executor must not run past it."""
     execution_id: str | None = None
+    command: tuple[str, ...] | None = None
+    """A command-style JobSpec's command (argv), to run in the backend's isolated container instead of the
+    benchmark; only a backend that isolates containers (Golem's VM) may accept it, never the runner's host."""
 
 
 @dataclass(frozen=True)

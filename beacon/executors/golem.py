@@ -27,16 +27,25 @@ code                                   kind       when
 ``golem_task_failed``                  transient  the command failed on the provider
 ``golem_bad_output``                   transient  the VM printed no result line
 ``golem_region_violation``             permanent  the task landed on a provider outside the region
+``golem_command_refused``              permanent  the provider refused to run a JobSpec's command
 =====================================  =========  ==================================================
+
+Every result and every error after dispatch carries the evidence of what happened on the market, for the
+receipt (``provider_info``, or ``details["provider_info"]`` of the error): the provider id and name, the
+agreement and activity ids, the offer's region and price, the negotiation timeline of the yapapi job
+(proposals, agreements, activity, commands, invoice, each with seconds since the job started) and, for a
+result, the provider's invoice once yapapi accepted it (waited for up to ``INVOICE_WAIT_S``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -61,6 +70,38 @@ log = logging.getLogger("beacon.executors.golem")
 
 MAINNETS = frozenset({"mainnet", "polygon"})
 DEFAULT_TASK_TIMEOUT_S = 15 * 60.0
+INVOICE_WAIT_S = 20.0
+"""How long a finished execution waits for its provider's invoice to be accepted (bounded by the deadline)."""
+REGION_PROPERTY = "beacon.region"
+MAX_TIMELINES = 64
+TIMELINE_EVENTS = frozenset(
+    {
+        "JobStarted",
+        "SubscriptionCreated",
+        "ProposalReceived",
+        "ProposalRejected",
+        "ProposalResponded",
+        "ProposalConfirmed",
+        "ProposalFailed",
+        "NoProposalsConfirmed",
+        "AgreementCreated",
+        "AgreementConfirmed",
+        "AgreementRejected",
+        "AgreementTerminated",
+        "ActivityCreated",
+        "ActivityCreateFailed",
+        "TaskStarted",
+        "ScriptSent",
+        "CommandExecuted",
+        "TaskAccepted",
+        "TaskRejected",
+        "WorkerFinished",
+        "InvoiceReceived",
+        "InvoiceAccepted",
+        "PaymentFailed",
+        "JobFinished",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -143,6 +184,10 @@ class GolemExecutor:
         self._strategy: RegionAllowlistStrategy | None = None
         self._identity: str | None = None
         self._start_lock = asyncio.Lock()
+        self._timelines: dict[str, list[dict[str, Any]]] = {}
+        """yapapi job id → its market/activity/payment events (the last MAX_TIMELINES jobs)."""
+        self._invoices: dict[str, dict[str, Any]] = {}
+        self._invoice_events: dict[str, asyncio.Event] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, region: str) -> GolemExecutor:
@@ -249,7 +294,7 @@ class GolemExecutor:
         factory = self._golem_factory or _yapapi().Golem
         from yapapi.config import ApiConfig
 
-        return factory(
+        golem = factory(
             budget=self.budget_glm,
             strategy=self.strategy,
             subnet_tag=self.subnet,
@@ -257,6 +302,69 @@ class GolemExecutor:
             payment_network=self.payment_network,
             api_config=ApiConfig(app_key=self.app_key or "", api_url=self.yagna_url),
         )
+        golem.add_event_consumer(self._on_event)
+        return golem
+
+    # --- evidence from yapapi's events ---------------------------------------------------------------
+    def _on_event(self, event: Any) -> None:
+        """Keep each job's timeline and every invoice (yapapi's own event timestamps are not per event)."""
+        kind = type(event).__name__
+        at = time.time()
+        job = getattr(event, "job", None)
+        job_id = getattr(job, "id", None)
+        agreement = getattr(event, "agreement", None)
+        agreement_id = getattr(agreement, "id", None)
+        if kind in ("InvoiceReceived", "InvoiceAccepted", "PaymentFailed") and agreement_id:
+            invoice = getattr(event, "invoice", None)
+            record = self._invoices.setdefault(agreement_id, {})
+            if invoice is not None:
+                record.update(
+                    invoice_id=getattr(invoice, "invoice_id", None) or getattr(invoice, "id", None),
+                    amount=str(getattr(invoice, "amount", "")),
+                    platform=getattr(invoice, "payment_platform", None),
+                )
+            status = {"InvoiceReceived": "RECEIVED", "InvoiceAccepted": "ACCEPTED"}.get(
+                kind, "PAYMENT_FAILED"
+            )
+            record["status"] = status
+            record[f"{status.lower()}_at"] = at
+            if kind != "InvoiceReceived":
+                self._invoice_events.setdefault(agreement_id, asyncio.Event()).set()
+        if job_id is None or kind not in TIMELINE_EVENTS:
+            return
+        timeline = self._timelines.setdefault(job_id, [])
+        if len(self._timelines) > MAX_TIMELINES:
+            self._timelines.pop(next(iter(self._timelines)))
+        entry: dict[str, Any] = {"t": at, "event": kind}
+        proposal = getattr(event, "proposal", None)
+        if proposal is not None:
+            entry["provider_id"] = getattr(proposal, "issuer", None)
+            entry["provider_name"] = (getattr(proposal, "props", None) or {}).get("golem.node.id.name")
+        if agreement_id:
+            entry["agreement_id"] = agreement_id
+        for name in ("reason", "message"):
+            value = getattr(event, name, None)
+            if value:
+                entry[name] = str(value)[:300]
+        if kind == "CommandExecuted":
+            entry["success"] = bool(getattr(event, "success", False))
+        timeline.append(entry)
+
+    def timeline(self, job_id: str) -> list[dict[str, Any]]:
+        """The events of yapapi job ``job_id``, with ``t`` in seconds since the job started."""
+        events = self._timelines.pop(job_id, [])
+        start = events[0]["t"] if events else 0.0
+        return [{**e, "t": round(e["t"] - start, 3)} for e in events]
+
+    async def _invoice(self, agreement: str | None, remaining: float | None) -> dict[str, Any] | None:
+        if not agreement:
+            return None
+        waiter = self._invoice_events.setdefault(agreement, asyncio.Event())
+        wait = INVOICE_WAIT_S if remaining is None else max(0.0, min(INVOICE_WAIT_S, remaining))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter.wait(), wait)
+        self._invoice_events.pop(agreement, None)
+        return self._invoices.pop(agreement, None) or {"status": "NOT_RECEIVED", "waited_s": round(wait, 1)}
 
     async def _payload(self, image: GolemImage) -> Any:
         factory = self._payload_factory
@@ -299,11 +407,13 @@ class GolemExecutor:
         Task = _yapapi().Task
         dispatched = False
         outcome: dict[str, Any] | None = None
+        job_id = f"{request.execution_id or 'execution'}-{uuid.uuid4().hex[:8]}"
         try:
             async with asyncio.timeout(remaining):
                 golem = await self._engine()
                 payload = await self._payload(image)
-                task = Task(data=encode_request(request))
+                argv = request.command or (self.entrypoint, encode_request(request))
+                task = Task(data=tuple(argv))
                 dispatched = True
                 async for done in golem.execute_tasks(
                     self._worker,
@@ -311,6 +421,7 @@ class GolemExecutor:
                     payload=payload,
                     max_workers=1,
                     timeout=timedelta(seconds=remaining or DEFAULT_TASK_TIMEOUT_S),
+                    job_id=job_id,
                 ):
                     outcome = done.result
         except TimeoutError as exc:
@@ -318,10 +429,18 @@ class GolemExecutor:
                 raise TransientExecutorError(
                     "deadline_exceeded", "the deadline passed while the Golem engine was starting"
                 ) from exc
+            evidence = self._evidence(job_id, outcome)
+            agreed = [e for e in evidence["negotiation"] if e["event"] == "AgreementConfirmed"]
+            reason = (
+                f"the allowlisted provider of {self.region} did not finish the task before the deadline"
+                if agreed
+                else f"no allowlisted provider of {self.region} made an agreement before the deadline "
+                f"({len(self.strategy.refused)} other provider(s) refused by the region's allowlist)"
+            )
             raise TransientExecutorError(
                 "golem_no_provider",
-                f"no allowlisted provider of {self.region} finished the task before the deadline",
-                details={"refused_providers": len(self.strategy.refused)},
+                reason,
+                details={"refused_providers": sorted(self.strategy.refused), "provider_info": evidence},
             ) from exc
         except ExecutorError:
             raise
@@ -331,9 +450,26 @@ class GolemExecutor:
             raise TransientExecutorError(
                 "golem_no_provider",
                 f"the task ended without a result from an allowlisted provider of {self.region}",
-                details={"refused_providers": len(self.strategy.refused)},
+                details={
+                    "refused_providers": sorted(self.strategy.refused),
+                    "provider_info": self._evidence(job_id, None),
+                },
             )
-        return self._result(outcome, image, started)
+        left = None if request.deadline is None else request.deadline - time.time()
+        invoice = None
+        if not (outcome.get("error") or (outcome.get("line") or {}).get("error")):
+            invoice = await self._invoice(outcome["provider"].get("agreement_id"), left)
+        evidence = self._evidence(job_id, outcome)  # after the invoice: its events end the timeline
+        if invoice is not None:
+            evidence["invoice"] = invoice
+        return self._result(outcome, image, started, evidence)
+
+    def _evidence(self, job_id: str, outcome: dict[str, Any] | None) -> dict[str, Any]:
+        """What the receipt records of the market: provider, agreement, activity, offer, negotiation."""
+        facts: dict[str, Any] = dict((outcome or {}).get("provider") or {})
+        facts["job_id"] = job_id
+        facts["negotiation"] = self.timeline(job_id)
+        return facts
 
     async def _worker(self, ctx: Any, tasks: AsyncIterator[Any]) -> AsyncIterator[Any]:
         """yapapi worker: run the entrypoint once per task and hand the parsed line (or the error) back."""
@@ -343,31 +479,39 @@ class GolemExecutor:
                 "provider_name": ctx.provider_name,
                 "agreement_id": agreement_id(ctx),
                 "activity_id": ctx.id,
+                **offer_facts(ctx),
             }
             if not self.strategy.allows(ctx.provider_id, ctx.provider_name):
                 # The strategy refuses such offers; this guards against any path around it.
                 task.accept_result({"provider": provider, "error": _error_dict(region_violation(provider))})
                 continue
             script = ctx.new_script(timeout=timedelta(seconds=DEFAULT_TASK_TIMEOUT_S))
-            executed = script.run(self.entrypoint, task.data)
+            argv = tuple(task.data)
+            executed = script.run(*argv)
             try:
                 yield script
-                line = parse_vm_output((await executed).stdout)
+                stdout = (await executed).stdout
+                line = parse_vm_output(stdout) if argv[0] == self.entrypoint else command_line(stdout)
             except ExecutorError as exc:
                 task.accept_result({"provider": provider, "error": _error_dict(exc)})
                 continue
             except Exception as exc:  # a failed command on the provider (yapapi's CommandExecutionError)
-                error = TransientExecutorError("golem_task_failed", f"{type(exc).__name__}: {exc}")
-                task.accept_result({"provider": provider, "error": _error_dict(error)})
+                task.accept_result({"provider": provider, "error": _error_dict(task_failure(exc, argv[0]))})
                 continue
             task.accept_result({"provider": provider, "line": line})
 
-    def _result(self, outcome: dict[str, Any], image: GolemImage, started: float) -> ExecutionResult:
+    def _result(
+        self, outcome: dict[str, Any], image: GolemImage, started: float, evidence: dict[str, Any]
+    ) -> ExecutionResult:
         provider = outcome["provider"]
         error = outcome.get("error") or (outcome.get("line") or {}).get("error")
         if error:
             kind = TransientExecutorError if error.get("transient") else PermanentExecutorError
-            raise kind(str(error["code"]), str(error["message"]), details={"provider": provider})
+            raise kind(
+                str(error["code"]),
+                str(error["message"]),
+                details={"provider": provider, "provider_info": {**evidence, "image_hash": image.hash}},
+            )
         line = outcome["line"]
         timings = {
             f"vm_{k}" if k == "total" else k: float(v) for k, v in dict(line.get("timings", {})).items()
@@ -378,13 +522,13 @@ class GolemExecutor:
             tokens_in=int(line["tokens_in"]),
             tokens_out=int(line["tokens_out"]),
             timings=timings,
-            model_digest=str(line["model_digest"]),
+            model_digest=str(line["model_digest"]) or image.hash,
             backend=self.name,
             backend_version=f"{line.get('backend', '?')} {line.get('backend_version', '?')}",
             provider_id=f"golem:{provider['provider_id']}",
             served_region=self.region,
             provider_info={
-                **provider,
+                **evidence,
                 "image_hash": image.hash,
                 "image_url": image.url,
                 "subnet": self.subnet,
@@ -438,6 +582,38 @@ def agreement_id(ctx: Any) -> str | None:
     """The agreement behind a yapapi WorkContext (yapapi exposes it on events, and on the context privately)."""
     agreement = getattr(ctx, "_agreement", None)
     return getattr(agreement, "id", None)
+
+
+def command_line(stdout: str | None) -> dict[str, Any]:
+    """The result of a JobSpec's own command: its stdout, no tokens (it made no model call of ours)."""
+    return {"text": stdout or "", "tokens_in": 0, "tokens_out": 0, "model_digest": "", "backend": "command"}
+
+
+def task_failure(exc: BaseException, entry_point: str) -> ExecutorError:
+    """A failed command on the provider; a provider that will not run a JobSpec's command is permanent."""
+    text = f"{type(exc).__name__}: {exc}"
+    if "refused" in text and "isolation" in text:
+        return PermanentExecutorError(
+            "golem_command_refused",
+            f"the provider refused to run {entry_point!r} (it cannot isolate a container): {text[:400]}",
+        )
+    return TransientExecutorError("golem_task_failed", text[:2000])
+
+
+def offer_facts(ctx: Any) -> dict[str, Any]:
+    """The agreed offer's region and price (linear pricing coefficients over the usage vector)."""
+    try:
+        props = dict(ctx._agreement_details.provider_view.properties)
+    except Exception:  # a context without agreement details (never on yagna) records none
+        return {}
+    return {
+        "offer_region": props.get(REGION_PROPERTY),
+        "price": {
+            "model": props.get("golem.com.pricing.model"),
+            "coeffs": props.get("golem.com.pricing.model.linear.coeffs"),
+            "usage_vector": props.get("golem.com.usage.vector"),
+        },
+    }
 
 
 def region_violation(provider: dict[str, Any]) -> PermanentExecutorError:

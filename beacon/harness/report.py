@@ -246,6 +246,10 @@ def render_report(run_dir: Path) -> Path:
             ],
         ),
         checkpoints_table=_html_table(collect_table(summary, "checkpoints")),
+        golem_tables={  # the Golem regions (beacon.harness.golem_checks): negotiation per region, payments
+            name: _html_table(collect_table(summary, f"golem_{name}"))
+            for name in ("offers", "executions", "negotiation", "invoices", "glm_balance")
+        },
         error_paths_table=_html_table(collect_table(summary, "error_paths")),
         spec_scores_table=_html_table(collect_table(summary, "spec_scores")),
         threshold_verdicts_table=_html_table(collect_table(summary, "threshold_verdicts")),

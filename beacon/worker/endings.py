@@ -54,6 +54,8 @@ class Ending:
     retry_in: float | None = None
     dead_letter: bool = False
     """The retry budget ran out: the message also goes to the dead-letter store."""
+    provider_info: dict[str, Any] = field(default_factory=dict)
+    """The backend's evidence of a failed attempt (an executor error's ``details["provider_info"]``)."""
 
     @property
     def terminal(self) -> bool:
@@ -95,7 +97,12 @@ def receipt_facts(item: EndingItem) -> ReceiptFacts:
         backend=result.backend if result else None,
         backend_version=result.backend_version if result else None,
         provider_id=result.provider_id if result else None,
-        provider_info={**(result.provider_info if result else {}), **item.provider_info} or None,
+        provider_info={
+            **(result.provider_info if result else {}),
+            **ending.provider_info,
+            **item.provider_info,
+        }
+        or None,
         variant=row.variant,
         system_prompt=system,
         prompt=prompt,

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from beacon import __version__
 from beacon.executors.base import (
@@ -24,7 +25,6 @@ from beacon.executors.base import (
     Executor,
     ExecutorError,
     PermanentExecutorError,
-    TransientExecutorError,
 )
 from beacon.failpoints import failpoint
 from beacon.queue.retry import RetryPolicy
@@ -87,14 +87,17 @@ class AttemptRunner:
                 at,
                 timed_out=True,
             )
-        except PermanentExecutorError as exc:
-            return Ending(ExecutionStatus.FAILED, time.time(), error_code=exc.code, error_message=exc.message)
-        except TransientExecutorError as exc:
-            return self._after_failure(claim, exc.code, exc.message, time.time())
-        except ExecutorError as exc:  # neither subclass: trust its own flag
+        except ExecutorError as exc:  # the subclasses, or its own flag
+            evidence = dict(exc.details.get("provider_info") or {})
             if exc.transient:
-                return self._after_failure(claim, exc.code, exc.message, time.time())
-            return Ending(ExecutionStatus.FAILED, time.time(), error_code=exc.code, error_message=exc.message)
+                return self._after_failure(claim, exc.code, exc.message, time.time(), provider_info=evidence)
+            return Ending(
+                ExecutionStatus.FAILED,
+                time.time(),
+                error_code=exc.code,
+                error_message=exc.message,
+                provider_info=evidence,
+            )
         except Exception as exc:
             log.exception("executor raised an unexpected error on %s", claim.execution_id)
             return self._after_failure(claim, "executor_error", f"{type(exc).__name__}: {exc}", time.time())
@@ -136,7 +139,14 @@ class AttemptRunner:
         return await self.executor.execute(request)
 
     def _after_failure(
-        self, claim: Claim, code: str, message: str, at: float, *, timed_out: bool = False
+        self,
+        claim: Claim,
+        code: str,
+        message: str,
+        at: float,
+        *,
+        timed_out: bool = False,
+        provider_info: dict[str, Any] | None = None,
     ) -> Ending:
         """Retry later if the budget and the job's time allow; otherwise end the execution."""
         final = ExecutionStatus.TIMED_OUT if timed_out else ExecutionStatus.FAILED
@@ -149,6 +159,7 @@ class AttemptRunner:
                 error_code=code,
                 error_message=f"{message} (attempt {claim.attempt} of {budget}: retry budget exhausted)",
                 dead_letter=True,
+                provider_info=provider_info or {},
             )
         delay = self.policy.delay(claim.attempt)
         if at + delay >= claim.job_deadline:
@@ -157,5 +168,6 @@ class AttemptRunner:
                 at,
                 error_code=code,
                 error_message=f"{message} (no time left in the job's budget to retry)",
+                provider_info=provider_info or {},
             )
         return Ending(ExecutionStatus.QUEUED, at, error_code=code, error_message=message, retry_in=delay)

@@ -6,36 +6,31 @@ Two halves:
   package, started here in a temporary data dir on free loopback ports (it cannot reach the Golem network,
   so its relay is pointed at a dead loopback port and its payment driver cannot reach a chain). These
   tests skip loudly, with the reason, when yagna cannot start on this machine.
-* Dispatch runs with yapapi's network layer stood in by :class:`StandinGolem`, which replaces exactly
-  ``yapapi.Golem``'s market, agreement and activity traffic with yagna: it offers a fixed list of
-  provider offers (real ``yapapi.rest.market.OfferProposal`` objects over ``ya_market`` models) to the
-  executor's real market strategy, "signs" an agreement with the best one that is not refused, and
-  "executes" the yielded script by running the same entrypoint the VM image runs
-  (``python -m beacon.executors.golem_vm``) in a local subprocess. Everything else is real: the
-  ``RegionAllowlistStrategy`` subclass of yapapi's strategy, ``yapapi.Task``, ``yapapi.payload.vm.repo``
-  (pointed at a loopback URL serving a placeholder image), the executor's worker function, result
-  parsing, error classification and the receipt facts. Why: a real dispatch needs provider nodes with a
-  KVM VM runtime and a reachable Golem network, which no test machine here has.
+* Dispatch runs on the Golem devnet (the session fixture ``golem_devnet``, ``beacon golem devnet``):
+  real yagna daemons for the requestor and one provider per region, the real market, agreements,
+  activities and erc20 payments on a local chain. Nothing on the requestor side is stood in: yapapi,
+  the ``RegionAllowlistStrategy``, ``yapapi.payload.vm.repo``, the executor's worker, result parsing,
+  error classification and the receipt facts are all real. The provider side is the project's agent +
+  exe-unit stand-in (docs/decisions/1101-golem-devnet-standins.md), whose faults (refuse, fail, bad output,
+  vanish) drive the failure cases.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.server
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import pytest
@@ -43,12 +38,11 @@ import pytest
 from beacon.executors.base import (
     DecodingOptions,
     ExecutionRequest,
-    Executor,
     PermanentExecutorError,
     TransientExecutorError,
 )
 from beacon.executors.golem import GolemExecutor, parse_vm_output, payment_platform
-from beacon.executors.llamacpp import SMOLLM2_MODEL_ID, file_sha256, smollm2_gguf_path
+from beacon.executors.llamacpp import SMOLLM2_MODEL_ID
 from beacon.executors.registry import ExecutorConfigError, create_executor
 
 YAGNA = Path(sys.executable).with_name("yagna")
@@ -296,251 +290,160 @@ def test_an_empty_allowlist_is_a_configuration_error(make_settings: Callable[...
     assert "GOLEM_REGION_PROVIDERS" in info.value.message
 
 
-# --- dispatch with yapapi's network layer stood in -----------------------------------------------------
+# --- dispatch on the Golem devnet: the real yagna market, agreement, activity and payment ----------------
 
 
-@dataclass
-class Executed:
-    """What yapapi's ``CommandExecuted`` event carries that the worker reads."""
-
-    success: bool
-    stdout: str
-    stderr: str
-    message: str = ""
-
-
-@dataclass
-class StandinScript:
-    commands: list[tuple[str, tuple[str, ...], asyncio.Future[Executed]]] = field(default_factory=list)
-
-    def run(self, cmd: str, *args: str) -> asyncio.Future[Executed]:
-        future: asyncio.Future[Executed] = asyncio.get_running_loop().create_future()
-        self.commands.append((cmd, args, future))
-        return future
-
-
-@dataclass
-class StandinAgreement:
-    id: str
-
-
-@dataclass
-class StandinWorkContext:
-    provider_id: str
-    provider_name: str
-    _agreement: StandinAgreement
-    id: str = field(default_factory=lambda: f"activity-{uuid.uuid4().hex[:8]}")
-
-    def new_script(self, timeout: Any = None, wait_for_results: bool = True) -> StandinScript:
-        return StandinScript()
-
-
-class StandinGolem:
-    """Stands in for ``yapapi.Golem``'s network traffic: offers, agreement, activity (see the module doc)."""
-
-    VM_COMMANDS: ClassVar[dict[str, list[str]]] = {
-        "/beacon/run-benchmark": [sys.executable, "-m", "beacon.executors.golem_vm"]
+def on_devnet(net: Any, region: str = "EU", **overrides: Any) -> GolemExecutor:
+    allowed = net.region_providers().get(region) or ["0x" + "9" * 40]
+    fields: dict[str, Any] = {
+        "region": region,
+        "allowed_providers": allowed,
+        "images": net.images([SMOLLM2_MODEL_ID, "mistral-7b"]),
+        "yagna_url": net.requestor.api_url,
+        "app_key": net.requestor.app_key,
+        "payment_network": "hoodi",
     }
-
-    def __init__(self, offers: list[tuple[str, str]], **kwargs: Any) -> None:
-        self.offers = offers
-        self.kwargs = kwargs
-        self.started = self.stopped = False
-        self.payloads: list[Any] = []
-        self.agreements: list[str] = []
-        self.vm_env: dict[str, str] = {}
-        self.ignore_strategy = False
-        self.ran: list[list[str]] = []
-
-    async def start(self) -> None:
-        self.started = True
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-    async def _negotiate(self) -> StandinWorkContext:
-        strategy = self.kwargs["strategy"]
-        scored = [(await strategy.score_offer(make_offer(pid, name)), pid, name) for pid, name in self.offers]
-        accepted = [item for item in scored if item[0] >= 0 or self.ignore_strategy]
-        if not accepted:  # like the market: wait for offers that never come
-            await asyncio.Event().wait()
-        _, provider_id, name = max(accepted)
-        agreement = StandinAgreement(f"agreement-{uuid.uuid4().hex[:12]}")
-        self.agreements.append(agreement.id)
-        return StandinWorkContext(provider_id, name, agreement)
-
-    async def _run_locally(self, script: StandinScript) -> Exception | None:
-        from yapapi.rest.activity import CommandExecutionError
-
-        for cmd, args, future in script.commands:
-            argv = [*self.VM_COMMANDS.get(cmd, [cmd]), *args]
-            self.ran.append(argv)
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env={**os.environ, **self.vm_env},
-            )
-            out, err = await process.communicate()
-            if process.returncode != 0:
-                return CommandExecutionError(cmd, f"exit code {process.returncode}", err.decode())
-            future.set_result(Executed(True, out.decode(), err.decode()))
-        return None
-
-    async def execute_tasks(
-        self, worker: Any, data: Any, payload: Any, max_workers: int | None = None, timeout: Any = None
-    ) -> AsyncIterator[Any]:
-        self.payloads.append(payload)
-        tasks = list(data)
-        ctx = await self._negotiate()
-
-        async def feed() -> AsyncIterator[Any]:
-            for task in tasks:
-                task._start(
-                    lambda *args, **kwargs: None
-                )  # what yapapi's executor does to a task it hands out
-                yield task
-
-        generator = worker(ctx, feed())
-        try:
-            script = await generator.__anext__()
-            while True:
-                failure = await self._run_locally(script)
-                script = await (generator.athrow(failure) if failure else generator.asend(None))
-        except StopAsyncIteration:
-            pass
-        for task in tasks:
-            yield task
-
-
-@pytest.fixture(scope="module")
-def image_url() -> Iterator[str]:
-    """A loopback URL serving a placeholder GVMI file, so the real ``vm.repo`` can check it."""
-    root = Path(tempfile.mkdtemp(prefix="beacon-gvmi-"))
-    (root / "beacon-smollm2.gvmi").write_bytes(b"placeholder image: the VM itself is stood in")
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/beacon-smollm2.gvmi"
-    server.shutdown()
-    thread.join(timeout=5)
-    shutil.rmtree(root, ignore_errors=True)
+    fields.update(overrides)
+    return GolemExecutor(**fields)
 
 
 @pytest.fixture
-def preflight_ok(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The dispatch tests stand in the yagna REST preflight as well (its real paths are tested above)."""
-
-    async def ok(self: GolemExecutor) -> dict[str, Any]:
-        self._identity = "0xrequestor"
-        return {"identity": self._identity, "platforms": [self.platform]}
-
-    monkeypatch.setattr(GolemExecutor, "preflight", ok)
-
-
-def dispatching(
-    offers: list[tuple[str, str]], image_url: str, **overrides: Any
-) -> tuple[GolemExecutor, list[StandinGolem]]:
-    engines: list[StandinGolem] = []
-
-    def factory(**kwargs: Any) -> StandinGolem:
-        engines.append(StandinGolem(offers, **kwargs))
-        return engines[-1]
-
-    ex = executor(images={SMOLLM2_MODEL_ID: f"{IMAGE_HASH}@{image_url}"}, golem_factory=factory, **overrides)
-    return ex, engines
+def devnet(golem_devnet: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("PATH", f"{golem_devnet.gftp_dir}{os.pathsep}{os.environ['PATH']}")
+    for region in golem_devnet.providers:
+        golem_devnet.set_fault(region, None)
+    yield golem_devnet
+    for region in golem_devnet.providers:
+        golem_devnet.set_fault(region, None)
 
 
-@pytest.mark.llm
-@pytest.mark.usefixtures("preflight_ok")
-async def test_dispatch_runs_on_the_allowlisted_provider_and_records_it(image_url: str) -> None:
-    gguf = smollm2_gguf_path()
-    assert gguf is not None
-    ex, engines = dispatching([(US_PROVIDER, "us-provider"), (EU_PROVIDER, "eu-provider")], image_url)
-    assert isinstance(ex, Executor)
-    result = await ex.execute(request(deadline=time.time() + 120))
-    engine = engines[0]
-    assert engine.started
-    assert engine.kwargs["budget"] == 1.0 and engine.kwargs["payment_network"] == "holesky"
-    assert engine.kwargs["strategy"] is ex.strategy
-    assert ex.strategy.refused == {US_PROVIDER: "us-provider"}
-    assert "Paris" in result.text
-    assert result.backend == "golem"
-    assert result.served_region == "EU"
-    assert result.provider_id == f"golem:{EU_PROVIDER}"
-    assert result.model_digest == file_sha256(gguf)
-    assert result.provider_info["provider_name"] == "eu-provider"
-    assert result.provider_info["agreement_id"] == engine.agreements[0]
-    assert result.provider_info["image_hash"] == IMAGE_HASH
-    assert result.provider_info["requestor"] == "0xrequestor"
-    assert result.backend_version.startswith("llamacpp ")
-    assert result.timings["total"] >= result.timings["vm_total"] > 0
-    # The payload is yapapi's own VM package for the image.
-    payload = engine.payloads[0]
-    assert type(payload).__module__.startswith("yapapi.payload")
-    assert IMAGE_HASH in payload.image_url and "beacon-smollm2.gvmi" in payload.image_url
-    assert "golem.inf.mem.gib>=1.0" in str(payload.constraints)
-    await ex.aclose()
-    assert engine.stopped
+async def run_once(ex: GolemExecutor, req: ExecutionRequest) -> Any:
+    try:
+        return await ex.execute(req)
+    finally:
+        await ex.aclose()
 
 
-@pytest.mark.usefixtures("preflight_ok")
-async def test_no_allowlisted_offer_means_no_provider(image_url: str) -> None:
-    ex, _ = dispatching([(US_PROVIDER, "us-provider")], image_url)
-    started = time.time()
+def events(info: dict[str, Any]) -> list[str]:
+    return [e["event"] for e in info.get("negotiation") or []]
+
+
+async def test_each_region_runs_on_its_own_provider_with_the_market_evidence(devnet: Any) -> None:
+    from beacon.golem.devnet import PRICES
+
+    regions = sorted(devnet.providers)
+    executors = {r: on_devnet(devnet, r) for r in regions}
+    results = await asyncio.gather(
+        *(run_once(executors[r], request(region=r, deadline=time.time() + 90)) for r in regions)
+    )
+    for region, result in zip(regions, results, strict=True):
+        provider = devnet.providers[region]
+        info = result.provider_info
+        assert result.served_region == region and result.provider_id == f"golem:{provider.node_id}"
+        assert result.text.strip() and result.tokens_out > 0
+        assert (
+            info["provider_id"] == provider.node_id
+            and info["provider_name"] == f"beacon-devnet-{region.lower()}"
+        )
+        assert info["offer_region"] == region
+        assert len(info["agreement_id"]) == 64 and len(info["activity_id"]) == 32
+        start, per_second, per_cpu = PRICES[region]
+        assert info["price"]["coeffs"] == [per_second, per_cpu, start]
+        assert info["invoice"]["status"] == "ACCEPTED" and float(info["invoice"]["amount"]) >= start
+        timeline = events(info)
+        for step in (
+            "ProposalReceived",
+            "AgreementConfirmed",
+            "ActivityCreated",
+            "ScriptSent",
+            "InvoiceAccepted",
+        ):
+            assert step in timeline, (step, timeline)
+        assert timeline.index("AgreementConfirmed") < timeline.index("ActivityCreated")
+        # The offers of the other regions reached this executor too, and its allowlist refused them.
+        others = {devnet.providers[r].node_id for r in regions if r != region}
+        assert others <= set(executors[region].strategy.refused)
+
+
+async def test_a_region_without_an_offer_fails_within_its_deadline(devnet: Any) -> None:
+    ex = on_devnet(devnet, "MARS")
+    started = time.monotonic()
     with pytest.raises(TransientExecutorError) as info:
-        await ex.execute(request(deadline=started + 1.0))
+        await run_once(ex, request(region="MARS", deadline=time.time() + 12))
+    assert time.monotonic() - started < 16
     assert info.value.code == "golem_no_provider"
-    assert info.value.details["refused_providers"] == 1
-    assert time.time() - started < 3
+    assert "no allowlisted provider of MARS made an agreement" in info.value.message
+    # No fallback: every provider of the devnet offered, and each was refused.
+    refused = set(info.value.details["refused_providers"])
+    assert {n.node_id for n in devnet.providers.values()} <= refused
+    assert "AgreementConfirmed" not in events(info.value.details["provider_info"])
 
 
-@pytest.mark.usefixtures("preflight_ok")
-async def test_a_provider_outside_the_region_never_runs_the_benchmark(image_url: str) -> None:
-    ex, engines = dispatching([(US_PROVIDER, "us-provider")], image_url)
-    await ex._engine()
-    engines[0].ignore_strategy = True  # a market path around the strategy: the worker must still refuse
-    with pytest.raises(PermanentExecutorError) as info:
-        await ex.execute(request(deadline=time.time() + 30))
-    assert info.value.code == "golem_region_violation"
-    assert info.value.details["provider"]["provider_id"] == US_PROVIDER
-    assert engines[0].ran == []
-
-
-@pytest.mark.usefixtures("preflight_ok")
-async def test_errors_inside_the_vm_keep_their_code(image_url: str, tmp_path: Path) -> None:
-    ex, engines = dispatching([(EU_PROVIDER, "eu-provider")], image_url)
-    await ex._engine()
-    engines[0].vm_env["BEACON_VM_MODELS"] = f'{{"{SMOLLM2_MODEL_ID}": "{tmp_path / "absent.gguf"}"}}'
-    with pytest.raises(PermanentExecutorError) as info:
-        await ex.execute(request(deadline=time.time() + 60))
-    assert info.value.code == "model_file_missing"
-    assert info.value.details["provider"]["provider_id"] == EU_PROVIDER
-
-
-@pytest.mark.usefixtures("preflight_ok")
-async def test_a_failing_command_is_transient(image_url: str) -> None:
-    ex, engines = dispatching([(EU_PROVIDER, "eu-provider")], image_url)
-    await ex._engine()
-    engines[0].VM_COMMANDS = {"/beacon/run-benchmark": [sys.executable, "-c", "import sys; sys.exit(3)"]}
+async def test_a_provider_that_refuses_leaves_its_rejection_in_the_evidence(devnet: Any) -> None:
+    devnet.set_fault("EU", "refuse")
     with pytest.raises(TransientExecutorError) as info:
-        await ex.execute(request(deadline=time.time() + 60))
-    assert info.value.code == "golem_task_failed"
+        await run_once(on_devnet(devnet), request(deadline=time.time() + 12))
+    assert info.value.code == "golem_no_provider"
+    timeline = info.value.details["provider_info"]["negotiation"]
+    rejected = [e for e in timeline if e["event"] == "AgreementRejected"]
+    assert rejected and "AgreementConfirmed" not in events(info.value.details["provider_info"])
 
 
-@pytest.mark.usefixtures("preflight_ok")
-async def test_an_unreachable_image_url_is_transient() -> None:
-    ex, _ = dispatching([(EU_PROVIDER, "eu-provider")], f"http://127.0.0.1:{_free_port()}/x.gvmi")
+@pytest.mark.parametrize(
+    ("fault", "code"), [("fail", "golem_task_failed"), ("bad-output", "golem_bad_output")]
+)
+async def test_a_failing_or_garbled_task_fails_with_the_agreement_in_the_evidence(
+    devnet: Any, fault: str, code: str
+) -> None:
+    devnet.set_fault("EU", fault)
     with pytest.raises(TransientExecutorError) as info:
-        await ex.execute(request(deadline=time.time() + 30))
+        await run_once(on_devnet(devnet), request(deadline=time.time() + 60))
+    assert info.value.code == code
+    evidence = info.value.details["provider_info"]
+    assert evidence["provider_id"] == devnet.providers["EU"].node_id
+    assert evidence["agreement_id"] and evidence["activity_id"]
+    assert "AgreementConfirmed" in events(evidence)
+
+
+async def test_a_provider_that_disappears_mid_activity_fails_within_the_deadline(devnet: Any) -> None:
+    devnet.set_fault("EU", "vanish")
+    ex = on_devnet(devnet)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransientExecutorError) as info:
+            await ex.execute(request(deadline=time.time() + 40))
+        assert time.monotonic() - started < 42
+    finally:
+        await ex.aclose()  # yapapi waits (30 s at most) for the invoice a vanished provider never sends
+    assert info.value.code in ("golem_task_failed", "golem_no_provider"), info.value
+    evidence = info.value.details["provider_info"]
+    assert evidence.get("agreement_id") or "AgreementConfirmed" in events(evidence)
+
+
+async def test_a_jobspec_command_is_refused_by_a_provider_that_cannot_isolate_it(
+    devnet: Any, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran-on-the-host"
+    command = ("/bin/sh", "-c", f"touch {marker}")
+    with pytest.raises(PermanentExecutorError) as info:
+        await run_once(on_devnet(devnet), request(command=command, deadline=time.time() + 60))
+    assert info.value.code == "golem_command_refused"
+    assert "cannot isolate a container" in info.value.message
+    assert not marker.exists()
+
+
+async def test_errors_inside_the_vm_keep_their_code(devnet: Any) -> None:
+    with pytest.raises(PermanentExecutorError) as info:
+        await run_once(on_devnet(devnet), request(model="mistral-7b", deadline=time.time() + 60))
+    assert info.value.code == "model_not_available"
+    assert info.value.details["provider_info"]["agreement_id"]
+
+
+async def test_an_unreachable_image_url_is_transient(devnet: Any) -> None:
+    dead = f"{devnet.image_hash}@http://127.0.0.1:{_free_port()}/x.gvmi"
+    ex = on_devnet(devnet, images={SMOLLM2_MODEL_ID: dead})
+    with pytest.raises(TransientExecutorError) as info:
+        await run_once(ex, request(deadline=time.time() + 30))
     assert info.value.code == "golem_image_unavailable"
 
 
