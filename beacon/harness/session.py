@@ -9,6 +9,11 @@
 With an empty ``runner_url`` (a notebook opened by hand in JupyterLab) the session starts an
 embedded runner of its own, exports its tokens under the given variable names, and stops it when
 the kernel exits; ``beacon day1`` passes the URL of the runner it started instead.
+
+Stopping and starting a region's worker (the plan's "Stop job worker") goes through the session:
+in the service topology (``beacon day1 --topology service``) the harness supervises real worker
+processes and the session asks it to stop one (SIGTERM, by PID) and start a new one; otherwise the
+runner's own admin API drains its in-process worker and starts it again.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import atexit
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from beacon.client import BeaconClient, CallLog
 from beacon.harness.launcher import EmbeddedRunner
+from beacon.harness.topology import SupervisorClient
 from beacon.keys import Ed25519Key, read_key_file
 
 ROLES = ("admin", "operator", "viewer")
@@ -39,6 +46,32 @@ class Session:
     embedded: EmbeddedRunner | None = None
     missing: dict[str, str] = field(default_factory=dict)
     """Role → why it has no client (its variable is unset)."""
+    supervisor: SupervisorClient | None = None
+    """The harness's worker supervisor (service topology), or None."""
+    worker_actions: list[dict[str, Any]] = field(default_factory=list)
+    """What :meth:`stop_worker` / :meth:`start_worker` did, and through what (for the phase's evidence)."""
+
+    def stop_worker(self, worker: dict[str, Any]) -> dict[str, Any]:
+        """Stop ``worker`` (a row of ``GET /admin/ops/workers``): its process, when the harness
+        supervises the region's worker processes; else the runner drains it (admin API)."""
+        region = str(worker["region"])
+        if self.supervisor is not None and self.supervisor.supervises(region):
+            done = {"via": "supervisor", "action": "stop", **self.supervisor.stop_worker(region)}
+        else:
+            done = {"via": "admin_api", "action": "drain", **self.admin.drain_worker(str(worker["id"]))}
+        self.worker_actions.append(done)
+        return done
+
+    def start_worker(self, worker: dict[str, Any]) -> dict[str, Any]:
+        """Start ``worker``'s region again: a new worker process (supervisor), or the runner's own
+        in-process worker (admin API)."""
+        region = str(worker["region"])
+        if self.supervisor is not None and self.supervisor.supervises(region):
+            done = {"via": "supervisor", "action": "start", **self.supervisor.start_worker(region)}
+        else:
+            done = {"via": "admin_api", "action": "start", **self.admin.start_worker(str(worker["id"]))}
+        self.worker_actions.append(done)
+        return done
 
     def client(self, role: str) -> BeaconClient:
         """The client holding ``role``'s token; KeyError saying which variable to set."""
@@ -77,6 +110,8 @@ class Session:
     def close(self) -> None:
         for client in (self.anonymous, *self.clients.values()):
             client.close()
+        if self.supervisor is not None:
+            self.supervisor.close()
         if self.embedded is not None:
             self.embedded.stop()
             self.embedded = None
@@ -133,4 +168,5 @@ def open_session(
         runner_log=Path(runner_log_path) if runner_log_path else None,
         embedded=embedded,
         missing=missing,
+        supervisor=SupervisorClient.from_env() if embedded is None else None,
     )
