@@ -219,6 +219,7 @@ class ServiceRunner:
         """The topology for the run summary: URLs without secrets, the prefix, every process."""
         return {
             "topology": "service",
+            "regions": list(self.regions),
             "database": _without_password(self._effective_database_url),
             "database_created": self.database_name,
             "redis": _without_password(self.redis_url or LOCAL_REDIS),
@@ -514,7 +515,8 @@ class SupervisorClient:
         return self._call("GET", "/processes")
 
     def supervises(self, region: str) -> bool:
-        return any(p.get("region") == region for p in self.processes()["processes"])
+        """Whether the harness owns this region's worker processes (running or stopped by it)."""
+        return region in self.processes()["regions"]
 
     def stop_worker(self, region: str) -> dict[str, Any]:
         return self._call("POST", f"/workers/{region}/stop")

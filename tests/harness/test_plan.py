@@ -251,12 +251,10 @@ def test_a_wheel_installed_elsewhere_carries_the_plans_and_notebooks(tmp_path: P
     import venv
 
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    if built.returncode != 0 and "hatchling" in built.stderr:
-        pytest.skip(f"SKIPPED LOUDLY: hatchling is not installed here: {built.stderr[-300:]}")
-    assert built.returncode == 0, built.stderr[-2000:]
+    assert built.returncode == 0, built.stderr[-2000:]  # pip fetches hatchling, as `make setup` does
     (wheel,) = (tmp_path / "dist").glob("beacon-*.whl")
     target = tmp_path / "venv"
     venv.create(target, with_pip=False)

@@ -99,6 +99,7 @@ def test_the_harness_stops_a_worker_process_and_starts_a_new_one(service: Servic
         with pytest.raises(BeaconAPIError) as again:
             client.stop_worker("EU")
         assert again.value.status == 409
+        assert client.supervises("EU") and not client.supervises("MARS")  # stopped, still its own
         with BeaconClient(service.url, token=service.credentials.operator_token) as operator:
             row = next(w for w in operator.workers(include_gone=True)["workers"] if w["id"] == old.worker_id)
             assert row["state"] == "stopped"
@@ -128,3 +129,28 @@ def test_stop_ends_every_process_and_leaves_no_database_or_keys(tmp_path: Path) 
     assert not database_exists(name)
     assert _delete_redis_keys(LOCAL_REDIS, prefix) == 0  # nothing was left under the run's prefix
     assert [e["event"] for e in runner.history] == ["started", "started", "ended", "ended"]
+
+
+def test_a_phase_session_stops_and_starts_through_the_supervisor(
+    service: ServiceRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What notebook 08 calls: ``session.stop_worker(row)`` then ``session.start_worker(row)``."""
+    from beacon.harness.session import open_session
+
+    assert service.credentials is not None
+    supervisor = WorkerSupervisor(service)
+    for name, value in {**service.credentials.env(), **supervisor.env()}.items():
+        monkeypatch.setenv(name, value)
+    session = open_session(service.url)
+    try:
+        row = next(w for w in session.operator.workers()["workers"] if w["region"] == "ASIA")
+        stopped = session.stop_worker(row)
+        assert (stopped["via"], stopped["pid"], stopped["exit_status"]) == ("supervisor", row["pid"], 0)
+        started = session.start_worker(row)  # the region has no process now: still the harness's
+        assert started["via"] == "supervisor" and started["pid"] != row["pid"]
+        assert [a["action"] for a in session.worker_actions] == ["stop", "start"]
+        live = session.operator.workers(region="ASIA")["workers"]
+        assert [w["pid"] for w in live] == [started["pid"]]
+    finally:
+        session.close()
+        supervisor.close()
