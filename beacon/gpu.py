@@ -2,11 +2,16 @@
 
 * NVIDIA GPUs through NVML (``nvidia-ml-py``) when a driver is present; otherwise the report says
   plainly that there is no GPU and why (no driver, no device).
-* Ollama through its HTTP API when a host is given (``OLLAMA_HOST``): ``/api/version``,
+* Ollama through its HTTP API (``/api/version``,
   ``/api/tags`` (models pulled), ``/api/ps`` (models loaded, and how much of each sits in GPU
   memory — the only GPU evidence on hosts without NVML, such as Apple silicon), and a latency probe
-  (one short, deterministic generation).
+  (one short, deterministic generation)) at the host :func:`ollama_target` names: the one given,
+  else ``OLLAMA_HOST``, else Ollama's own default ``127.0.0.1:11434`` — where a host with no Ollama
+  at all (nothing listens) is reported as such, not as a failure.
 * CPU, memory and disk always (psutil).
+
+One verdict and one exit-status convention for every health check command (``beacon gpu check``
+and the plan's ``ollama-metrics --check`` are the same check): :class:`CheckExit`.
 
 Only the standard library, psutil, httpx and (optionally) pynvml are imported, so this module runs on
 a bare GPU host as well as inside the runner.
@@ -16,18 +21,33 @@ from __future__ import annotations
 
 import csv
 import os
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
+from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import psutil
 
 PROBE_PROMPT = "Reply with the single word: ready"
+OLLAMA_DEFAULT_HOST = "127.0.0.1:11434"
+"""Where Ollama listens, and its client looks, when ``OLLAMA_HOST`` is unset."""
+
+
+class CheckExit(IntEnum):
+    """Exit status of every health check command (``beacon gpu check``, ``ollama-metrics --check``)."""
+
+    HEALTHY = 0
+    """Nothing checked found a problem (what could not be checked is listed in the notes)."""
+    UNHEALTHY = 1
+    """At least one problem (listed)."""
+    USAGE = 2
+    """The command was called wrongly (bad option); nothing was checked."""
 
 
 # --- GPU (NVML) -------------------------------------------------------------------------------------
@@ -165,6 +185,35 @@ def system_status(disk_path: str | os.PathLike[str] = ".", cpu_interval_s: float
 
 
 # --- Ollama -----------------------------------------------------------------------------------------
+
+
+OllamaSource = Literal["given", "OLLAMA_HOST", "default"]
+
+
+def ollama_target(
+    host: str | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[str, OllamaSource]:
+    """The Ollama a health check looks at, and why: ``host`` if given, else ``OLLAMA_HOST``, else
+    :data:`OLLAMA_DEFAULT_HOST` (the one rule for every command and the T-60 phase)."""
+    if host and host.strip():
+        return host.strip(), "given"
+    env = os.environ if environ is None else environ
+    configured = env.get("OLLAMA_HOST", "").strip()
+    if configured:
+        return configured, "OLLAMA_HOST"
+    return OLLAMA_DEFAULT_HOST, "default"
+
+
+def _nothing_listens(base_url: str, timeout_s: float = 1.0) -> bool:
+    """True when the connection is refused: no Ollama on this host at all (not a broken one)."""
+    parts = httpx.URL(base_url)
+    try:
+        with socket.create_connection((parts.host, parts.port or 80), timeout=timeout_s):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
 
 
 def ollama_base_url(host: str) -> str:
@@ -314,6 +363,10 @@ class HealthReport:
         return not self.problems
 
     @property
+    def exit_status(self) -> CheckExit:
+        return CheckExit.HEALTHY if self.healthy else CheckExit.UNHEALTHY
+
+    @property
     def gpu_acceleration(self) -> bool | None:
         """True if a GPU is doing the work (NVML device, or Ollama models in GPU memory); None if unknown."""
         if self.ollama and self.ollama.loaded:
@@ -323,6 +376,7 @@ class HealthReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "healthy": self.healthy,
+            "exit_status": int(self.exit_status),
             "gpu_acceleration": self.gpu_acceleration,
             "problems": list(self.problems),
             "notes": list(self.notes),
@@ -344,7 +398,11 @@ def health_check(
     min_free_disk_pct: float = 5.0,
     disk_path: str | os.PathLike[str] = ".",
 ) -> HealthReport:
-    """Check the host for inference: problems make it unhealthy; notes say what is absent but optional."""
+    """Check the host for inference: problems make it unhealthy; notes say what is absent but optional.
+
+    ``ollama_host`` None: the Ollama of :func:`ollama_target` (``OLLAMA_HOST``, else the default
+    address, where an absent Ollama is a note). Required ``models`` with no Ollama is a problem.
+    """
     problems: list[str] = []
     notes: list[str] = []
     system = system_status(disk_path)
@@ -357,10 +415,13 @@ def health_check(
     if not gpu.available:
         (problems if require_gpu else notes).append(gpu.reason or "no GPU")
     ollama: OllamaStatus | None = None
-    if ollama_host:
-        ollama = ollama_status(
-            ollama_host, probe=probe, probe_model=probe_model or (models[0] if models else None)
+    host, source = ollama_target(ollama_host)
+    if source == "default" and _nothing_listens(ollama_base_url(host)):
+        notes.append(
+            f"no Ollama on this host (nothing listens at {host}, OLLAMA_HOST unset): Ollama not checked"
         )
+    else:
+        ollama = ollama_status(host, probe=probe, probe_model=probe_model or (models[0] if models else None))
         if not ollama.reachable:
             problems.append(f"Ollama at {ollama.host} is unreachable: {ollama.error}")
         else:
@@ -382,8 +443,8 @@ def health_check(
                 (problems if require_gpu else notes).append(
                     "Ollama runs its loaded models on the CPU (size_vram = 0)"
                 )
-    else:
-        notes.append("OLLAMA_HOST is not set: Ollama not checked")
+    if models and ollama is None:
+        problems.append(f"models required ({', '.join(models)}) but no Ollama was found to hold them")
     return HealthReport(system, gpu, ollama, tuple(problems), tuple(notes))
 
 

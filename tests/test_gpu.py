@@ -28,6 +28,78 @@ def ollama() -> Iterator[str]:
     thread.join(5)
 
 
+@pytest.fixture
+def no_default_ollama(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OLLAMA_HOST unset, and nothing listening where Ollama's default address is taken to be."""
+    monkeypatch.delenv("OLLAMA_HOST", raising=False)
+    monkeypatch.setattr(gpu, "OLLAMA_DEFAULT_HOST", "127.0.0.1:9")
+
+
+def both_checks(*options: str) -> list[tuple[int, dict]]:
+    """``beacon gpu check OPTIONS --json`` and ``ollama-metrics --check OPTIONS --json``: (exit, report)."""
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from beacon.cli import app
+    from beacon.cli.gpu import _ollama_metrics
+
+    metrics = typer.Typer()
+    metrics.command()(_ollama_metrics)
+    out = []
+    for command, arguments in ((app, ["gpu", "check"]), (metrics, ["--check"])):
+        result = CliRunner().invoke(command, [*arguments, *options, "--json"])
+        assert result.exit_code in (0, 1), result.output
+        out.append((result.exit_code, json.loads(result.output)))
+    return out
+
+
+def verdict(report: dict) -> tuple:
+    ollama = report["ollama"] or {}
+    return (
+        report["healthy"],
+        report["exit_status"],
+        report["problems"],
+        ollama.get("host"),
+        ollama.get("reachable"),
+    )
+
+
+@pytest.mark.usefixtures("no_default_ollama")
+@pytest.mark.parametrize(
+    ("options", "exit_status"),
+    [
+        ([], 0),  # no Ollama on this host: said so, not a failure
+        (["--host", "127.0.0.1:9"], 1),  # an Ollama named and unreachable
+        (["--model", "llama3.2:1b"], 1),  # a model required and no Ollama to hold it
+    ],
+)
+def test_gpu_check_and_ollama_metrics_agree(options: list[str], exit_status: int) -> None:
+    (check_exit, check), (metrics_exit, metrics) = both_checks(*options)
+    assert check_exit == metrics_exit == exit_status == check["exit_status"]
+    assert verdict(check) == verdict(metrics)
+    if not options:
+        assert any("no Ollama on this host" in note for note in check["notes"])
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_default_ollama")
+def test_gpu_check_and_ollama_metrics_agree_on_a_running_ollama(
+    ollama: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", ollama)  # the variable the plan's host sets: both read it
+    (check_exit, check), (metrics_exit, metrics) = both_checks("--no-probe")
+    assert check_exit == metrics_exit == 0 and verdict(check) == verdict(metrics)
+    assert check["ollama"]["reachable"] and check["ollama"]["version"] == "0.0.0-beacon-standin"
+    (check_exit, check), (metrics_exit, metrics) = both_checks("--no-probe", "--model", "mistral:7b")
+    assert check_exit == metrics_exit == 1 and verdict(check) == verdict(metrics)
+    assert "models not pulled" in check["problems"][0]
+    if not gpu.gpu_status().available:
+        (check_exit, _), (metrics_exit, _) = both_checks("--no-probe", "--require-gpu")
+        assert check_exit == metrics_exit == 1
+
+
 def test_host_facts_are_always_there(tmp_path: Path) -> None:
     status = gpu.system_status(tmp_path, cpu_interval_s=0.05)
     assert status.cpu_count >= 1
@@ -35,6 +107,7 @@ def test_host_facts_are_always_there(tmp_path: Path) -> None:
     assert status.disk_total_gib > 0
 
 
+@pytest.mark.usefixtures("no_default_ollama")
 def test_without_a_gpu_the_report_says_so_plainly() -> None:
     status = gpu.gpu_status()
     if status.available:

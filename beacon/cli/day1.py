@@ -76,7 +76,13 @@ def day1(
         "--runner",
         help="URL of a live runner. Default: start an embedded runner (US/EU/ASIA on SQLite).",
     ),
-    plan: Path = typer.Option(Path("test_plans/day1.yaml"), "--plan", help="The plan file."),
+    plan: Path | None = typer.Option(
+        None,
+        "--plan",
+        help="A plan file, or the name of a plan shipped with beacon (day1, smoke). "
+        "Default: the shipped Day-1 plan, from any folder.",
+        show_default=False,
+    ),
     phases: str | None = typer.Option(
         None, "--phases", help="Comma-separated phase ids to run (default: all)."
     ),
@@ -97,17 +103,31 @@ def day1(
         False, "--no-attest", help="Do not ask the runner to sign and log the run."
     ),
     no_html: bool = typer.Option(False, "--no-html", help="Skip the HTML copies of the executed notebooks."),
+    topology: str = typer.Option(
+        "embedded",
+        "--topology",
+        help="Without --runner: 'embedded' (one `beacon serve --embedded` on SQLite) or 'service' "
+        "(`beacon serve` + one `beacon worker` process per region on PostgreSQL and Redis: DATABASE_URL / "
+        "REDIS_URL, else a fresh database on 127.0.0.1:5432 and a fresh key prefix on 127.0.0.1:6379).",
+    ),
 ) -> None:
     """Run the Day-1 plan phase by phase with papermill and write reports/<run-id>/index.html.
 
     Exits 0 when every phase passed and no success criterion failed, 1 otherwise, 2 when the run
     could not start (bad plan or parameter, no kernel, runner did not start).
     """
+    import os
+
     from beacon.harness.launcher import EmbeddedRunnerError
     from beacon.harness.plan import PlanError
-    from beacon.harness.runner import HarnessError, RunOptions, run_plan
+    from beacon.harness.runner import TOPOLOGIES, HarnessError, RunOptions, run_plan
 
     console = Console(stderr=True)
+    chosen = next((t for t in TOPOLOGIES if t == topology), None)
+    if chosen is None:
+        raise typer.BadParameter(f"{topology!r}: use {' or '.join(TOPOLOGIES)}", param_hint="--topology")
+    if runner and chosen != "embedded":
+        raise typer.BadParameter("--topology starts a runner: leave out --runner", param_hint="--topology")
     options = RunOptions(
         plan_path=plan,
         runner_url=runner,
@@ -119,6 +139,9 @@ def day1(
         run_id=run_id,
         attest=not no_attest,
         html=not no_html,
+        topology=chosen,
+        database_url=os.environ.get("DATABASE_URL") or None,
+        redis_url=os.environ.get("REDIS_URL") or None,
     )
     try:
         outcome = run_plan(options, console)

@@ -1,5 +1,9 @@
 """CLI: ``beacon gpu check`` / ``beacon gpu watch``, and the ``ollama-metrics`` command of the plan.
 
+``ollama-metrics --check`` and ``beacon gpu check`` are one check: same options, same Ollama
+(:func:`beacon.gpu.ollama_target`), same verdict and exit status (:class:`beacon.gpu.CheckExit`:
+0 healthy, 1 not healthy, 2 bad usage).
+
 This module imports only typer, rich and :mod:`beacon.gpu`, so it runs on a bare GPU host.
 """
 
@@ -7,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 import threading
 from pathlib import Path
@@ -22,9 +25,11 @@ gpu_app = typer.Typer(
     help="GPU, Ollama and host metrics (the plan's ollama-metrics.py).", no_args_is_help=True
 )
 
-_OLLAMA_HOST = typer.Option(
-    None, "--ollama-host", envvar="OLLAMA_HOST", help="Ollama to check (default: $OLLAMA_HOST; unset = skip)."
+_OLLAMA_HELP = (
+    "Ollama to check (default: $OLLAMA_HOST, else 127.0.0.1:11434 — where nothing listening means "
+    "'no Ollama on this host', a note, not a problem)."
 )
+_OLLAMA_HOST = typer.Option(None, "--ollama-host", "--host", help=_OLLAMA_HELP)
 _REQUIRE_GPU = typer.Option(False, "--require-gpu", help="Unhealthy when no GPU does the inference.")
 _MODELS = typer.Option([], "--model", "-m", help="A model that must be pulled in Ollama (repeatable).")
 _MAX_LATENCY = typer.Option(
@@ -128,7 +133,7 @@ def _check(
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
         print_report(report, Console())
-    raise typer.Exit(0 if report.healthy else 1)
+    raise typer.Exit(int(report.exit_status))
 
 
 @gpu_app.command("check")
@@ -140,7 +145,9 @@ def check(
     no_probe: bool = _NO_PROBE,
     as_json: bool = _JSON,
 ) -> None:
-    """Check GPU (NVML), Ollama (models, loaded models, a latency probe) and host; exit 0 healthy, 1 not."""
+    """Check GPU (NVML), Ollama (models, loaded models, a latency probe) and host.
+
+    Exit status: 0 healthy, 1 not healthy, 2 bad usage — the same check as `ollama-metrics --check`."""
     _check(ollama_host, require_gpu, models, max_latency, no_probe, as_json)
 
 
@@ -186,10 +193,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _ollama_metrics(
-    check: bool = typer.Option(False, "--check", help="One health check; exit 0 healthy, 1 not."),
-    host: str | None = typer.Option(
-        None, "--host", envvar="OLLAMA_HOST", help="Ollama host (default: $OLLAMA_HOST or localhost:11434)."
+    check: bool = typer.Option(
+        False, "--check", help="One health check (the same as `beacon gpu check`); exit 0 healthy, 1 not."
     ),
+    host: str | None = typer.Option(None, "--host", "--ollama-host", help=_OLLAMA_HELP),
+    require_gpu: bool = _REQUIRE_GPU,
+    max_latency: float | None = _MAX_LATENCY,
+    no_probe: bool = _NO_PROBE,
     interval: float = typer.Option(5.0, "--interval", min=0.05, help="Seconds between samples (watch mode)."),
     out: Path | None = typer.Option(None, "--out", help="CSV file (watch mode; default: standard output)."),
     duration: float | None = typer.Option(None, "--duration", min=0, help="Stop after this many seconds."),
@@ -198,9 +208,7 @@ def _ollama_metrics(
 ) -> None:
     """The Day-1 plan's ollama-metrics.py: `--check` for a health check, otherwise sample metrics to CSV."""
     if check:
-        _check(
-            host or os.environ.get("OLLAMA_HOST") or "localhost:11434", False, models, None, False, as_json
-        )
+        _check(host, require_gpu, models, max_latency, no_probe, as_json)
     _watch(interval, out, duration)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from beacon.frames import execution_rows, inference_seconds
 from beacon.intake import sign_jobspec, stamp
 from beacon.keys import Ed25519Key
+from beacon.queue.relay import PUBLISHED_EVENT
 
 __all__ = ["execution_rows", "inference_seconds"]  # the rows live in beacon.frames (the client uses them)
 
@@ -103,8 +104,62 @@ def timeline_rows(job: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def states_in_order(rows: list[dict[str, Any]]) -> list[str]:
-    """The distinct states of a timeline, in order of first appearance."""
-    return list(dict.fromkeys(row["state"] for row in rows))
+    """The distinct job states of a timeline, in order of first appearance (relay events left out)."""
+    return list(dict.fromkeys(row["state"] for row in rows if row["state"] in JOB_STATES))
+
+
+def enqueue_observed(job: dict[str, Any]) -> dict[str, Any]:
+    """T-0's "Observe enqueue process": the relay's own ``published`` events show that every
+    execution's message went from the outbox to its region's queue, after intake enqueued the job.
+
+    Returns the keyword arguments of ``PhaseResults.check`` (expected, actual, passed, evidence).
+    Intake writes ``created`` and ``enqueued`` in one transaction, so they alone say nothing about
+    the relay; only ``published`` events (written by the relay when the queue took the messages) do.
+    """
+    timeline = job.get("timeline") or []
+    enqueued_at = next((epoch(e.get("at")) for e in timeline if e.get("status") == "enqueued"), None)
+    published = [e for e in timeline if e.get("status") == PUBLISHED_EVENT]
+    first: dict[str, dict[str, Any]] = {}
+    messages = 0
+    for event in published:
+        detail = event.get("detail") or {}
+        region = str(detail.get("region"))
+        if detail.get("reason") is None:  # intake's messages (not retries or requeues)
+            messages += int(detail.get("messages") or 0)
+        first.setdefault(region, {"region": region, "at": epoch(event.get("at")), "messages": 0})
+        first[region]["messages"] += int(detail.get("messages") or 0)
+    regions = [str(r) for r in job.get("regions") or []]
+    expected_messages = int(job.get("total_executions") or 0)
+    late = [r["region"] for r in first.values() if enqueued_at is None or (r["at"] or 0) < enqueued_at]
+    missing = [r for r in regions if r not in first]
+    actual = {
+        "enqueued_at": enqueued_at,
+        "published": list(first.values()),
+        "messages_published": messages,
+        "executions": expected_messages,
+        "regions_without_publish": missing,
+    }
+    passed = (
+        enqueued_at is not None
+        and bool(regions)
+        and not missing
+        and not late
+        and expected_messages > 0
+        and messages >= expected_messages
+    )
+    return {
+        "expected": "the relay published every execution's message to its region's queue after intake",
+        "actual": actual,
+        "passed": passed,
+        "evidence": {
+            "published_events": published,
+            "published_before_enqueued": late,
+            "relay_delay_s": {
+                r["region"]: None if enqueued_at is None or r["at"] is None else r["at"] - enqueued_at
+                for r in first.values()
+            },
+        },
+    }
 
 
 def peak_concurrent_regions(jobs: list[dict[str, Any]]) -> int:

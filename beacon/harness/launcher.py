@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -119,17 +119,7 @@ class EmbeddedRunner:
         log = self.log_path.open("ab")
         try:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "from beacon.cli import main; main()",
-                    "serve",
-                    "--embedded",
-                    "--host",
-                    self.host,
-                    "--port",
-                    str(self.port),
-                ],
+                beacon_command("serve", "--embedded", "--host", self.host, "--port", str(self.port)),
                 env=env,
                 cwd=self.data_dir,
                 stdin=subprocess.DEVNULL,
@@ -175,78 +165,109 @@ class EmbeddedRunner:
     # --- internals -------------------------------------------------------------------------------
     @staticmethod
     def _provision(data_dir: Path) -> RunnerCredentials:
-        key_file = data_dir / "dev-key.json"
-        key = Ed25519Key.generate()
-        write_key_file(key, key_file)
-        trusted = [{"kid": DEV_KEY_KID, "public_key": key.public_key_b64, "status": "active"}]
-        (data_dir / "trusted-keys.json").write_text(json.dumps(trusted, indent=2) + "\n", encoding="utf-8")
-        return RunnerCredentials(
-            admin_token="adm_" + secrets.token_urlsafe(24),
-            operator_token="op_" + secrets.token_urlsafe(24),
-            viewer_token="view_" + secrets.token_urlsafe(24),
-            signing_key_file=key_file,
-        )
+        return provision_credentials(data_dir)
 
     def _environment(self, credentials: RunnerCredentials) -> dict[str, str]:
         assert self.data_dir is not None
-        env = without_settings(os.environ)  # nothing of the caller's configuration leaks in
-        env.update(
-            {
-                "BEACON_ENV_FILE": str(self.data_dir / "no.env"),  # never read a stray .env
-                "BEACON_DATA_DIR": str(self.data_dir),
-                "ADMIN_TOKENS": credentials.admin_token,
-                "OPERATOR_TOKENS": credentials.operator_token,
-                "VIEWER_TOKENS": credentials.viewer_token,
-                "TRUSTED_KEYS_FILE": str(self.data_dir / "trusted-keys.json"),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        if self.release_logs:
-            env["BEACON_MODE"] = "release"
+        env = runner_environment(self.data_dir, credentials, release_logs=self.release_logs)
         env.update(self.extra_env)
         return env
 
     def _wait_until_ready(self) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + self.startup_timeout_s
-        port = self.port or None
-        while port is None:
-            self._fail_if_exited()
-            port = _listening_port(self.process.pid)
-            if port is None:
-                if time.monotonic() > deadline:
-                    raise EmbeddedRunnerError(self._failure("did not open a port in time"))
-                time.sleep(0.05)
-        self.url = f"http://{self.host}:{port}"
-        last = "no answer yet"
-        with BeaconClient(self.url, timeout=5.0, label="launcher") as client:
-            while True:
-                self._fail_if_exited()
-                try:
-                    response = client.ready()  # 200 ready, 503 (returned) not yet
-                    if response.status_code == 200:
-                        return
-                    last = f"/health/ready answered {response.status_code}: {response.text[:200]}"
-                except BeaconConnectionError as exc:
-                    last = exc.reason
-                except BeaconAPIError as exc:
-                    last = str(exc)
-                if time.monotonic() > deadline:
-                    raise EmbeddedRunnerError(
-                        self._failure(f"not ready in {self.startup_timeout_s:.0f}s ({last})")
-                    )
-                time.sleep(0.1)
-
-    def _fail_if_exited(self) -> None:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise EmbeddedRunnerError(self._failure(f"exited with status {self.process.returncode}"))
+        self.url = wait_until_ready(
+            self.process, self.host, self.port or None, self.startup_timeout_s, self._failure
+        )
 
     def _failure(self, what: str) -> str:
         return f"embedded runner {what}; last lines of {self.log_path}:\n{log_tail(self.log_path)}"
 
 
-def _listening_port(pid: int) -> int | None:
+def wait_until_ready(
+    process: subprocess.Popen[bytes],
+    host: str,
+    port: int | None,
+    timeout_s: float,
+    failure: Callable[[str], str],
+) -> str:
+    """Wait until ``process`` listens (on ``port``, or the one it picked) and ``/health/ready``
+    answers 200; return its URL. EmbeddedRunnerError (``failure(what)``) if it exits or is late."""
+    deadline = time.monotonic() + timeout_s
+
+    def fail_if_exited() -> None:
+        if process.poll() is not None:
+            raise EmbeddedRunnerError(failure(f"exited with status {process.returncode}"))
+
+    while port is None:
+        fail_if_exited()
+        port = listening_port(process.pid)
+        if port is None:
+            if time.monotonic() > deadline:
+                raise EmbeddedRunnerError(failure("did not open a port in time"))
+            time.sleep(0.05)
+    url = f"http://{host}:{port}"
+    last = "no answer yet"
+    with BeaconClient(url, timeout=5.0, label="launcher") as client:
+        while True:
+            fail_if_exited()
+            try:
+                response = client.ready()  # 200 ready, 503 (returned) not yet
+                if response.status_code == 200:
+                    return url
+                last = f"/health/ready answered {response.status_code}: {response.text[:200]}"
+            except BeaconConnectionError as exc:
+                last = exc.reason
+            except BeaconAPIError as exc:
+                last = str(exc)
+            if time.monotonic() > deadline:
+                raise EmbeddedRunnerError(failure(f"not ready in {timeout_s:.0f}s ({last})"))
+            time.sleep(0.1)
+
+
+def provision_credentials(data_dir: Path) -> RunnerCredentials:
+    """Tokens per role and a trusted JobSpec signing key (``dev-key.json``, listed in ``trusted-keys.json``)."""
+    key_file = data_dir / "dev-key.json"
+    key = Ed25519Key.generate()
+    write_key_file(key, key_file)
+    trusted = [{"kid": DEV_KEY_KID, "public_key": key.public_key_b64, "status": "active"}]
+    (data_dir / "trusted-keys.json").write_text(json.dumps(trusted, indent=2) + "\n", encoding="utf-8")
+    return RunnerCredentials(
+        admin_token="adm_" + secrets.token_urlsafe(24),
+        operator_token="op_" + secrets.token_urlsafe(24),
+        viewer_token="view_" + secrets.token_urlsafe(24),
+        signing_key_file=key_file,
+    )
+
+
+def runner_environment(
+    data_dir: Path, credentials: RunnerCredentials, *, release_logs: bool = True
+) -> dict[str, str]:
+    """The environment of a runner process the harness starts: nothing of the caller's Beacon
+    configuration, the data directory, the tokens and trusted keys of ``credentials``."""
+    env = without_settings(os.environ)  # nothing of the caller's configuration leaks in
+    env.update(
+        {
+            "BEACON_ENV_FILE": str(data_dir / "no.env"),  # never read a stray .env
+            "BEACON_DATA_DIR": str(data_dir),
+            "ADMIN_TOKENS": credentials.admin_token,
+            "OPERATOR_TOKENS": credentials.operator_token,
+            "VIEWER_TOKENS": credentials.viewer_token,
+            "TRUSTED_KEYS_FILE": str(data_dir / "trusted-keys.json"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if release_logs:
+        env["BEACON_MODE"] = "release"
+    return env
+
+
+def beacon_command(*arguments: str) -> list[str]:
+    """``beacon ARGUMENTS…`` run by this interpreter (no console script on PATH needed)."""
+    return [sys.executable, "-c", "from beacon.cli import main; main()", *arguments]
+
+
+def listening_port(pid: int) -> int | None:
+    """The TCP port process ``pid`` listens on, once it does."""
     try:
         connections = psutil.Process(pid).net_connections(kind="inet")
     except (psutil.NoSuchProcess, psutil.AccessDenied):

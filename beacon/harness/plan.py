@@ -308,14 +308,57 @@ def _default_mismatch(name: str, spec: ParameterSpec, notebook_default: Any) -> 
     return None
 
 
+SHIPPED_DIR = "_shipped"
+"""Inside the installed package: ``beacon/_shipped/{test_plans,notebooks}`` (pyproject's force-include)."""
+
+
+def shipped_root() -> Path:
+    """The folder holding this installation's ``test_plans/`` and ``notebooks/``.
+
+    The one place that finds them: inside the installed package (a wheel carries them under
+    ``beacon/_shipped/``), or the checkout an editable install runs from.
+    """
+    import beacon
+
+    package = Path(beacon.__file__).resolve().parent
+    for root in (package / SHIPPED_DIR, package.parent):
+        if (root / "test_plans" / "day1.yaml").is_file() and (root / "notebooks").is_dir():
+            return root
+    raise PlanError(
+        f"this installation of beacon ({package}) carries no test_plans/ and notebooks/: "
+        "reinstall it from a wheel or a checkout"
+    )
+
+
+def resolve_plan(plan: str | Path | None = None) -> Path:
+    """The plan file to run: ``None`` is the shipped Day-1 plan; a file that exists is itself; a
+    shipped plan's name (``smoke``, ``smoke.yaml``, ``test_plans/smoke.yaml``) is the shipped file,
+    from any folder. Anything else comes back unchanged (loading it then says it cannot be read)."""
+    if plan is None:
+        return shipped_root() / "test_plans" / "day1.yaml"
+    path = Path(plan)
+    if path.is_file() or path.is_absolute() or str(path.parent) not in (".", "test_plans"):
+        return path
+    name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
+    try:
+        candidate = shipped_root() / "test_plans" / name
+    except PlanError:
+        return path
+    return candidate if candidate.is_file() else path
+
+
 def find_plan(name: str = "day1.yaml", start: Path | None = None) -> Path:
-    """``test_plans/<name>`` in the current folder or one of its parents (a notebook opened in notebooks/)."""
+    """``test_plans/<name>`` in the current folder or one of its parents (a notebook opened in
+    notebooks/ of a checkout), else the installation's own (see :func:`shipped_root`)."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         candidate = folder / "test_plans" / name
         if candidate.is_file():
             return candidate
-    raise PlanError(f"test_plans/{name} not found from {here}")
+    shipped = resolve_plan(name)
+    if shipped.is_file():
+        return shipped
+    raise PlanError(f"test_plans/{name} not found from {here}, nor in this installation")
 
 
 def plan_default(phase_id: str, name: str, plan_path: str | Path | None = None) -> Any:

@@ -51,14 +51,25 @@ from beacon import __version__
 from beacon.harness.criteria import evaluate_criteria, phase_check_status
 from beacon.harness.launcher import EmbeddedRunner, kill_tree, log_tail
 from beacon.harness.monitor import RunMonitor
-from beacon.harness.plan import PhaseSpec, Plan, PlanError, load_plan, slug, split_overrides
+from beacon.harness.plan import (
+    PhaseSpec,
+    Plan,
+    PlanError,
+    load_plan,
+    resolve_plan,
+    slug,
+    split_overrides,
+)
 from beacon.harness.results import load_phase_results, write_json_atomic
+from beacon.harness.topology import ServiceRunner, WorkerSupervisor
 
 SUMMARY_SCHEMA = "beacon.run-summary/v1"
 KERNEL_GRACE_S = 20.0
 """Added to a phase's timeout for starting and stopping its kernel."""
 
 PhaseStatus = Literal["passed", "failed", "error", "skipped"]
+Topology = Literal["embedded", "service"]
+TOPOLOGIES: tuple[Topology, ...] = ("embedded", "service")
 
 INJECTED = ("runner_url", "results_path", "runner_log_path", "plan_path", "monitor_path", "run_id")
 
@@ -69,7 +80,8 @@ class HarnessError(RuntimeError):
 
 @dataclass
 class RunOptions:
-    plan_path: Path = Path("test_plans/day1.yaml")
+    plan_path: Path | None = None
+    """The plan file (or a shipped plan's name, see ``resolve_plan``); None: the shipped Day-1 plan."""
     runner_url: str | None = None
     """A live runner; None starts an embedded one."""
     runner_log_path: Path | None = None
@@ -84,7 +96,14 @@ class RunOptions:
     attest: bool = True
     html: bool = True
     runner_env: dict[str, str] = field(default_factory=dict)
-    """Settings for the embedded runner."""
+    """Settings for the runner the harness starts (embedded or service topology)."""
+    topology: Topology = "embedded"
+    """Without a runner URL: ``embedded`` (one ``beacon serve --embedded`` on SQLite) or ``service``
+    (``beacon serve`` + one ``beacon worker`` per region on PostgreSQL and Redis)."""
+    database_url: str | None = None
+    """Service topology: the PostgreSQL to use (None: a fresh database on this machine's server)."""
+    redis_url: str | None = None
+    """Service topology: the Redis to use (None: this machine's; a fresh key prefix either way)."""
     monitor_interval_s: float = 1.0
     kernel_grace_s: float = KERNEL_GRACE_S
     """Added to each phase's timeout for starting and stopping its kernel."""
@@ -448,13 +467,14 @@ class Run:
     def __init__(self, options: RunOptions, console: Console | None = None) -> None:
         self.options = options
         self.console = console or Console(stderr=True)
-        self.plan: Plan = load_plan(options.plan_path)
+        self.plan: Plan = load_plan(resolve_plan(options.plan_path))
         self.kernel = options.kernel or self.plan.kernel
         self.selected = self.plan.select(options.phases)
         self.run_id = options.run_id or new_run_id()
         # Absolute: phase processes and kernels run with the run folder as their working directory.
         self.run_dir = (options.out_dir / self.run_id).resolve()
-        self.runner: EmbeddedRunner | None = None
+        self.runner: EmbeddedRunner | ServiceRunner | None = None
+        self.supervisor: WorkerSupervisor | None = None
         self.runner_url = options.runner_url or ""
         self.env: dict[str, str] = dict(os.environ)
         self.phase_runs: list[PhaseRun] = []
@@ -503,8 +523,8 @@ class Run:
     def _copy_inputs(self) -> None:
         inputs = self.run_dir / "inputs"
         (inputs / "notebooks").mkdir(parents=True, exist_ok=True)
-        plan_path = self.plan.path or self.options.plan_path
-        shutil.copyfile(plan_path, inputs / "plan.yaml")
+        assert self.plan.path is not None  # load_plan sets it
+        shutil.copyfile(self.plan.path, inputs / "plan.yaml")
         for run in self.phase_runs:
             source = self.plan.notebook_path(run.spec)
             shutil.copyfile(source, inputs / "notebooks" / source.name)
@@ -558,8 +578,20 @@ class Run:
         return RunOutcome(self.run_dir, summary)
 
     def _provision_embedded_runner(self) -> None:
-        """Tokens and a trusted signing key for the embedded runner, exported to the phases' environment."""
-        self.runner = EmbeddedRunner(extra_env={**self.plan.runner_settings, **self.options.runner_env})
+        """Tokens and a trusted signing key for the runner the harness starts, exported to the phases'
+        environment (with the worker supervisor's address in the service topology)."""
+        if self.options.topology == "service":
+            service = ServiceRunner(
+                self.run_dir / "logs",
+                database_url=self.options.database_url,
+                redis_url=self.options.redis_url,
+                extra_env={**self.plan.runner_settings, **self.options.runner_env},
+            )
+            self.supervisor = WorkerSupervisor(service)
+            self.env.update(self.supervisor.env())
+            self.runner = service
+        else:
+            self.runner = EmbeddedRunner(extra_env={**self.plan.runner_settings, **self.options.runner_env})
         credentials = self.runner.provision()
         names = {
             "admin": self._common("admin_token_env", "ADMIN_TOKEN"),
@@ -571,12 +603,19 @@ class Run:
 
     def _start_embedded_runner(self) -> None:
         assert self.runner is not None
-        with self.console.status("starting the embedded runner (US, EU, ASIA on SQLite)…"):
+        if isinstance(self.runner, ServiceRunner):
+            what = "beacon serve + a worker per region on PostgreSQL and Redis"
+        else:
+            what = "the embedded runner (US, EU, ASIA on SQLite)"
+        with self.console.status(f"starting {what}…"):
             self.runner.start()
         self.runner_url = self.runner.url
         self.console.print(
-            f"embedded runner at {self.runner_url} (pid {self.runner.pid}, log {self.runner.log_path})"
+            f"{self.options.topology} runner at {self.runner_url} (pid {self.runner.pid}, log {self.runner.log_path})"
         )
+        if isinstance(self.runner, ServiceRunner):
+            workers = ", ".join(f"{w.region} pid {w.pid}" for w in self.runner.workers.values())
+            self.console.print(f"workers: {workers}; database {self.runner.describe()['database']}")
 
     def _common(self, name: str, fallback: str) -> str:
         """A plan-wide parameter's value as resolved for this run (token variable names …)."""
@@ -587,11 +626,16 @@ class Run:
         return str(spec.default if spec and spec.default else fallback)
 
     def _snapshot_runner_log(self) -> None:
+        if isinstance(self.runner, ServiceRunner):  # its processes log into logs/ already
+            return
         if self.runner is not None and self.runner.log_path.is_file():
             (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.runner.log_path, self.run_dir / "logs" / "runner.log")
 
     def _stop_embedded_runner(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.close()
+            self.supervisor = None
         if self.runner is not None:
             self.runner.stop()
 
@@ -724,8 +768,10 @@ class Run:
             },
             "runner": {
                 "url": self.runner_url,
-                "embedded": self.runner is not None,
+                "embedded": isinstance(self.runner, EmbeddedRunner),
+                "topology": self.options.topology if self.runner is not None else "live",
                 "log": "logs/runner.log" if self.runner is not None else None,
+                **(self.runner.describe() if isinstance(self.runner, ServiceRunner) else {}),
             },
             "kernel": self.kernel,
             "host": _host_facts(),

@@ -15,6 +15,11 @@ folder. The file never holds a token (decision 1401). Without a session file the
 embedded runner of its own, with a fresh run folder under the system's temporary directory.
 
 Phases that need earlier phases say so in their first cell and call :func:`require_phases`.
+
+Stopping and starting a region's worker (the plan's "Stop job worker") goes through the session:
+in the service topology (``beacon day1 --topology service``) the harness supervises real worker
+processes and the session asks it to stop one (SIGTERM, by PID) and start a new one; otherwise the
+runner's own admin API drains its in-process worker and starts it again.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from beacon.client import BeaconClient, CallLog
 from beacon.harness.launcher import EmbeddedRunner
 from beacon.harness.plan import slug
 from beacon.harness.results import PhaseResults, load_phase_results
+from beacon.harness.topology import SupervisorClient
 from beacon.keys import Ed25519Key, read_key_file
 
 ROLES = ("admin", "operator", "viewer")
@@ -162,6 +168,32 @@ class Session:
         out = base / "artefacts" / slug(phase)
         out.mkdir(parents=True, exist_ok=True)
         return out
+    supervisor: SupervisorClient | None = None
+    """The harness's worker supervisor (service topology), or None."""
+    worker_actions: list[dict[str, Any]] = field(default_factory=list)
+    """What :meth:`stop_worker` / :meth:`start_worker` did, and through what (for the phase's evidence)."""
+
+    def stop_worker(self, worker: dict[str, Any]) -> dict[str, Any]:
+        """Stop ``worker`` (a row of ``GET /admin/ops/workers``): its process, when the harness
+        supervises the region's worker processes; else the runner drains it (admin API)."""
+        region = str(worker["region"])
+        if self.supervisor is not None and self.supervisor.supervises(region):
+            done = {"via": "supervisor", "action": "stop", **self.supervisor.stop_worker(region)}
+        else:
+            done = {"via": "admin_api", "action": "drain", **self.admin.drain_worker(str(worker["id"]))}
+        self.worker_actions.append(done)
+        return done
+
+    def start_worker(self, worker: dict[str, Any]) -> dict[str, Any]:
+        """Start ``worker``'s region again: a new worker process (supervisor), or the runner's own
+        in-process worker (admin API)."""
+        region = str(worker["region"])
+        if self.supervisor is not None and self.supervisor.supervises(region):
+            done = {"via": "supervisor", "action": "start", **self.supervisor.start_worker(region)}
+        else:
+            done = {"via": "admin_api", "action": "start", **self.admin.start_worker(str(worker["id"]))}
+        self.worker_actions.append(done)
+        return done
 
     def client(self, role: str) -> BeaconClient:
         """The client holding ``role``'s token; KeyError saying which variable to set."""
@@ -200,6 +232,8 @@ class Session:
     def close(self) -> None:
         for client in (self.anonymous, *self.clients.values()):
             client.close()
+        if self.supervisor is not None:
+            self.supervisor.close()
         if self.embedded is not None:
             self.embedded.stop()
             self.embedded = None
@@ -270,4 +304,5 @@ def open_session(
         embedded=embedded,
         missing=missing,
         run_dir=run_dir,
+        supervisor=SupervisorClient.from_env() if embedded is None else None,
     )

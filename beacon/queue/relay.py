@@ -12,6 +12,11 @@ duplicate harmless (the execution is already running or finished).
 
 A row whose payload is not a valid message is never published and never retried forever (the
 original retried poison rows on every pass): it becomes a dead letter with the reason.
+
+Publishing is observable: in the transaction that marks rows published, the relay writes one
+``published`` event per job and region to ``job_events`` (its time is after the queue accepted the
+messages; intake's ``created``/``enqueued`` share the intake transaction's time), so a job's
+timeline shows when the relay moved it, and a relay that never publishes shows as a gap.
 """
 
 from __future__ import annotations
@@ -22,15 +27,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beacon.failpoints import failpoint
 from beacon.outage import Backoff, is_outage
 from beacon.queue.base import Queue
 from beacon.queue.message import Message, MessageError
 from beacon.store import Database, now
-from beacon.store.tables import dead_letters, outbox
+from beacon.store.tables import dead_letters, job_events, jobs, outbox
 
 log = logging.getLogger("beacon.relay")
+
+PUBLISHED_EVENT = "published"
+"""The ``job_events`` status the relay writes (not a job state: the job stays ``enqueued``)."""
 
 PUBLISHED_RETENTION_S = 7 * 86400.0
 """Published outbox rows are kept this long for forensics, then pruned by the sweeper."""
@@ -73,6 +82,7 @@ class OutboxRelay:
                 return 0
             by_topic: dict[str, list[Any]] = {}
             invalid: list[tuple[Any, str]] = []
+            published: dict[tuple[str, str, str | None], int] = {}
             for row in rows:
                 try:
                     message = Message.parse(row.payload)
@@ -84,6 +94,8 @@ class OutboxRelay:
                     invalid.append((row, str(exc)))
                     continue
                 by_topic.setdefault(row.topic, []).append(row.payload)
+                key = (message.job_id, message.region, message.reason)
+                published[key] = published.get(key, 0) + 1
             for topic, payloads in by_topic.items():
                 await self.queue.publish(topic, payloads)
             await failpoint("relay.after_publish")
@@ -91,6 +103,7 @@ class OutboxRelay:
             await conn.execute(
                 outbox.update().where(outbox.c.id.in_([row.id for row in rows])).values(published_at=at)
             )
+            await _record_published(conn, published, at)
             if invalid:
                 await conn.execute(
                     dead_letters.insert(),
@@ -146,6 +159,28 @@ class OutboxRelay:
             ).one()
         count, oldest = int(row[0]), row[1]
         return RelayLag(count, max(0.0, now() - oldest) if oldest is not None else None)
+
+
+async def _record_published(
+    conn: AsyncConnection, published: dict[tuple[str, str, str | None], int], at: float
+) -> None:
+    """One ``published`` job event per (job, region, reason) of this pass, for jobs that exist."""
+    if not published:
+        return
+    job_ids = sorted({job_id for job_id, _, _ in published})
+    known = set((await conn.execute(sa.select(jobs.c.id).where(jobs.c.id.in_(job_ids)))).scalars())
+    rows = [
+        {
+            "job_id": job_id,
+            "status": PUBLISHED_EVENT,
+            "at": at,
+            "detail": {"region": region, "messages": count, "reason": reason},
+        }
+        for (job_id, region, reason), count in sorted(published.items(), key=lambda item: str(item[0]))
+        if job_id in known
+    ]
+    if rows:
+        await conn.execute(job_events.insert(), rows)
 
 
 async def prune_published(

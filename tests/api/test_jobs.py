@@ -110,6 +110,49 @@ async def test_get_job_with_timeline_and_executions(
     assert execution["queued_at"].endswith("Z")
 
 
+async def test_the_relay_records_when_it_published_and_t0_checks_it(
+    client: httpx.AsyncClient, sign: Sign, runtime: Runtime
+) -> None:
+    """T-0's "Observe enqueue process" sees the relay, not intake: no publish, no pass."""
+    from beacon.harness.jobs import enqueue_observed, states_in_order, timeline_rows
+    from beacon.queue.relay import OutboxRelay
+
+    document = {**MINIMAL, "constraints": {"regions": ["US", "EU"], "min_regions": 2}}
+    assert (await submit(client, sign(document))).status_code == 202
+    unpublished = (await client.get("/api/v1/jobs/day1-minimal")).json()
+    check = enqueue_observed(unpublished)  # a relay that never published
+    assert check["passed"] is False
+    assert check["actual"]["regions_without_publish"] == ["US", "EU"]
+
+    assert runtime.queue is not None
+    await OutboxRelay(runtime.db, runtime.queue).publish_batch()
+    job = (await client.get("/api/v1/jobs/day1-minimal")).json()
+    published = [e for e in job["timeline"] if e["status"] == "published"]
+    assert sorted(e["detail"]["region"] for e in published) == ["EU", "US"]
+    assert all(
+        e["detail"] == {"region": e["detail"]["region"], "messages": 1, "reason": None} for e in published
+    )
+    check = enqueue_observed(job)
+    assert check["passed"] is True, check
+    assert check["actual"]["messages_published"] == job["total_executions"] == 2
+    assert states_in_order(timeline_rows(job)) == ["created", "enqueued"]  # published is not a job state
+
+    late = {
+        **job,
+        "timeline": [
+            {**e, "at": "2000-01-01T00:00:00Z"} if e["status"] == "published" else e for e in job["timeline"]
+        ],
+    }
+    assert enqueue_observed(late)["passed"] is False  # "published" before intake enqueued: not evidence
+    partial = {
+        **job,
+        "timeline": [
+            e for e in job["timeline"] if e.get("detail", {}) is None or e["detail"].get("region") != "EU"
+        ],
+    }
+    assert enqueue_observed(partial)["actual"]["regions_without_publish"] == ["EU"]
+
+
 async def test_unknown_job_is_a_404_problem(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/jobs/no-such-job")
     assert response.status_code == 404

@@ -19,6 +19,8 @@ from beacon.cli import app
         (["-p", "t-15.rate_limit_probe=many"], "expected int"),
         (["-p", "runner_url=http://x"], "set by the harness"),
         (["-p", "novalue"], "NAME=VALUE"),
+        (["--topology", "mesh"], "use embedded or service"),
+        (["--topology", "service", "--runner", "http://127.0.0.1:9"], "leave out --runner"),
     ],
 )
 def test_refusals_exit_2_before_any_runner_starts(arguments: list[str], message: str, tmp_path: Path) -> None:

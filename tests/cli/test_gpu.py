@@ -15,6 +15,7 @@ from beacon.gpu import gpu_status
 
 def test_check_exit_codes(monkeypatch) -> None:
     monkeypatch.delenv("OLLAMA_HOST", raising=False)
+    monkeypatch.setattr("beacon.gpu.OLLAMA_DEFAULT_HOST", "127.0.0.1:9")  # no Ollama on this host
     cli = CliRunner()
     healthy = cli.invoke(app, ["gpu", "check"])
     assert healthy.exit_code == 0, healthy.output

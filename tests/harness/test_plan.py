@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from beacon.harness.plan import PlanError, load_plan, parse_cli_value, split_overrides
+from beacon.harness.plan import (
+    PlanError,
+    find_plan,
+    load_plan,
+    parse_cli_value,
+    resolve_plan,
+    shipped_root,
+    split_overrides,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY1 = ROOT / "test_plans" / "day1.yaml"
@@ -210,9 +219,10 @@ def test_plan_default_is_found_from_a_notebook_folder(
 
     monkeypatch.chdir(ROOT / "notebooks")
     assert plan_default("t-15", "expected")["unsigned"] == {"status": 400, "code": "signature_missing"}
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # outside any checkout: the plan shipped with the package
+    assert plan_default("t-15", "expected")["unsigned"] == {"status": 400, "code": "signature_missing"}
     with pytest.raises(PlanError, match="not found"):
-        plan_default("t-15", "expected")
+        find_plan("no-such-plan.yaml")
 
 
 def test_the_embedded_runner_lists_the_portal_phases_origin_in_its_cors_allowlist() -> None:
@@ -224,3 +234,73 @@ def test_the_embedded_runner_lists_the_portal_phases_origin_in_its_cors_allowlis
     allowed = plan.runner_settings["CORS_ORIGINS"].split(",")
     assert origin in allowed and "https://projectbeacon.netlify.app" in allowed
     assert load_plan(SMOKE).runner_settings == plan.runner_settings  # a plan that extends day1 inherits them
+
+
+def test_the_shipped_plans_and_notebooks_are_found_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    root = shipped_root()
+    assert (root / "test_plans" / "day1.yaml").is_file() and (root / "notebooks").is_dir()
+    day1 = load_plan(resolve_plan(None))
+    assert day1.name == "day1" and day1.validate_notebooks() == []
+    assert all(day1.notebook_path(p).is_file() for p in day1.phases)
+    for name in ("smoke", "smoke.yaml", "test_plans/smoke.yaml"):
+        assert resolve_plan(name) == root / "test_plans" / "smoke.yaml"
+    (tmp_path / "smoke.yaml").write_text("not: a plan\n")
+    assert resolve_plan("smoke.yaml") == Path("smoke.yaml")  # a file that exists here is itself
+    assert resolve_plan("test_plans/nope.yaml") == Path("test_plans/nope.yaml")
+    with pytest.raises(PlanError, match="cannot read plan"):
+        load_plan(resolve_plan("test_plans/nope.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_wheel_installed_elsewhere_carries_the_plans_and_notebooks(tmp_path: Path) -> None:
+    """A real, non-editable wheel in a fresh virtualenv: the plan and notebooks come from inside it."""
+    import subprocess
+    import sys
+    import sysconfig
+    import venv
+
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-2000:]  # pip fetches hatchling, as `make setup` does
+    (wheel,) = (tmp_path / "dist").glob("beacon-*.whl")
+    target = tmp_path / "venv"
+    venv.create(target, with_pip=False)
+    python = target / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target", site, str(wheel)],
+        check=True, timeout=300,
+    )  # fmt: skip
+    # The dependencies come from this environment, after the wheel (which must win over the checkout).
+    (Path(site) / "zz-deps.pth").write_text(
+        f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    probe = (
+        "import beacon, json; from beacon.harness.plan import shipped_root, load_plan, resolve_plan;"
+        "plan = load_plan(resolve_plan(None));"
+        "print(json.dumps({'package': beacon.__file__, 'root': str(shipped_root()),"
+        " 'phases': len(plan.phases), 'problems': plan.validate_notebooks()}))"
+    )
+    found = subprocess.run(
+        [str(python), "-c", probe], cwd=elsewhere, capture_output=True, text=True, timeout=120
+    )
+    assert found.returncode == 0, found.stderr[-2000:]
+    facts = json.loads(found.stdout)
+    assert facts["package"].startswith(site) and facts["root"] == str(Path(site) / "beacon" / "_shipped")
+    assert facts["phases"] >= 9 and facts["problems"] == []
+    refused = subprocess.run(
+        [str(python), "-c", "from beacon.cli import main; main()", "day1", "--phases", "nope"],
+        cwd=elsewhere, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "unknown phase(s) nope" in " ".join(refused.stderr.split())
