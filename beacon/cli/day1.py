@@ -17,6 +17,7 @@ STATUS_STYLE = {
     "failed": "red",
     "error": "magenta",
     "not_evaluated": "yellow",
+    "not_exercised": "yellow",
     "skipped": "dim",
 }
 
@@ -26,14 +27,24 @@ def _styled(status: str) -> str:
 
 
 def print_summary(summary: dict[str, Any], run_dir: Path, console: Console) -> None:
-    """The phases, the success-criteria table and where the report is."""
+    """What served the run, the phases, the success-criteria table and where the report is."""
+    served = summary.get("served_by") or {}
+    if served:
+        table = Table(title="What served the plan's components", title_justify="left")
+        for column in ("component", "served by", "verdict", "detail"):
+            table.add_column(column)
+        for fact in served.values():
+            verdict = "[green]real[/]" if fact["exercised"] else "[yellow]substitute: not exercised[/]"
+            table.add_row(fact["label"], str(fact["served_by"] or "unknown"), verdict, str(fact["detail"])[:70])
+        console.print(table)
     phases = Table(title="Phases", title_justify="left")
     for column in ("phase", "title", "status", "time", "checks"):
         phases.add_column(column)
     for phase in summary["phases"]:
         counts = (phase.get("accounting") or {}).get("counts") or {}
         missing = (phase.get("accounting") or {}).get("missing") or []
-        checks = f"{counts.get('pass', 0)}✓ {counts.get('fail', 0)}✗ {counts.get('skip', 0)} skipped"
+        skipped = counts.get("not_exercised", counts.get("skip", 0))
+        checks = f"{counts.get('pass', 0)}✓ {counts.get('fail', 0)}✗ {skipped} not exercised"
         if missing:
             checks += f", missing: {', '.join(missing[:4])}"
         error = phase.get("error") or {}
@@ -46,15 +57,19 @@ def print_summary(summary: dict[str, Any], run_dir: Path, console: Console) -> N
     criteria = Table(title="Success criteria", title_justify="left", show_lines=False)
     criteria.add_column("criterion")
     criteria.add_column("verdict")
-    criteria.add_column("evidence")
+    criteria.add_column("evidence / why not exercised")
     for criterion in summary.get("criteria", []):
         evidence = ", ".join(f"{e['ref']}={e['status']}" for e in criterion["evidence"])
+        if criterion["status"] != "pass" and criterion.get("reason"):
+            evidence = str(criterion["reason"])[:160]
         criteria.add_row(criterion["title"], _styled(criterion["status"]), evidence)
     console.print(criteria)
     target = summary.get("target_duration_s")
     took = summary["duration_s"]
     timing = f"{took:.1f}s" + (f" (target {target:.0f}s)" if target else "")
-    console.print(f"run {summary['run_id']}: {_styled(summary['status'])} in {timing}")
+    line = summary.get("status_line") or summary["status"]
+    colour = STATUS_STYLE.get(summary["status"], "white")
+    console.print(f"run {summary['run_id']}: [{colour}]{line}[/] in {timing}")
     console.print(f"report: {run_dir / 'index.html'}")
 
 
@@ -97,17 +112,42 @@ def day1(
         False, "--no-attest", help="Do not ask the runner to sign and log the run."
     ),
     no_html: bool = typer.Option(False, "--no-html", help="Skip the HTML copies of the executed notebooks."),
+    require_all: bool = typer.Option(
+        False, "--require-all", help="A criterion not exercised (a substitute served) fails the run."
+    ),
+    live: bool = typer.Option(
+        False,
+        "--live",
+        help="The live run (sets live=true): real backends per region, a GPU, the plan's models, Golem status.",
+    ),
+    runner_key: list[str] = typer.Option(
+        [], "--runner-key", help="Pin a runner receipt key (base64): T+45 trusts only pinned keys."
+    ),
+    log_key: list[str] = typer.Option(
+        [], "--log-key", help="Pin a transparency-log verifier key (C2SP vkey): T+45 trusts only pinned keys."
+    ),
+    pin_from: Path | None = typer.Option(
+        None, "--pin-from", help="Pin the keys of a previous run's attestation.json (its runner and log keys)."
+    ),
 ) -> None:
     """Run the Day-1 plan phase by phase with papermill and write reports/<run-id>/index.html.
 
-    Exits 0 when every phase passed and no success criterion failed, 1 otherwise, 2 when the run
-    could not start (bad plan or parameter, no kernel, runner did not start).
+    Exits 0 when every phase passed and no success criterion failed (criteria not exercised are
+    listed, and fail the run with --require-all), 1 otherwise, 2 when the run could not start (bad
+    plan or parameter, no kernel, runner did not start).
     """
     from beacon.harness.launcher import EmbeddedRunnerError
     from beacon.harness.plan import PlanError
     from beacon.harness.runner import HarnessError, RunOptions, run_plan
 
+    from beacon.harness.trust import PinError, pinned_keys
+
     console = Console(stderr=True)
+    try:
+        pins = pinned_keys(runner_key, log_key, pin_from)
+    except PinError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     options = RunOptions(
         plan_path=plan,
         runner_url=runner,
@@ -119,6 +159,9 @@ def day1(
         run_id=run_id,
         attest=not no_attest,
         html=not no_html,
+        require_all=require_all,
+        live=live,
+        pins=pins,
     )
     try:
         outcome = run_plan(options, console)
