@@ -35,7 +35,9 @@ def print_summary(summary: dict[str, Any], run_dir: Path, console: Console) -> N
             table.add_column(column)
         for fact in served.values():
             verdict = "[green]real[/]" if fact["exercised"] else "[yellow]substitute: not exercised[/]"
-            table.add_row(fact["label"], str(fact["served_by"] or "unknown"), verdict, str(fact["detail"])[:70])
+            table.add_row(
+                fact["label"], str(fact["served_by"] or "unknown"), verdict, str(fact["detail"])[:70]
+            )
         console.print(table)
     phases = Table(title="Phases", title_justify="left")
     for column in ("phase", "title", "status", "time", "checks"):
@@ -127,7 +129,9 @@ def day1(
         [], "--log-key", help="Pin a transparency-log verifier key (C2SP vkey): T+45 trusts only pinned keys."
     ),
     pin_from: Path | None = typer.Option(
-        None, "--pin-from", help="Pin the keys of a previous run's attestation.json (its runner and log keys)."
+        None,
+        "--pin-from",
+        help="Pin the keys of a previous run's attestation.json (its runner and log keys).",
     ),
 ) -> None:
     """Run the Day-1 plan phase by phase with papermill and write reports/<run-id>/index.html.
@@ -139,7 +143,6 @@ def day1(
     from beacon.harness.launcher import EmbeddedRunnerError
     from beacon.harness.plan import PlanError
     from beacon.harness.runner import HarnessError, RunOptions, run_plan
-
     from beacon.harness.trust import PinError, pinned_keys
 
     console = Console(stderr=True)

@@ -145,7 +145,10 @@ def served_components(
         out["backend"] = Served("backend", "Ollama/Golem", None, per_region)
     else:
         out["backend"] = Served(
-            "backend", "Ollama/Golem", ",".join(sorted({b for bs in backends.values() for b in bs})), per_region
+            "backend",
+            "Ollama/Golem",
+            ",".join(sorted({b for bs in backends.values() for b in bs})),
+            per_region,
         )
     golem_regions = [r for r, b in backends.items() if "golem" in b]
     out["golem"] = Served(

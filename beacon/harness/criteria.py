@@ -89,10 +89,14 @@ def evaluate_criteria(
         status: CriterionStatus
         if any(s in ("fail", "missing") for s in statuses):
             status = "fail"
-            reasons = [f"{row['ref']} {row['status']}" for row in evidence if row["status"] in ("fail", "missing")]
+            reasons = [
+                f"{row['ref']} {row['status']}" for row in evidence if row["status"] in ("fail", "missing")
+            ]
         else:
             reasons = [
-                f"{row['ref']}: {row.get('detail') or row['status']}" for row in evidence if row["status"] != "pass"
+                f"{row['ref']}: {row.get('detail') or row['status']}"
+                for row in evidence
+                if row["status"] != "pass"
             ]
             reasons += [fact.reason for fact in components if not fact.exercised]
             status = "not_exercised" if reasons else "pass"

@@ -790,8 +790,13 @@ class Run:
             "live": self.options.live,
             "trust": {
                 "mode": "pinned" if self.options.pins else "trust_on_first_use",
-                "pins": {"runner": list(self.options.pins.runner), "log": list(self.options.pins.log),
-                         "source": self.options.pins.source} if self.options.pins else None,
+                "pins": {
+                    "runner": list(self.options.pins.runner),
+                    "log": list(self.options.pins.log),
+                    "source": self.options.pins.source,
+                }
+                if self.options.pins
+                else None,
             },
             "require_all": self.options.require_all,
             "status": status.split(" ", 1)[0],

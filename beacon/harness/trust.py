@@ -58,7 +58,9 @@ class TrustDecision:
         if self.mode == "trust_on_first_use":
             return "trusted on first use: the keys the runner under test serves"
         extra = sum(len(v) for v in self.unpinned_served.values())
-        return f"pinned ({self.source})" + (f"; the runner also serves {extra} unpinned key(s)" if extra else "")
+        return f"pinned ({self.source})" + (
+            f"; the runner also serves {extra} unpinned key(s)" if extra else ""
+        )
 
 
 def pinned_keys(

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from beacon.executors.base import Executor
+from beacon.failpoints import failpoint
 from beacon.outage import Backoff, is_outage
 from beacon.queue.base import ControlEvent, Delivery, Queue, QueueUnavailable
 from beacon.queue.retry import RetryPolicy
@@ -327,7 +328,11 @@ class Worker:
                 "error": f"{type(exc).__name__}: {exc}",
             }
         status.setdefault("backend", getattr(executor, "name", "noop"))
-        report = {**json.loads(json.dumps(status, default=str)), "host_facts": host_facts(), "read_at": time.time()}
+        report = {
+            **json.loads(json.dumps(status, default=str)),
+            "host_facts": host_facts(),
+            "read_at": time.time(),
+        }
         try:
             await self.registry.report_backend(report)
         except Exception as exc:
@@ -336,6 +341,7 @@ class Worker:
 
     async def beat(self) -> None:
         """Renew leases and the heartbeat; pick up drain/stop requests and cancelled jobs."""
+        await failpoint("worker.heartbeat")  # fault tests: a worker that never heartbeats
         held = list(self._in_flight.values())
         try:
             lost = set(await self.queue.renew(self.region, self.id, [f.claim.delivery.id for f in held]))
