@@ -86,10 +86,9 @@ class TamperingProxy:
                         {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP},
                         answer.content,
                     )
-                except httpx.HTTPError:
-                    exchange = Exchange(
-                        self.command, self.path, 502, {"content-type": "text/plain"}, b"upstream gone"
-                    )
+                except httpx.HTTPError:  # the runner is gone: so is the connection, as without a proxy
+                    self.close_connection = True
+                    return
                 if proxy.fault is not None:
                     proxy.fault(exchange)
                 self.send_response(exchange.status)
@@ -149,11 +148,11 @@ def root_not_matching(exchange: Exchange) -> None:
         exchange.set_json(document)
 
 
-def server_errors_on(*prefixes: str) -> Fault:
-    """5xx (problem+json) for GETs of routes starting with ``prefixes``."""
+def server_errors_on(*prefixes: str, methods: tuple[str, ...] = ("GET",)) -> Fault:
+    """5xx (problem+json) for ``methods`` of routes starting with ``prefixes``."""
 
     def fault(exchange: Exchange) -> None:
-        if exchange.method == "GET" and exchange.path.startswith(prefixes):
+        if exchange.method in methods and exchange.path.startswith(prefixes):
             exchange.status = 500
             exchange.headers["content-type"] = "application/problem+json"
             exchange.set_json(

@@ -61,6 +61,9 @@ class Outcome:
     failed_checks: set[str]
     summary: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+    documents: dict[str, Any] = field(default_factory=dict)
+    """Every phase's results, T+60's in-process judgement included."""
+    served: dict[str, Served] = field(default_factory=dict)
 
     @property
     def failed_criteria(self) -> set[str]:
@@ -108,7 +111,36 @@ def run_case(
     failed |= {
         f"{p['id']}/{m}" for p in summary["phases"] for m in (p.get("accounting") or {}).get("missing", [])
     }
-    return Outcome({c["id"]: c["status"] for c in criteria}, failed, summary)
+    return Outcome(
+        {c["id"]: c["status"] for c in criteria},
+        failed,
+        summary,
+        documents={**documents, "t+60": wrap_up.doc},
+        served=served,
+    )
+
+
+def merged(first: Outcome, second: Outcome) -> Outcome:
+    """Two runs against one runner judged as one: the criteria over both runs' phases (T+60's checks
+    fail if either run's failed, pass if either passed)."""
+    documents = {**first.documents, **second.documents}
+    rank = {"fail": 0, "pass": 1, "not_exercised": 2}
+    t60: dict[str, dict[str, Any]] = {}
+    for outcome in (first, second):
+        for check in outcome.documents["t+60"]["checks"]:
+            known = t60.get(check["id"])
+            if known is None or rank[check["status"]] < rank[known["status"]]:
+                t60[check["id"]] = check
+    documents["t+60"] = {"checks": list(t60.values())}
+    criteria = evaluate_criteria(load_plan(PLAN), documents, set(documents), second.served)
+    return Outcome(
+        {c["id"]: c["status"] for c in criteria},
+        first.failed_checks | second.failed_checks,
+        first.summary,
+        {"t+45": second},
+        documents,
+        second.served,
+    )
 
 
 # --- runners -----------------------------------------------------------------------------------------
@@ -142,12 +174,9 @@ def clean_job(
         while not all(client.job(j).get("bundle_cid") for j in job_ids) and time.monotonic() < deadline:
             time.sleep(0.5)
     second = run_case(proxy.url, runner.log_path, out, ["t+45"], {"t+45.job_ids": job_ids})
-    first.failed_checks |= second.failed_checks
-    first.extra = {"t+45": second, "job_ids": job_ids}
-    for criterion, status in second.criteria.items():
-        if status == "fail" or (first.criteria[criterion] != "fail" and status == "pass"):
-            first.criteria[criterion] = status
-    return first
+    both = merged(first, second)
+    both.extra["job_ids"] = job_ids
+    return both
 
 
 def job_ids_of(outcome: Outcome) -> list[str]:
@@ -235,7 +264,7 @@ PROXY_CASES = {
         ),
     ),
     "5xx on the backup route": (
-        faults.server_errors_on("/admin/ops/backup"),
+        faults.server_errors_on("/admin/ops/backup", methods=("POST",)),
         Case(
             "5xx on the backup route",
             ["emergency"],
