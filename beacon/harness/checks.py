@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from beacon.harness.components import (
+    COMPONENTS,
     LIVE_MODELS,
     REAL_BACKENDS,
     Served,
@@ -236,17 +237,19 @@ def judge_component(
     *,
     also: str | None = None,
     extra_ok: bool = True,
+    live: bool = False,
 ) -> bool:
-    """A component ``/health`` reports as up, judged on the real one (a substitute is not exercised)."""
+    """A component ``/health`` reports as up, judged on the real one (a substitute is not exercised;
+    in live mode it is a failure)."""
     state = (health.get("components") or {}).get(component) or {}
     up = state.get("status") == "up"
-    from beacon.harness.components import COMPONENTS
-
+    substitute = not served.exercised
     return results.check(
         check_id,
-        expected=f"{component} up" + (f"; {also}" if also else ""),
+        expected=f"{component} up" + (f"; {also}" if also else "") + (f" on {served.label}" if live else ""),
         actual=f"{component} {state.get('status') or 'not reported'} ({served.served_by or 'unknown'})",
-        passed=up and extra_ok,
+        passed=up and extra_ok and not (live and substitute),
+        detail=served.reason if live and substitute else None,
         evidence=state,
         served_by=served.served_by or "unknown",
         real=min(COMPONENTS[served.component].real),
@@ -399,12 +402,14 @@ def judge_inference_latency(
     quantile: float = 0.95,
     *,
     on_gpu: bool,
+    require_gpu: bool = False,
 ) -> bool:
     """``inference_latency_under_target``: p95 (the plan's words: every model) under the target for every
     region × model; a pair with no timed execution fails; the share under target is reported.
 
     The target is the plan's GPU target: measured on the CPU (``on_gpu`` False) the latencies are
-    recorded and the check is not exercised, whichever way they fall.
+    recorded and the check is not exercised, whichever way they fall (``require_gpu``, the live run:
+    it fails).
     """
     table = latency_table(executions, target_s, quantile)
     judged: dict[str, float | None] = {}
@@ -451,7 +456,10 @@ def judge_inference_latency(
             "inference_latency_under_target", f"no execution was timed ({', '.join(absent)})"
         )
         return True
-    if not on_gpu and not absent:
+    if not on_gpu and require_gpu:
+        over.append("inference not on a GPU")
+        detail = f"require_gpu: the inference ran on the CPU; {detail}"
+    elif not on_gpu and not absent:
         results.not_exercised(
             "inference_latency_under_target",
             f"measured on the CPU, not the GPU the target is for: {judged}; {detail}",

@@ -278,3 +278,16 @@ def test_findings_and_next_steps_are_derived_and_checked() -> None:
     assert not checks.judge_next_steps(results, documents, criteria, premature, "t+60")
     checks.judge_findings(results, {}, [], "t+60")
     assert verdict(results, "findings_summarised") == "not_exercised"
+
+
+def test_live_mode_turns_substitutes_into_failures() -> None:
+    health = {"components": {"queue": {"status": "up", "kind": "inprocess"}}}
+    served = served_components(health, None, REGIONS)
+    results = PhaseResults(None, "t-30")
+    assert not checks.judge_component(results, "queue_health", health, "queue", served["queue"], live=True)
+    record = results.get_check("queue_health")
+    assert record is not None and "served by inprocess" in record["detail"]
+    rows = executions({("US", "a"): [0.5] * 5})
+    assert not checks.judge_inference_latency(
+        results, rows, ["US"], ["a"], 2.0, on_gpu=False, require_gpu=True
+    )
