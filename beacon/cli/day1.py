@@ -17,6 +17,7 @@ STATUS_STYLE = {
     "failed": "red",
     "error": "magenta",
     "not_evaluated": "yellow",
+    "not_exercised": "yellow",
     "skipped": "dim",
 }
 
@@ -26,14 +27,26 @@ def _styled(status: str) -> str:
 
 
 def print_summary(summary: dict[str, Any], run_dir: Path, console: Console) -> None:
-    """The phases, the success-criteria table and where the report is."""
+    """What served the run, the phases, the success-criteria table and where the report is."""
+    served = summary.get("served_by") or {}
+    if served:
+        table = Table(title="What served the plan's components", title_justify="left")
+        for column in ("component", "served by", "verdict", "detail"):
+            table.add_column(column)
+        for fact in served.values():
+            verdict = "[green]real[/]" if fact["exercised"] else "[yellow]substitute: not exercised[/]"
+            table.add_row(
+                fact["label"], str(fact["served_by"] or "unknown"), verdict, str(fact["detail"])[:70]
+            )
+        console.print(table)
     phases = Table(title="Phases", title_justify="left")
     for column in ("phase", "title", "status", "time", "checks"):
         phases.add_column(column)
     for phase in summary["phases"]:
         counts = (phase.get("accounting") or {}).get("counts") or {}
         missing = (phase.get("accounting") or {}).get("missing") or []
-        checks = f"{counts.get('pass', 0)}✓ {counts.get('fail', 0)}✗ {counts.get('skip', 0)} skipped"
+        skipped = counts.get("not_exercised", counts.get("skip", 0))
+        checks = f"{counts.get('pass', 0)}✓ {counts.get('fail', 0)}✗ {skipped} not exercised"
         if missing:
             checks += f", missing: {', '.join(missing[:4])}"
         error = phase.get("error") or {}
@@ -46,15 +59,19 @@ def print_summary(summary: dict[str, Any], run_dir: Path, console: Console) -> N
     criteria = Table(title="Success criteria", title_justify="left", show_lines=False)
     criteria.add_column("criterion")
     criteria.add_column("verdict")
-    criteria.add_column("evidence")
+    criteria.add_column("evidence / why not exercised")
     for criterion in summary.get("criteria", []):
         evidence = ", ".join(f"{e['ref']}={e['status']}" for e in criterion["evidence"])
+        if criterion["status"] != "pass" and criterion.get("reason"):
+            evidence = str(criterion["reason"])[:160]
         criteria.add_row(criterion["title"], _styled(criterion["status"]), evidence)
     console.print(criteria)
     target = summary.get("target_duration_s")
     took = summary["duration_s"]
     timing = f"{took:.1f}s" + (f" (target {target:.0f}s)" if target else "")
-    console.print(f"run {summary['run_id']}: {_styled(summary['status'])} in {timing}")
+    line = summary.get("status_line") or summary["status"]
+    colour = STATUS_STYLE.get(summary["status"], "white")
+    console.print(f"run {summary['run_id']}: [{colour}]{line}[/] in {timing}")
     console.print(f"report: {run_dir / 'index.html'}")
 
 
@@ -110,17 +127,38 @@ def day1(
         "(`beacon serve` + one `beacon worker` process per region on PostgreSQL and Redis: DATABASE_URL / "
         "REDIS_URL, else a fresh database on 127.0.0.1:5432 and a fresh key prefix on 127.0.0.1:6379).",
     ),
+    require_all: bool = typer.Option(
+        False, "--require-all", help="A criterion not exercised (a substitute served) fails the run."
+    ),
+    live: bool = typer.Option(
+        False,
+        "--live",
+        help="The live run (sets live=true): real backends per region, a GPU, the plan's models, Golem status.",
+    ),
+    runner_key: list[str] = typer.Option(
+        [], "--runner-key", help="Pin a runner receipt key (base64): T+45 trusts only pinned keys."
+    ),
+    log_key: list[str] = typer.Option(
+        [], "--log-key", help="Pin a transparency-log verifier key (C2SP vkey): T+45 trusts only pinned keys."
+    ),
+    pin_from: Path | None = typer.Option(
+        None,
+        "--pin-from",
+        help="Pin the keys of a previous run's attestation.json (its runner and log keys).",
+    ),
 ) -> None:
     """Run the Day-1 plan phase by phase with papermill and write reports/<run-id>/index.html.
 
-    Exits 0 when every phase passed and no success criterion failed, 1 otherwise, 2 when the run
-    could not start (bad plan or parameter, no kernel, runner did not start).
+    Exits 0 when every phase passed and no success criterion failed (criteria not exercised are
+    listed, and fail the run with --require-all), 1 otherwise, 2 when the run could not start (bad
+    plan or parameter, no kernel, runner did not start).
     """
     import os
 
     from beacon.harness.launcher import EmbeddedRunnerError
     from beacon.harness.plan import PlanError
     from beacon.harness.runner import TOPOLOGIES, HarnessError, RunOptions, run_plan
+    from beacon.harness.trust import PinError, pinned_keys
 
     console = Console(stderr=True)
     chosen = next((t for t in TOPOLOGIES if t == topology), None)
@@ -128,6 +166,11 @@ def day1(
         raise typer.BadParameter(f"{topology!r}: use {' or '.join(TOPOLOGIES)}", param_hint="--topology")
     if runner and chosen != "embedded":
         raise typer.BadParameter("--topology starts a runner: leave out --runner", param_hint="--topology")
+    try:
+        pins = pinned_keys(runner_key, log_key, pin_from)
+    except PinError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     options = RunOptions(
         plan_path=plan,
         runner_url=runner,
@@ -142,6 +185,9 @@ def day1(
         topology=chosen,
         database_url=os.environ.get("DATABASE_URL") or None,
         redis_url=os.environ.get("REDIS_URL") or None,
+        require_all=require_all,
+        live=live,
+        pins=pins,
     )
     try:
         outcome = run_plan(options, console)

@@ -291,6 +291,8 @@ class OllamaExecutor:
             "backend_version": version,
             "models": models,
             "loaded": [entry.model for entry in running.models],
+            # bytes of each loaded model in GPU memory (0: it runs on the CPU)
+            "loaded_vram": {entry.model: entry.size_vram for entry in running.models if entry.model},
         }
 
     async def aclose(self) -> None:

@@ -126,7 +126,19 @@ class CriterionSpec(_Model):
     title: str
     evidence: list[str] = Field(min_length=1)
     """``phase/check`` references."""
+    needs: list[str] = Field(default_factory=list)
+    """Components that must be the real ones for a pass (beacon.harness.components.COMPONENTS)."""
     note: str = ""
+
+    @field_validator("needs")
+    @classmethod
+    def _components(cls, value: list[str]) -> list[str]:
+        from beacon.harness.components import COMPONENTS
+
+        unknown = [name for name in value if name not in COMPONENTS]
+        if unknown:
+            raise ValueError(f"unknown components {unknown} (known: {sorted(COMPONENTS)})")
+        return value
 
     @field_validator("evidence")
     @classmethod

@@ -25,6 +25,7 @@ STATUS_COLOURS = {
     "error": "#8e24aa",
     "skipped": "#9e9e9e",
     "skip": "#9e9e9e",
+    "not_exercised": "#ef6c00",
 }
 STATE_COLOURS = {"created": "#90a4ae", "enqueued": "#ffb300", "executing": "#1e88e5", "completed": "#43a047"}
 

@@ -253,12 +253,12 @@ def log_lines_for(log_text: str, request_id: str) -> list[str]:
     return [line for line in log_text.splitlines() if request_id in line]
 
 
-def error_log_lines(log_text: str, ignore_codes: Iterable[str] = ()) -> list[str]:
+def error_log_lines(log_text: str) -> list[str]:
     """Log lines at ERROR or above, and traceback starts (JSON or text logs).
 
-    JSON lines whose problem ``code`` is in ``ignore_codes`` (a 503 the drill caused on purpose) are left out.
+    Which of them the harness caused on purpose is decided by request id
+    (:func:`beacon.harness.checks.error_lines`), never by problem code.
     """
-    ignored = set(ignore_codes)
     found = []
     for line in log_text.splitlines():
         stripped = line.strip()
@@ -268,8 +268,6 @@ def error_log_lines(log_text: str, ignore_codes: Iterable[str] = ()) -> list[str
             except json.JSONDecodeError:
                 entry = None
             if isinstance(entry, dict):
-                if entry.get("code") in ignored:
-                    continue
                 if (
                     str(entry.get("level", "")).upper() in ("ERROR", "CRITICAL")
                     or entry.get("exc_info")

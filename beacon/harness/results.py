@@ -4,9 +4,17 @@ A notebook does::
 
     results = PhaseResults(results_path, phase="t-15")
     results.check("unsigned_rejected", expected=400, actual=response.status_code)
+    results.check("rows_listed", expected="a list", actual=rows, passed=ok, examined=len(rows))
+    results.check("db_up", expected="up", actual=state, served_by="sqlite", real="postgresql")
+    results.skip("gpu", "no GPU on this host")          # recorded as not exercised, with the reason
     results.measure("latency_s", 0.42, unit="s", region="EU", model="smollm2-135m")
     results.table("error_paths", rows)
     results.finish()
+
+Every check ends in one of three verdicts: ``pass``, ``fail`` or ``not_exercised`` (with the
+reason). A check that would pass on nothing (``examined=0``) or on a substitute of the component it
+names (``served_by`` is not ``real``: SQLite for PostgreSQL, the in-process queue for Redis …) is
+recorded as *not exercised*, never as a pass; a failure stays a failure whatever served it.
 
 The document is rewritten atomically after every check (and at most once a second for other
 records), so a kernel that dies or a phase that is killed on its timeout still leaves everything it
@@ -34,7 +42,10 @@ from beacon.client import CallLog, CallRecord
 
 SCHEMA = "beacon.phase-results/v1"
 
-CheckStatus = Literal["pass", "fail", "skip"]
+CheckStatus = Literal["pass", "fail", "not_exercised"]
+NOT_EXERCISED = "not_exercised"
+LEGACY_NOT_EXERCISED = "skip"
+"""What phase results written before the three verdicts called a check not exercised."""
 Severity = Literal["info", "warning", "error"]
 
 
@@ -63,6 +74,24 @@ def to_jsonable(value: Any) -> Any:
     if callable(tolist):
         return to_jsonable(tolist())
     return str(value)
+
+
+def verdict_of(check: Mapping[str, Any]) -> CheckStatus:
+    """A recorded check's verdict (older documents' ``skip`` reads as not exercised)."""
+    status = check.get("status")
+    if status == "pass":
+        return "pass"
+    if status == "fail":
+        return "fail"
+    return "not_exercised"
+
+
+def count_verdicts(checks: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """How many checks have each verdict."""
+    counts = {"pass": 0, "fail": 0, NOT_EXERCISED: 0}
+    for check in checks:
+        counts[verdict_of(check)] += 1
+    return counts
 
 
 def write_json_atomic(path: Path, document: Any) -> None:
@@ -102,6 +131,7 @@ class PhaseResults:
             "artefacts": [],
             "findings": [],
             "calls": [],
+            "deliberate": [],
         }
         self._last_flush = 0.0
         self._unsubscribe: list[Callable[[], None]] = []
@@ -140,39 +170,67 @@ class PhaseResults:
         title: str | None = None,
         detail: str | None = None,
         evidence: Any = None,
+        examined: int | None = None,
+        served_by: str | None = None,
+        real: str | None = None,
     ) -> bool:
-        """Record a check; ``passed`` defaults to ``expected == actual``. Returns whether it passed.
+        """Record a check; ``passed`` defaults to ``expected == actual``. Returns False only on a failure.
 
+        ``examined``: how many items the check looked at; a pass on none is *not exercised*.
+        ``served_by`` / ``real``: the component that answered and the one the check names; a pass
+        on a substitute (``served_by != real``) is *not exercised*, with both named.
         Recording the same id again replaces the earlier record (re-running a cell by hand).
         """
         ok = (to_jsonable(expected) == to_jsonable(actual)) if passed is None else bool(passed)
-        return self._put_check(
-            {
-                "id": check_id,
-                "title": title,
-                "status": "pass" if ok else "fail",
-                "expected": to_jsonable(expected),
-                "actual": to_jsonable(actual),
-                "detail": detail,
-                "evidence": to_jsonable(evidence),
-                "at": time.time(),
-            }
-        )
+        record: dict[str, Any] = {
+            "id": check_id,
+            "title": title,
+            "status": "pass" if ok else "fail",
+            "expected": to_jsonable(expected),
+            "actual": to_jsonable(actual),
+            "detail": detail,
+            "evidence": to_jsonable(evidence),
+            "examined": examined,
+            "served_by": served_by,
+            "at": time.time(),
+        }
+        if ok and examined is not None and examined <= 0:
+            record.update(status=NOT_EXERCISED, detail=_joined("nothing to examine (0 items)", detail))
+        elif ok and served_by is not None and real is not None and served_by != real:
+            record.update(
+                status=NOT_EXERCISED,
+                detail=_joined(f"served by {served_by}, a substitute for {real}", detail),
+                substitute_for=real,
+            )
+        return self._put_check(record)
 
-    def skip(self, check_id: str, reason: str, *, title: str | None = None, evidence: Any = None) -> None:
-        """Record a check that does not apply here (no GPU, no log access …), with the reason."""
+    def not_exercised(
+        self,
+        check_id: str,
+        reason: str,
+        *,
+        title: str | None = None,
+        evidence: Any = None,
+        served_by: str | None = None,
+    ) -> None:
+        """Record a check that could not be exercised here (no GPU, no log access …), with the reason."""
         self._put_check(
             {
                 "id": check_id,
                 "title": title,
-                "status": "skip",
+                "status": NOT_EXERCISED,
                 "expected": None,
                 "actual": None,
                 "detail": reason,
                 "evidence": to_jsonable(evidence),
+                "examined": None,
+                "served_by": served_by,
                 "at": time.time(),
             }
         )
+
+    skip = not_exercised
+    """The name phases used before the three verdicts (same meaning: not exercised, with a reason)."""
 
     def fail(self, check_id: str, detail: str, *, title: str | None = None, evidence: Any = None) -> bool:
         """Record a check that could not be carried out (an endpoint errored, a wait timed out)."""
@@ -254,6 +312,13 @@ class PhaseResults:
         self.doc["findings"].append({"severity": severity, "text": text, "at": time.time()})
         self.flush()
 
+    def deliberate(self, request_id: str | None, reason: str) -> None:
+        """Declare a request this phase made to be refused on purpose (an invalid submission, the
+        drill's pause): T+60's 5xx and log checks ignore exactly these request ids."""
+        if request_id:
+            self.doc.setdefault("deliberate", []).append({"request_id": request_id, "reason": reason})
+            self.flush()
+
     def watch(self, log: CallLog) -> None:
         """Record every HTTP call made through clients sharing ``log`` (for latency and 5xx tables)."""
         self._unsubscribe.append(log.subscribe(self._on_call))
@@ -273,9 +338,7 @@ class PhaseResults:
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
-        counts = {"pass": 0, "fail": 0, "skip": 0}
-        for check in self.doc["checks"]:
-            counts[check["status"]] += 1
+        counts = count_verdicts(self.doc["checks"])
         return {"phase": self.phase, "status": self.doc["status"], "checks": counts, "passed": self.passed}
 
     # --- persistence -----------------------------------------------------------------------------
@@ -296,6 +359,10 @@ class PhaseResults:
             write_json_atomic(self.path, self.doc)
 
 
+def _joined(first: str, second: str | None) -> str:
+    return f"{first}; {second}" if second else first
+
+
 def load_phase_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a phase-results document; ValueError if it is not one."""
     file = Path(path)
@@ -305,4 +372,7 @@ def load_phase_results(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{file}: not a readable phase-results document ({exc})") from exc
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise ValueError(f"{file}: not a {SCHEMA} document")
+    for check in document.get("checks") or []:
+        if isinstance(check, dict) and check.get("status") == LEGACY_NOT_EXERCISED:
+            check["status"] = NOT_EXERCISED
     return document

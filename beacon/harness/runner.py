@@ -48,7 +48,8 @@ from rich.progress import (
 )
 
 from beacon import __version__
-from beacon.harness.criteria import evaluate_criteria, phase_check_status
+from beacon.harness.components import Served, served_components, served_rows
+from beacon.harness.criteria import evaluate_criteria, phase_check_status, run_verdict
 from beacon.harness.launcher import EmbeddedRunner, kill_tree, log_tail
 from beacon.harness.monitor import RunMonitor
 from beacon.harness.plan import (
@@ -62,6 +63,8 @@ from beacon.harness.plan import (
 )
 from beacon.harness.results import load_phase_results, write_json_atomic
 from beacon.harness.topology import ServiceRunner, WorkerSupervisor
+from beacon.harness.trust import ENV as PINNED_KEYS_ENV
+from beacon.harness.trust import PinnedKeys
 
 SUMMARY_SCHEMA = "beacon.run-summary/v1"
 KERNEL_GRACE_S = 20.0
@@ -109,6 +112,12 @@ class RunOptions:
     """Added to each phase's timeout for starting and stopping its kernel."""
     prewarm: bool = True
     """Start the next phase's process and kernel while the current phase runs."""
+    require_all: bool = False
+    """A criterion not exercised (a substitute served, a check could not run) fails the run."""
+    pins: PinnedKeys | None = None
+    """Keys T+45 verifies against (None: the runner's own, trusted on first use)."""
+    live: bool = False
+    """The live run: every phase gets ``live=true`` (real backends, GPU, the plan's models, Golem)."""
 
 
 @dataclass
@@ -477,9 +486,15 @@ class Run:
         self.supervisor: WorkerSupervisor | None = None
         self.runner_url = options.runner_url or ""
         self.env: dict[str, str] = dict(os.environ)
+        self.env.pop(PINNED_KEYS_ENV, None)
+        if options.pins is not None:
+            self.env[PINNED_KEYS_ENV] = options.pins.to_env()
         self.phase_runs: list[PhaseRun] = []
         self._html_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="beacon-html")
         self._html_jobs: list[Future[None]] = []
+        self.served: dict[str, Served] = {}
+        self.served_rows: list[dict[str, Any]] = []
+        self.served_error: str | None = None
 
     # --- preparation -----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -488,7 +503,10 @@ class Run:
         problems = self.plan.validate_notebooks(self.selected)
         if problems:
             raise PlanError("the plan and its notebooks disagree:\n  " + "\n  ".join(problems))
-        common, per_phase = split_overrides(self.options.parameters, self.plan)
+        overrides = dict(self.options.parameters)
+        if self.options.live:
+            overrides.setdefault("live", True)
+        common, per_phase = split_overrides(overrides, self.plan)
         for name in common:
             if name not in self.plan.parameters and not any(name in p.parameters for p in self.selected):
                 raise PlanError(f"unknown parameter {name!r}")
@@ -561,6 +579,7 @@ class Run:
             for job in self._html_jobs:
                 job.result()
             self._snapshot_runner_log()
+            self._record_served()
             summary = self._summarise(started)
             write_json_atomic(self.run_dir / "summary.json", summary)
             if self.options.attest:
@@ -631,6 +650,38 @@ class Run:
         if self.runner is not None and self.runner.log_path.is_file():
             (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.runner.log_path, self.run_dir / "logs" / "runner.log")
+
+    def _record_served(self) -> None:
+        """What served each component, from the runner's /health and its workers' backend status."""
+        from beacon.client import BeaconClient
+
+        regions = list(self._common_value("regions", ["US", "EU", "ASIA"]))
+        token = self.env.get(self._common("operator_token_env", "OPERATOR_TOKEN")) or None
+        health: dict[str, Any] | None = None
+        workers: list[dict[str, Any]] | None = None
+        problems = []
+        try:
+            with BeaconClient(self.runner_url, token=token, timeout=10.0) as client:
+                try:
+                    health = client.request("GET", "/health").json()
+                except Exception as exc:  # a dead runner: nothing is known to have served
+                    problems.append(f"/health: {type(exc).__name__}: {exc}")
+                try:
+                    workers = list(client.workers()["workers"])
+                except Exception as exc:
+                    problems.append(f"workers: {type(exc).__name__}: {exc}")
+        except Exception as exc:
+            problems.append(f"{type(exc).__name__}: {exc}")
+        self.served = served_components(health, workers, regions)
+        self.served_rows = served_rows(self.served, workers, regions)
+        self.served_error = "; ".join(problems) or None
+
+    def _common_value(self, name: str, fallback: Any) -> Any:
+        for run in self.phase_runs:
+            if name in run.parameters:
+                return run.parameters[name]
+        spec = self.plan.parameters.get(name)
+        return spec.default if spec and spec.default is not None else fallback
 
     def _stop_embedded_runner(self) -> None:
         if self.supervisor is not None:
@@ -745,9 +796,9 @@ class Run:
     def _summarise(self, started: float) -> dict[str, Any]:
         documents = {run.spec.id: run.document for run in self.phase_runs if run.document is not None}
         ran = {run.spec.id for run in self.phase_runs if run.status != "skipped"}
-        criteria = evaluate_criteria(self.plan, documents, ran)
-        criteria_failed = any(c["status"] == "fail" for c in criteria)
-        phases_failed = any(run.status != "passed" for run in self.phase_runs)
+        criteria = evaluate_criteria(self.plan, documents, ran, self.served)
+        phases_failed = any(run.status not in ("passed", "skipped") for run in self.phase_runs)
+        status, exit_code = run_verdict(criteria, phases_failed, require_all=self.options.require_all)
         finished = time.time()
         return {
             "schema": SUMMARY_SCHEMA,
@@ -779,8 +830,24 @@ class Run:
             "criteria": criteria,
             "manual": [item.model_dump() for item in self.plan.manual],
             "monitor": "monitor.jsonl",
-            "status": "passed" if not (criteria_failed or phases_failed) else "failed",
-            "exit_code": 1 if (criteria_failed or phases_failed) else 0,
+            "served_by": {name: fact.to_json() for name, fact in self.served.items()},
+            "served_regions": self.served_rows,
+            "served_error": self.served_error,
+            "live": self.options.live,
+            "trust": {
+                "mode": "pinned" if self.options.pins else "trust_on_first_use",
+                "pins": {
+                    "runner": list(self.options.pins.runner),
+                    "log": list(self.options.pins.log),
+                    "source": self.options.pins.source,
+                }
+                if self.options.pins
+                else None,
+            },
+            "require_all": self.options.require_all,
+            "status": status.split(" ", 1)[0],
+            "status_line": status,
+            "exit_code": exit_code,
         }
 
     def _attest(self, summary: dict[str, Any]) -> None:

@@ -68,6 +68,7 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         """Move up to ``batch`` committed rows to the queue; return how many rows were handled."""
+        await failpoint("relay.before_publish")  # fault tests: a relay that never publishes
         async with self.db.begin() as conn:
             query = (
                 sa.select(outbox.c.id, outbox.c.topic, outbox.c.payload)

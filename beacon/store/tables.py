@@ -165,6 +165,11 @@ workers = sa.Table(
     sa.Column("started_at", Time, nullable=False),
     sa.Column("heartbeat_at", Time, nullable=False),
     sa.Column("stopped_at", Time),
+    sa.Column(
+        "backend_status",
+        JSON,
+        comment="the executor's status and the host's facts, as the worker last read them",
+    ),
     sa.Index("ix_workers_heartbeat_at", "heartbeat_at"),
 )
 

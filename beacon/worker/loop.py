@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from beacon.executors.base import Executor
+from beacon.failpoints import failpoint
 from beacon.outage import Backoff, is_outage
 from beacon.queue.base import ControlEvent, Delivery, Queue, QueueUnavailable
 from beacon.queue.retry import RetryPolicy
@@ -43,6 +45,9 @@ log = logging.getLogger("beacon.worker")
 T = TypeVar("T")
 
 MAX_COMMIT_BATCH = 256
+BACKEND_STATUS_INTERVAL_S = 30.0
+"""How often a worker re-reads its executor's status for ``backend_status``."""
+BACKEND_STATUS_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -103,6 +108,7 @@ class Worker:
         self.store = ExecutionStore(
             runtime, worker_id=self.id, region=region, policy=self.policy, lease_s=queue.lease_s
         )
+        self.executor = executor
         self.runner = AttemptRunner(executor, region=region, worker_id=self.id, policy=self.policy)
         self.registry = WorkerRegistry(
             runtime.db, WorkerInfo(self.id, region, backend_name, self.concurrency), runtime.runner_key
@@ -126,6 +132,7 @@ class Worker:
         """Work until drained or stopped."""
         await self._retrying("register", self.registry.register)
         await asyncio.to_thread(host_facts)  # probed once (GPUs too), now rather than in the first commit
+        await self.report_backend()
         log.info("worker %s started: region %s, concurrency %d", self.id, self.region, self.concurrency)
         background = [
             asyncio.create_task(self._heartbeats(), name=f"{self.id}:heartbeat"),
@@ -292,12 +299,49 @@ class Worker:
 
     # --- heartbeats and signals ------------------------------------------------------------------
     async def _heartbeats(self) -> None:
+        next_report = time.monotonic() + BACKEND_STATUS_INTERVAL_S
         while True:
             await asyncio.sleep(self.heartbeat_s)
             await self.beat()
+            if time.monotonic() >= next_report:
+                next_report = time.monotonic() + BACKEND_STATUS_INTERVAL_S
+                await self.report_backend()
+
+    async def report_backend(self) -> None:
+        """Publish what serves this region (``GET /admin/ops/workers`` → ``backend_status``).
+
+        The executor's own status (Ollama version and models, yagna identity and payment account,
+        llama.cpp model digests) beside the host's facts (GPUs). A status that cannot be read is
+        reported as such; it never stops the worker.
+        """
+        executor = self.executor
+        try:
+            if executor is None:
+                status: dict[str, Any] = {"backend": "noop", "ready": True}
+            else:
+                async with asyncio.timeout(BACKEND_STATUS_TIMEOUT_S):
+                    status = dict(await executor.status())
+        except Exception as exc:  # a backend that cannot say how it is, is reported, not fatal
+            status = {
+                "backend": getattr(executor, "name", None),
+                "ready": False,
+                "error": f"{type(exc).__name__}: {exc}",
+            }
+        status.setdefault("backend", getattr(executor, "name", "noop"))
+        report = {
+            **json.loads(json.dumps(status, default=str)),
+            "host_facts": host_facts(),
+            "read_at": time.time(),
+        }
+        try:
+            await self.registry.report_backend(report)
+        except Exception as exc:
+            if not is_outage(exc):
+                log.exception("backend status not stored")
 
     async def beat(self) -> None:
         """Renew leases and the heartbeat; pick up drain/stop requests and cancelled jobs."""
+        await failpoint("worker.heartbeat")  # fault tests: a worker that never heartbeats
         held = list(self._in_flight.values())
         try:
             lost = set(await self.queue.renew(self.region, self.id, [f.claim.delivery.id for f in held]))

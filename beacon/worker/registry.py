@@ -107,6 +107,13 @@ class WorkerRegistry:
             ).first()
         return WorkerState(row.state) if row is not None else WorkerState.STOPPING
 
+    async def report_backend(self, status: dict[str, Any]) -> None:
+        """Store what serves this worker's region (executor status and host facts)."""
+        async with self.db.begin() as conn:
+            await conn.execute(
+                workers.update().where(workers.c.id == self.info.id).values(backend_status=status)
+            )
+
     async def stopped(self) -> None:
         at = now()
         async with self.db.begin() as conn:
@@ -136,6 +143,7 @@ def worker_view(row: Any, *, lease_s: float, at: float) -> dict[str, Any]:
         "heartbeat_at": iso_time(row.heartbeat_at),
         "heartbeat_age_s": round(age, 3),
         "stopped_at": iso_time(row.stopped_at),
+        "backend_status": row.backend_status,
     }
 
 

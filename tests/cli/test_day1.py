@@ -21,6 +21,8 @@ from beacon.cli import app
         (["-p", "novalue"], "NAME=VALUE"),
         (["--topology", "mesh"], "use embedded or service"),
         (["--topology", "service", "--runner", "http://127.0.0.1:9"], "leave out --runner"),
+        (["--log-key", "not-a-vkey"], "--log-key"),
+        (["--pin-from", "no-such-run"], "cannot read the attestation"),
     ],
 )
 def test_refusals_exit_2_before_any_runner_starts(arguments: list[str], message: str, tmp_path: Path) -> None:
@@ -35,3 +37,40 @@ def test_help_explains_itself() -> None:
         result = CliRunner().invoke(app, [*command, "--help"])
         assert result.exit_code == 0
         assert len(result.output.split()) > 20
+
+
+def test_the_summary_says_what_served_and_what_was_not_exercised(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from beacon.cli.day1 import print_summary
+
+    summary = {
+        "run_id": "r",
+        "status": "passed",
+        "status_line": "passed — 1 criteria not exercised (Redis)",
+        "duration_s": 1.0,
+        "served_by": {
+            "queue": {"label": "Redis", "served_by": "inprocess", "exercised": False, "detail": "queue kind"},
+            "database": {
+                "label": "PostgreSQL",
+                "served_by": "postgresql",
+                "exercised": True,
+                "detail": "dialect",
+            },
+        },
+        "phases": [],
+        "criteria": [
+            {
+                "title": "Queue",
+                "status": "not_exercised",
+                "reason": "Redis not exercised: served by inprocess",
+                "evidence": [],
+            }
+        ],
+    }
+    console = Console(record=True, width=200)
+    print_summary(summary, tmp_path, console)
+    text = console.export_text()
+    assert "substitute: not exercised" in text and "inprocess" in text
+    assert "Redis not exercised: served by inprocess" in text
+    assert "passed — 1 criteria not exercised (Redis)" in text

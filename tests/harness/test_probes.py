@@ -46,4 +46,3 @@ def test_log_searches_in_json_and_text_logs() -> None:
     text = "\n".join(lines)
     assert log_lines_for(text, "r1") == [lines[0]]
     assert error_log_lines(text) == [lines[1], lines[2], lines[3]]
-    assert error_log_lines(text, ignore_codes=["submissions_paused"]) == [lines[2], lines[3]]

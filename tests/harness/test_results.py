@@ -39,10 +39,48 @@ def test_skip_fail_and_attempt(tmp_path: Path, capsys: pytest.CaptureFixture[str
     with results.attempt("fine"):
         results.check("fine", expected=1, actual=1)
     checks = {c["id"]: c for c in read(tmp_path / "p.json")["checks"]}
-    assert checks["gpu"]["status"] == "skip" and checks["gpu"]["detail"] == "no GPU on this host"
+    assert checks["gpu"]["status"] == "not_exercised" and checks["gpu"]["detail"] == "no GPU on this host"
     assert checks["endpoint"]["status"] == "fail" and "KeyError" in checks["endpoint"]["detail"]
     assert checks["fine"]["status"] == "pass"
     assert "KeyError" in capsys.readouterr().err  # the traceback lands in the cell's output
+
+
+def test_a_pass_on_nothing_or_on_a_substitute_is_not_exercised(tmp_path: Path) -> None:
+    results = PhaseResults(tmp_path / "p.json", phase="p")
+    assert results.check("empty", expected="a list", actual=[], passed=True, examined=0)
+    results.check("some", expected="a list", actual=[1], passed=True, examined=1)
+    results.check("sqlite", expected="up", actual="up", served_by="sqlite", real="postgresql")
+    results.check("postgres", expected="up", actual="up", served_by="postgresql", real="postgresql")
+    assert not results.check(
+        "broken_sqlite", expected="up", actual="down", served_by="sqlite", real="postgresql"
+    )
+    assert not results.check("broken_empty", expected=1, actual=2, examined=0)
+    checks = {c["id"]: c for c in read(tmp_path / "p.json")["checks"]}
+    assert checks["empty"]["status"] == "not_exercised" and "0 items" in checks["empty"]["detail"]
+    assert checks["some"]["status"] == "pass"
+    assert checks["sqlite"]["status"] == "not_exercised"
+    assert "served by sqlite, a substitute for postgresql" in checks["sqlite"]["detail"]
+    assert checks["postgres"]["status"] == "pass"
+    assert checks["broken_sqlite"]["status"] == "fail"  # a failure is a failure whatever served it
+    assert checks["broken_empty"]["status"] == "fail"
+    assert results.summary()["checks"] == {"pass": 2, "fail": 2, "not_exercised": 2}
+
+
+def test_deliberate_requests_are_recorded(tmp_path: Path) -> None:
+    results = PhaseResults(tmp_path / "p.json", phase="p")
+    results.deliberate("req-1", "unsigned submission")
+    results.deliberate(None, "no id: nothing to record")
+    assert read(tmp_path / "p.json")["deliberate"] == [
+        {"request_id": "req-1", "reason": "unsigned submission"}
+    ]
+
+
+def test_older_documents_skip_reads_as_not_exercised(tmp_path: Path) -> None:
+    path = tmp_path / "old.json"
+    results = PhaseResults(path, phase="p")
+    results.doc["checks"].append({"id": "gpu", "status": "skip", "detail": "no GPU"})
+    results.flush()
+    assert load_phase_results(path)["checks"][0]["status"] == "not_exercised"
 
 
 def test_measurements_tables_artefacts_findings_and_finish(tmp_path: Path) -> None:
@@ -60,7 +98,7 @@ def test_measurements_tables_artefacts_findings_and_finish(tmp_path: Path) -> No
     assert summary == {
         "phase": "p",
         "status": "completed",
-        "checks": {"pass": 0, "fail": 0, "skip": 0},
+        "checks": {"pass": 0, "fail": 0, "not_exercised": 0},
         "passed": True,
     }
     document = load_phase_results(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -317,3 +318,25 @@ async def test_many_jobs_many_workers_each_execution_once(
         await wait_for_jobs(runtime.db, ids, timeout_s=30)
     assert await audit_pipeline(runtime.db, [runtime.runner_key.public_key_b64]) == []
     assert sum(w.counters.claimed for w in workers) == 50
+
+
+async def test_a_worker_publishes_what_serves_its_region(runtime: Runtime) -> None:
+    from beacon.worker.registry import list_workers
+
+    class Broken(ScriptedExecutor):
+        async def status(self) -> dict[str, Any]:
+            raise RuntimeError("status unreadable")
+
+    workers = [make_worker(runtime, "US", ScriptedExecutor()), make_worker(runtime, "EU", Broken())]
+    async with running(runtime, *workers):
+        listed: list[dict[str, Any]] = []
+
+        async def reported() -> bool:
+            listed[:] = await list_workers(runtime.db, lease_s=runtime.settings.worker_lease_s)
+            return len(listed) == 2 and all(w["backend_status"] for w in listed)
+
+        await wait_until(reported, timeout_s=10, what="both workers' backend status")
+    by_region = {w["region"]: w["backend_status"] for w in listed}
+    assert by_region["US"]["ready"] is True and by_region["US"]["backend"] == "scripted"
+    assert by_region["US"]["host_facts"]["cpu_count"] >= 1  # the host's facts (GPUs included) beside it
+    assert by_region["EU"]["ready"] is False and "status unreadable" in by_region["EU"]["error"]
