@@ -24,7 +24,6 @@ from beacon.harness.components import (
     region_backends,
     worker_uses_gpu,
 )
-from beacon.harness.jobs import states_in_order
 from beacon.harness.results import NOT_EXERCISED, PhaseResults, verdict_of
 
 # --- T-60: workers, backends, GPU, models, Golem ---------------------------------------------------
@@ -315,39 +314,6 @@ def judge_list_read(
         actual={"status": status, key: f"{len(items)} items", "incomplete": incomplete[:5]},
         passed=status == 200 and not incomplete,
         examined=len(items),
-    )
-
-
-# --- T-0: the enqueue ------------------------------------------------------------------------------
-
-PUBLISH_STATES = ("published", "queued")
-"""Timeline events the outbox relay records when it hands a job's messages to the queue."""
-
-
-def judge_enqueued(results: PhaseResults, timeline: Sequence[Mapping[str, Any]]) -> bool:
-    """``enqueued``: the relay's publish is observed as its own event, after the job was created.
-
-    ``created`` and ``enqueued`` are written in the intake transaction with one timestamp, so they
-    cannot show the relay at work; without a publish event the check is not exercised.
-    """
-    states = states_in_order(list(timeline))  # type: ignore[arg-type]
-    created = next((row["at"] for row in timeline if row["state"] == "created"), None)
-    published = next((row for row in timeline if row["state"] in PUBLISH_STATES), None)
-    if created is None:
-        return results.check("enqueued", expected="created, then published", actual=states, passed=False)
-    if published is None:
-        results.not_exercised(
-            "enqueued",
-            "the runner records no publish time: created and enqueued share the intake transaction's timestamp",
-            evidence=states,
-        )
-        return True
-    return results.check(
-        "enqueued",
-        expected="published to the queue at or after created",
-        actual={"states": states, "publish_delay_s": round(float(published["at"]) - float(created), 4)},
-        passed=float(published["at"]) >= float(created),
-        examined=1,
     )
 
 
