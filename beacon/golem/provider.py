@@ -460,20 +460,20 @@ class Agent:
         log.info("offer %s subscribed for %s (%s)", self.subscription, self.region, self.node_id)
         await asyncio.gather(self._market(), self._activities())
 
+    async def _poll(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """One long poll of a yagna event endpoint; an error waits a second and returns nothing."""
+        try:
+            reply = await self.http.get(path, params={"timeout": 5, "maxEvents": 20, **params})
+            reply.raise_for_status()
+            return list(reply.json() or [])
+        except httpx.HTTPError as exc:
+            log.warning("%s: %s", path, exc)
+            await asyncio.sleep(1.0)
+            return []
+
     async def _market(self) -> None:
         while True:
-            try:
-                reply = await self.http.get(
-                    f"/market-api/v1/offers/{self.subscription}/events",
-                    params={"timeout": 5, "maxEvents": 20},
-                )
-                reply.raise_for_status()
-                events = reply.json()
-            except httpx.HTTPError as exc:
-                log.warning("market events: %s", exc)
-                await asyncio.sleep(1.0)
-                continue
-            for event in events or []:
+            for event in await self._poll(f"/market-api/v1/offers/{self.subscription}/events", {}):
                 spawn(self._market_event(event))
 
     async def _market_event(self, event: dict[str, Any]) -> None:
@@ -525,16 +525,7 @@ class Agent:
     async def _activities(self) -> None:
         after = now_iso()
         while True:
-            params: dict[str, Any] = {"timeout": 5, "maxEvents": 20, "afterTimestamp": after}
-            try:
-                reply = await self.http.get("/activity-api/v1/events", params=params)
-                reply.raise_for_status()
-                events = reply.json()
-            except httpx.HTTPError as exc:
-                log.warning("activity events: %s", exc)
-                await asyncio.sleep(1.0)
-                continue
-            for event in events or []:
+            for event in await self._poll("/activity-api/v1/events", {"afterTimestamp": after}):
                 after = event.get("eventDate") or after
                 event_type = event.get("eventType")
                 kind = next(iter(event_type)) if isinstance(event_type, dict) else str(event_type)

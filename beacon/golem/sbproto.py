@@ -12,6 +12,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from beacon.transparency.cid import _varint  # the one protobuf varint writer (every value here is >= 0)
+
 MAX_FRAME = 64 * 1024 * 1024
 
 # Packet oneof field number → (message name, {field number: (field name, kind)}); kinds: str, bytes, int, bool.
@@ -69,20 +71,6 @@ def _default(kind: str, name: str) -> Any:
         if fname == name:
             return {"str": "", "bytes": b"", "int": 0, "bool": False}[ftype]
     raise KeyError(name)
-
-
-def _varint(value: int) -> bytes:
-    if value < 0:
-        value += 1 << 64
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
