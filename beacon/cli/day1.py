@@ -27,6 +27,10 @@ def _styled(status: str) -> str:
 
 def print_summary(summary: dict[str, Any], run_dir: Path, console: Console) -> None:
     """The phases, the success-criteria table and where the report is."""
+    exited = (summary.get("runner") or {}).get("exited")
+    if exited:
+        during = f" during phase {exited['phase']}" if exited.get("phase") else ""
+        console.print(f"[red]RUNNER EXITED: the runner under test {exited['how']}{during}[/]")
     phases = Table(title="Phases", title_justify="left")
     for column in ("phase", "title", "status", "time", "checks"):
         phases.add_column(column)
