@@ -103,11 +103,11 @@ SILENCE_LIMIT_S = 120.0
 _POLL_S = 0.05
 
 
-def model_processes(parent_pid: int) -> dict[str, int]:
-    """The model processes a worker (or runner) process runs: label (``EU/smollm2-135m``) → PID."""
+def model_processes(parent_pid: int) -> dict[int, str]:
+    """The model processes a worker (or runner) process runs: PID → label (``EU/smollm2-135m``)."""
     import psutil
 
-    found: dict[str, int] = {}
+    found: dict[int, str] = {}
     try:
         children = psutil.Process(parent_pid).children(recursive=True)
     except psutil.NoSuchProcess:
@@ -119,8 +119,13 @@ def model_processes(parent_pid: int) -> dict[str, int]:
             continue
         if len(command) >= 4 and command[1:3] == ["-c", CHILD_COMMAND]:
             with contextlib.suppress(ValueError, KeyError, TypeError):
-                found[str(json.loads(command[3])["label"])] = child.pid
+                found[child.pid] = str(json.loads(command[3])["label"])
     return found
+
+
+def model_process(parent_pid: int, label: str) -> int | None:
+    """The PID of the model process labelled ``label`` under ``parent_pid``, if it runs."""
+    return next((pid for pid, name in model_processes(parent_pid).items() if name == label), None)
 
 
 class ModelProcessDied(Exception):

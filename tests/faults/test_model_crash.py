@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from beacon.client import BeaconClient
-from beacon.executors.llamacpp import SMOLLM2_MODEL_ID, model_processes, smollm2_gguf_path
+from beacon.executors.llamacpp import SMOLLM2_MODEL_ID, model_process, smollm2_gguf_path
 from beacon.executors.llamacpp_child import MID_GENERATION
 from beacon.harness import jobs
 from beacon.harness.launcher import EmbeddedRunner
@@ -111,7 +111,7 @@ def test_embedded_runner_survives_a_segfault_of_its_model_process(
 ) -> None:
     runner, client = embedded
     assert runner.pid is not None
-    first = wait_for(lambda: model_processes(runner.pid or 0).get(EU_MODEL), 60, "the EU model process")
+    first = wait_for(lambda: model_process(runner.pid or 0, EU_MODEL), 60, "the EU model process")
     submit(runner, client, "crash-once")
     wait_for(
         lambda: any(e["status"] == "running" for e in client.job("crash-once", True)["executions"]),
@@ -130,7 +130,7 @@ def test_embedded_runner_survives_a_segfault_of_its_model_process(
     verify_receipt(receipt, client.runner_keys()["keys"][0]["public_key"])
     assert receipt["status"] == "completed" and receipt["output"]["text"]
     assert_crash_receipt_history(receipt, first)
-    restarted = model_processes(runner.pid).get(EU_MODEL)
+    restarted = model_process(runner.pid, EU_MODEL)
     assert restarted is not None and restarted != first and runner.running
     assert audit_embedded(runner, client) == []
 
@@ -184,10 +184,12 @@ async def running_model(cluster: Cluster, worker_pid: int) -> int:
             status = await conn.scalar(
                 sa.select(executions.c.status).where(executions.c.job_id == "svc-crash")
             )
-        return status == "running" and EU_MODEL in model_processes(worker_pid)
+        return status == "running" and model_process(worker_pid, EU_MODEL) is not None
 
     await wait_until(generating, timeout_s=90, what="the worker's model process to generate")
-    return model_processes(worker_pid)[EU_MODEL]
+    pid = model_process(worker_pid, EU_MODEL)
+    assert pid is not None
+    return pid
 
 
 @pytest.mark.postgres
