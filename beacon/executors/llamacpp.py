@@ -147,6 +147,7 @@ class ModelProcess:
         assert process.stdout is not None and process.stdin is not None
         self._stdout = process.stdout.fileno()
         self._stdin = process.stdin
+        self._write_lock = threading.Lock()
 
     @classmethod
     def start(cls, config: dict[str, Any], python: str | None = None) -> ModelProcess:
@@ -169,10 +170,18 @@ class ModelProcess:
 
     def send(self, message: dict[str, Any]) -> None:
         try:
-            self._stdin.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
-            self._stdin.flush()
+            with self._write_lock:  # a cancel is written from the cancelling thread
+                self._stdin.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+                self._stdin.flush()
         except (BrokenPipeError, ValueError, OSError):
             raise self.died() from None
+
+    def cancel(self, request_id: int) -> None:
+        """Tell the process to stop ``request_id`` after its current token (best effort: it may be gone)."""
+        with contextlib.suppress(OSError, ValueError):
+            with self._write_lock:
+                self._stdin.write(json.dumps({"op": "cancel", "id": request_id}).encode() + b"\n")
+                self._stdin.flush()
 
     def read(self, timeout_s: float) -> dict[str, Any] | None:
         """The next message, or None when none came within ``timeout_s``; ModelProcessDied at end of output."""
@@ -394,7 +403,10 @@ class LlamaModel:
                         "deadline": stop.deadline,
                     }
                 )
-                generation = self._answer(process, self._request_id, stop)
+                request_id = self._request_id
+                # The cancel goes out from the cancelling thread itself: no wait for this thread to notice.
+                stop.when_cancelled(lambda: process.cancel(request_id))
+                generation = self._answer(process, request_id, stop)
             except ModelProcessDied as exc:
                 self._process = None
                 self.last_exit = exc.what
@@ -403,6 +415,7 @@ class LlamaModel:
                     self._thread.submit(self._restart)
                 raise _crashed(exc, "a generation") from None
             finally:
+                stop.when_cancelled(None)
                 self.busy = False
         return generation, load_s, wait_s
 
@@ -413,8 +426,7 @@ class LlamaModel:
         while True:
             now = time.monotonic()
             if stop.cancelled and cancelled_at is None:
-                process.send({"op": "cancel", "id": request_id})
-                cancelled_at = now
+                cancelled_at = now  # the cancel itself was sent by StopSignal.cancel
             hung = None
             if cancelled_at is not None and now - cancelled_at > CANCEL_GRACE_S:
                 hung = f"did not stop within {CANCEL_GRACE_S:g}s of a cancel"

@@ -83,9 +83,19 @@ class StopSignal:
         self.tokens = 0
         self._on_token = on_token
         self._cancelled = threading.Event()
+        self._on_cancel: Any = None
 
     def cancel(self) -> None:
         self._cancelled.set()
+        hook = self._on_cancel
+        if hook is not None:
+            hook()
+
+    def when_cancelled(self, hook: Any) -> None:
+        """Call ``hook`` (from the cancelling thread) on cancel; at once if already cancelled. None: no hook."""
+        self._on_cancel = hook
+        if hook is not None and self._cancelled.is_set():
+            hook()
 
     @property
     def cancelled(self) -> bool:
