@@ -178,10 +178,9 @@ class ModelProcess:
 
     def cancel(self, request_id: int) -> None:
         """Tell the process to stop ``request_id`` after its current token (best effort: it may be gone)."""
-        with contextlib.suppress(OSError, ValueError):
-            with self._write_lock:
-                self._stdin.write(json.dumps({"op": "cancel", "id": request_id}).encode() + b"\n")
-                self._stdin.flush()
+        with contextlib.suppress(OSError, ValueError), self._write_lock:
+            self._stdin.write(json.dumps({"op": "cancel", "id": request_id}).encode() + b"\n")
+            self._stdin.flush()
 
     def read(self, timeout_s: float) -> dict[str, Any] | None:
         """The next message, or None when none came within ``timeout_s``; ModelProcessDied at end of output."""
