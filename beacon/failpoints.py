@@ -6,6 +6,7 @@ needs. Production never sets ``BEACON_FAILPOINTS``; then every failpoint is one 
 ``BEACON_FAILPOINTS="relay.after_publish=kill;worker.mid_execution=sleep(0.5)"`` — actions:
 
 * ``kill``       SIGKILL this process (no cleanup, no flush: a crash at exactly this line)
+* ``segv``       SIGSEGV this process (what a native crash looks like from outside)
 * ``sleep(S)``   pause S seconds (a window for an outside ``kill -9``)
 * ``raise``      raise :class:`FailpointError`
 * ``N*action``   only the first N times (``1*kill``)
@@ -17,11 +18,12 @@ import asyncio
 import os
 import re
 import signal
+import time
 from dataclasses import dataclass
 
 ENV = "BEACON_FAILPOINTS"
 
-_SPEC = re.compile(r"^(?:(?P<count>\d+)\*)?(?P<action>kill|raise|sleep\((?P<seconds>[0-9.]+)\))$")
+_SPEC = re.compile(r"^(?:(?P<count>\d+)\*)?(?P<action>kill|segv|raise|sleep\((?P<seconds>[0-9.]+)\))$")
 
 
 class FailpointError(RuntimeError):
@@ -42,7 +44,7 @@ def _parse(text: str) -> dict[str, _Failpoint]:
         match = _SPEC.match(spec.strip())
         if not name.strip() or match is None:
             raise ValueError(
-                f"{ENV}: cannot read {part!r} (expected name=kill|raise|sleep(S), optionally N*)"
+                f"{ENV}: cannot read {part!r} (expected name=kill|segv|raise|sleep(S), optionally N*)"
             )
         count = match.group("count")
         action = match.group("action").split("(", 1)[0]
@@ -61,18 +63,30 @@ def configure(text: str) -> None:
     _points = _parse(text)
 
 
-async def failpoint(name: str) -> None:
-    """Trigger the failpoint ``name`` if it is configured."""
+def _due(name: str) -> _Failpoint | None:
     point = _points.get(name)
     if point is None:
-        return
+        return None
     if point.remaining is not None:
         if point.remaining <= 0:
-            return
+            return None
         point.remaining -= 1
-    if point.action == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    elif point.action == "sleep":
-        await asyncio.sleep(point.seconds)
+    if point.action in ("kill", "segv"):
+        os.kill(os.getpid(), signal.SIGKILL if point.action == "kill" else signal.SIGSEGV)
     elif point.action == "raise":
         raise FailpointError(f"failpoint {name}")
+    return point
+
+
+async def failpoint(name: str) -> None:
+    """Trigger the failpoint ``name`` if it is configured."""
+    point = _due(name)
+    if point is not None and point.action == "sleep":
+        await asyncio.sleep(point.seconds)
+
+
+def failpoint_sync(name: str) -> None:
+    """:func:`failpoint` for code off the event loop (``sleep`` blocks the calling thread)."""
+    point = _due(name)
+    if point is not None and point.action == "sleep":
+        time.sleep(point.seconds)

@@ -27,7 +27,12 @@ def _styled(status: str) -> str:
 
 
 def print_summary(summary: dict[str, Any], run_dir: Path, console: Console) -> None:
-    """What served the run, the phases, the success-criteria table and where the report is."""
+    """How the runner under test ended (if it did), what served the run, the phases, the
+    success-criteria table and where the report is."""
+    exited = (summary.get("runner") or {}).get("exited")
+    if exited:
+        during = f" during phase {exited['phase']}" if exited.get("phase") else ""
+        console.print(f"[red]RUNNER EXITED: the runner under test {exited['how']}{during}[/]")
     served = summary.get("served_by") or {}
     if served:
         table = Table(title="What served the plan's components", title_justify="left")

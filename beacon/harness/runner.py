@@ -65,6 +65,7 @@ from beacon.harness.results import load_phase_results, write_json_atomic
 from beacon.harness.topology import ServiceRunner, WorkerSupervisor
 from beacon.harness.trust import ENV as PINNED_KEYS_ENV
 from beacon.harness.trust import PinnedKeys
+from beacon.processes import describe_exit
 
 SUMMARY_SCHEMA = "beacon.run-summary/v1"
 KERNEL_GRACE_S = 20.0
@@ -330,9 +331,11 @@ class PhaseExecutor:
         on_event: Callable[[dict[str, Any]], None],
         *,
         more_to_come: bool = False,
+        runner_gone: Callable[[], str | None] | None = None,
     ) -> dict[str, Any]:
         """Execute; returns the final event (``outcome`` is ok, cell_error, kernel_died, cell_timeout,
-        timeout or harness_error)."""
+        timeout, runner_exited or harness_error). ``runner_gone`` says how the runner under test ended, if
+        it did: the phase is then stopped at once (it cannot pass without a runner)."""
         logs = self.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         spec_path = logs / f"{slug(phase.id)}.spec.json"
@@ -361,7 +364,7 @@ class PhaseExecutor:
             self.warm_up()
         budget = phase.timeout_s + self.grace_s
         try:
-            outcome = self._follow(child, time.monotonic() + budget, on_event)
+            outcome = self._follow(child, time.monotonic() + budget, on_event, runner_gone)
         finally:
             child.family.kill_survivors()  # kernels run in sessions of their own: none may outlive the phase
             child.reader.join(5)
@@ -383,12 +386,25 @@ class PhaseExecutor:
 
     @staticmethod
     def _follow(
-        child: _PhaseProcess, deadline: float, on_event: Callable[[dict[str, Any]], None]
+        child: _PhaseProcess,
+        deadline: float,
+        on_event: Callable[[dict[str, Any]], None],
+        runner_gone: Callable[[], str | None] | None = None,
     ) -> dict[str, Any] | None:
-        """Relay events until the child exits; kill it at the deadline (returns the timeout outcome)."""
+        """Relay events until the child exits; kill it at the deadline (returns the timeout outcome) or when
+        the runner under test has ended (the runner_exited outcome)."""
         process, events, family = child.process, child.events, child.family
         while True:
             family.remember()
+            gone = runner_gone() if runner_gone is not None else None
+            if gone is not None and family.final is None:
+                kill_tree(process.pid)
+                process.wait(10)
+                return {
+                    "event": "end",
+                    "outcome": "runner_exited",
+                    "evalue": f"the runner under test {gone} during this phase; the phase was stopped",
+                }
             try:
                 event = events.get(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
             except queue.Empty:
@@ -470,6 +486,35 @@ def _html_export(executed: Path, target: Path) -> None:
     target.write_text(body, encoding="utf-8")
 
 
+class RunnerLogWatch:
+    """Reads a live runner's log (``--runner-log``) as it grows, for the lines a runner's end leaves there."""
+
+    ENDINGS = ("Finished server process", "Fatal Python error", "Segmentation fault", "Illegal instruction")
+    """uvicorn's last line on a clean stop; what faulthandler and a shell write for a native crash."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = path.stat().st_size if path.is_file() else 0  # what was there before this run
+        self._partial = b""
+
+    def ended(self) -> str | None:
+        """``"logged its end: <line>"`` once such a line was written since the run started, else None."""
+        try:
+            with self.path.open("rb") as log:
+                log.seek(self._offset)
+                chunk = log.read()
+        except OSError:
+            return None
+        self._offset += len(chunk)
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            text = line.decode("utf-8", "replace")
+            if any(marker in text for marker in self.ENDINGS):
+                return f"logged its end ({self.path.name}: {text.strip()[:200]})"
+        return None
+
+
 class Run:
     """One execution of a plan (see the module docstring)."""
 
@@ -490,6 +535,10 @@ class Run:
         if options.pins is not None:
             self.env[PINNED_KEYS_ENV] = options.pins.to_env()
         self.phase_runs: list[PhaseRun] = []
+        self.runner_exit: dict[str, Any] | None = None
+        """How the runner under test ended during the run (``how``, ``phase``), if it did."""
+        self._current_phase: str | None = None
+        self._runner_log_watch: RunnerLogWatch | None = None
         self._html_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="beacon-html")
         self._html_jobs: list[Future[None]] = []
         self.served: dict[str, Served] = {}
@@ -564,6 +613,8 @@ class Run:
             executor.warm_up()  # the first phase's kernel starts while the runner does
             if self.runner is not None:
                 self._start_embedded_runner()
+            elif self.options.runner_log_path is not None:
+                self._runner_log_watch = RunnerLogWatch(self.options.runner_log_path)
             operator_env = self._common("operator_token_env", "OPERATOR_TOKEN")
             monitor = RunMonitor(
                 self.runner_url,
@@ -636,6 +687,23 @@ class Run:
             workers = ", ".join(f"{w.region} pid {w.pid}" for w in self.runner.workers.values())
             self.console.print(f"workers: {workers}; database {self.runner.describe()['database']}")
 
+    def _runner_gone(self) -> str | None:
+        """How the runner under test ended, if it has: the embedded runner's exit status or signal, or (a live
+        runner with ``--runner-log``) the end its log records. Checked twice a second while a phase runs."""
+        if self.runner_exit is not None:
+            return str(self.runner_exit["how"])
+        how = None
+        if self.runner is not None and self.runner.process is not None:
+            returncode = self.runner.process.poll()
+            if returncode is not None:
+                how = f"(embedded, pid {self.runner.process.pid}) {describe_exit(returncode)}"
+        elif self._runner_log_watch is not None:
+            how = self._runner_log_watch.ended()
+        if how is not None:
+            self.runner_exit = {"how": how, "phase": self._current_phase}
+            self.console.print(f"[red]the runner under test {how}[/]")
+        return how
+
     def _common(self, name: str, fallback: str) -> str:
         """A plan-wide parameter's value as resolved for this run (token variable names …)."""
         for run in self.phase_runs:
@@ -705,6 +773,16 @@ class Run:
         with Progress(*columns, console=self.console, transient=False) as progress:
             for number, run in enumerate(self.phase_runs, start=1):
                 label = f"{run.spec.id:<10} {run.spec.title[:38]:<38}"
+                if self.runner_exit is not None or self._runner_gone() is not None:
+                    assert self.runner_exit is not None
+                    run.status = "skipped"
+                    run.error = {
+                        "kind": "runner_exited",
+                        "message": f"not run: the runner under test {self.runner_exit['how']} "
+                        f"(during {self.runner_exit['phase'] or 'the start of the run'})",
+                    }
+                    progress.add_task(f"[dim]{label}[/]", total=1, completed=0, note="[red]runner gone[/]")
+                    continue
                 if halted:
                     run.status = "skipped"
                     run.error = {
@@ -752,6 +830,7 @@ class Run:
                 progress.advance(task)
 
         run.started_at = time.time()
+        self._current_phase = run.spec.id
         final = executor.run(
             run.spec,
             input_path,
@@ -759,8 +838,15 @@ class Run:
             parameters,
             on_event,
             more_to_come=number < len(self.phase_runs),
+            runner_gone=self._runner_gone,
         )
         run.finished_at = time.time()
+        if final.get("outcome") == "ok" and self._runner_gone() is not None:
+            assert self.runner_exit is not None
+            final = {
+                "outcome": "runner_exited",
+                "evalue": f"the runner under test {self.runner_exit['how']} during this phase",
+            }
         if output_path.is_file():
             run.executed = _rel(output_path, self.run_dir)
             run.cells = cell_timings(output_path)
@@ -797,7 +883,9 @@ class Run:
         documents = {run.spec.id: run.document for run in self.phase_runs if run.document is not None}
         ran = {run.spec.id for run in self.phase_runs if run.status != "skipped"}
         criteria = evaluate_criteria(self.plan, documents, ran, self.served)
-        phases_failed = any(run.status not in ("passed", "skipped") for run in self.phase_runs)
+        phases_failed = (
+            any(run.status not in ("passed", "skipped") for run in self.phase_runs) or self.runner_exit is not None
+        )
         status, exit_code = run_verdict(criteria, phases_failed, require_all=self.options.require_all)
         finished = time.time()
         return {
@@ -822,6 +910,7 @@ class Run:
                 "embedded": isinstance(self.runner, EmbeddedRunner),
                 "topology": self.options.topology if self.runner is not None else "live",
                 "log": "logs/runner.log" if self.runner is not None else None,
+                "exited": self.runner_exit,
                 **(self.runner.describe() if isinstance(self.runner, ServiceRunner) else {}),
             },
             "kernel": self.kernel,

@@ -37,6 +37,8 @@ EXECUTION_COLUMNS = (
     executions.c.attempt,
     executions.c.worker_id,
     executions.c.receipt_id,
+    executions.c.error_code,
+    executions.c.error_detail,
     executions.c.queued_at,
     executions.c.started_at,
 )

@@ -68,6 +68,8 @@ class Claim:
     attempt: int
     started_at: float
     job_started_at: float
+    previous_error: tuple[str, str | None] | None = None
+    """The code and message the attempt before this one failed with (it was retried): the receipt names it."""
 
     @property
     def execution_id(self) -> str:
@@ -218,6 +220,14 @@ async def insert_dead_letters(conn: AsyncConnection, orders: Sequence[DeadLetter
         await conn.execute(dead_letters.insert(), rows)
 
 
+def previous_attempt_info(claim: Claim) -> dict[str, Any]:
+    """Receipt evidence of the failure that made this attempt a retry (a model process's signal, a timeout)."""
+    if claim.previous_error is None:
+        return {}
+    code, message = claim.previous_error
+    return {"previous_attempt": {"attempt": claim.attempt - 1, "error": {"code": code, "message": message}}}
+
+
 class ExecutionStore:
     """Claim and finish for one worker."""
 
@@ -341,9 +351,17 @@ class ExecutionStore:
             )
             for delivery, message, row in starting:
                 job = job_rows[row.job_id]
+                previous = (row.error_code, row.error_detail) if row.error_code else None
                 batch.claims.append(
                     Claim(
-                        delivery, message, row, terms[row.job_id], row.attempt + 1, at, job.started_at or at
+                        delivery,
+                        message,
+                        row,
+                        terms[row.job_id],
+                        row.attempt + 1,
+                        at,
+                        job.started_at or at,
+                        previous,
                     )
                 )
         return batch
@@ -394,7 +412,13 @@ class ExecutionStore:
         db = self.runtime.db
         terminal = {
             claim.execution_id: EndingItem(
-                claim.row, claim.terms, ending, claim.attempt, claim.started_at, self.worker_id
+                claim.row,
+                claim.terms,
+                ending,
+                claim.attempt,
+                claim.started_at,
+                self.worker_id,
+                previous_attempt_info(claim),
             )
             for claim, ending in done
             if ending.terminal

@@ -59,7 +59,7 @@ def _free_port() -> int:
 
 def request(**overrides: Any) -> ExecutionRequest:
     fields: dict[str, Any] = {
-        "prompt": "What is the capital of France?",
+        "prompt": "What is the capital city of France?",
         "system_prompt": "You are a helpful assistant.",
         "model": SMOLLM2_MODEL_ID,
         "region": "EU",

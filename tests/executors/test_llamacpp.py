@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +15,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from beacon.executors import llamacpp
 from beacon.executors.base import (
     DecodingOptions,
     ExecutionRequest,
@@ -18,7 +23,8 @@ from beacon.executors.base import (
     PermanentExecutorError,
     TransientExecutorError,
 )
-from beacon.executors.llamacpp import SMOLLM2_MODEL_ID, LlamaCppExecutor, smollm2_gguf_path
+from beacon.executors.llamacpp import SMOLLM2_MODEL_ID, LlamaCppExecutor, model_processes, smollm2_gguf_path
+from beacon.executors.llamacpp_child import MID_GENERATION
 
 pytestmark = [pytest.mark.llm, pytest.mark.asyncio(loop_scope="module")]
 
@@ -31,7 +37,7 @@ LONG_PROMPT = "Count from 1 to 1000, separated by commas."
 """Greedy SmolLM2 keeps counting until max_tokens: a generation that outlives any short deadline."""
 
 
-def request(prompt: str = "What is the capital of France?", **overrides: object) -> ExecutionRequest:
+def request(prompt: str = "What is the capital city of France?", **overrides: object) -> ExecutionRequest:
     fields: dict[str, object] = {
         "prompt": prompt,
         "system_prompt": SYSTEM,
@@ -210,6 +216,9 @@ async def test_a_missing_gguf_file_is_permanent(tmp_path: Path) -> None:
             "loaded": False,
             "busy": False,
             "digest": None,
+            "pid": None,
+            "starts": 0,
+            "last_exit": None,
         }
     finally:
         await ex.aclose()
@@ -287,3 +296,105 @@ async def test_loading_a_model_leaves_the_process_stderr_alone(capfd: pytest.Cap
     seen = {int(line.split()[1]) for line in err.splitlines() if line.startswith("tick ")}
     assert len(written) > 50
     assert seen == set(written)
+
+
+# --- the model process ----------------------------------------------------------------------------------
+
+
+async def busy_pid(ex: LlamaCppExecutor) -> int:
+    """The model process's PID once it is generating."""
+    for _ in range(500):
+        model = (await ex.status())["models"][SMOLLM2_MODEL_ID]
+        if model["busy"] and model["pid"]:
+            return int(model["pid"])
+        await asyncio.sleep(0.01)
+    raise AssertionError("the model never started generating")
+
+
+async def test_the_model_runs_in_a_process_of_its_own(executor: LlamaCppExecutor) -> None:
+    status = (await executor.status())["models"][SMOLLM2_MODEL_ID]
+    assert status["loaded"] and status["pid"] not in (None, os.getpid())
+    assert model_processes(os.getpid())[status["pid"]] == f"EU/{SMOLLM2_MODEL_ID}"
+
+
+async def test_the_worker_process_never_loads_llama_cpp() -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from beacon.executors.llamacpp import SMOLLM2_MODEL_ID, LlamaCppExecutor, smollm2_gguf_path\n"
+        "from beacon.executors.base import ExecutionRequest, DecodingOptions\n"
+        "async def main():\n"
+        "    ex = LlamaCppExecutor(region='EU', models={SMOLLM2_MODEL_ID: smollm2_gguf_path()})\n"
+        "    r = await ex.execute(ExecutionRequest('Hi', '', SMOLLM2_MODEL_ID, 'EU', DecodingOptions(max_tokens=4)))\n"
+        "    await ex.aclose()\n"
+        "    print(r.tokens_out, 'llama_cpp' in sys.modules)\n"
+        "asyncio.run(main())\n"
+    )
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    tokens, loaded = done.stdout.split()
+    assert int(tokens) > 0 and loaded == "False"
+
+
+async def test_a_segfault_of_the_model_process_fails_the_call_and_the_model_restarts(
+    executor: LlamaCppExecutor,
+) -> None:
+    call = asyncio.create_task(
+        executor.execute(request(LONG_PROMPT, options=DecodingOptions(max_tokens=1500)))
+    )
+    pid = await busy_pid(executor)
+    os.kill(pid, signal.SIGSEGV)
+    with pytest.raises(TransientExecutorError) as info:
+        await asyncio.wait_for(call, 30)
+    assert info.value.code == "backend_crashed"
+    assert "SIGSEGV" in info.value.message and str(pid) in info.value.message
+    assert info.value.details == {"pid": pid, "exit_status": -signal.SIGSEGV, "signal": "SIGSEGV"}
+    # A new process is started at once, so the next call finds the model warm.
+    for _ in range(600):
+        status = (await executor.status())["models"][SMOLLM2_MODEL_ID]
+        if status["loaded"]:
+            break
+        await asyncio.sleep(0.05)
+    assert status["loaded"] and status["pid"] != pid
+    assert "SIGSEGV" in status["last_exit"]
+    result = await executor.execute(request())
+    assert "Paris" in result.text and result.timings["load"] == 0.0
+
+
+@pytest.mark.parametrize("how", ["segv", "kill"])
+async def test_a_model_process_that_dies_on_every_call_fails_every_call_with_its_signal(
+    how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert GGUF is not None
+    monkeypatch.setenv("BEACON_FAILPOINTS", f"{MID_GENERATION}={how}")  # inherited by the model process
+    before = set(model_processes(os.getpid()))
+    ex = LlamaCppExecutor(region="EU", models={SMOLLM2_MODEL_ID: GGUF}, n_threads=1)
+    expected = "SIGSEGV" if how == "segv" else "SIGKILL"
+    try:
+        for _ in range(2):
+            with pytest.raises(TransientExecutorError) as info:
+                await ex.execute(request())
+            assert info.value.code == "backend_crashed" and expected in info.value.message
+    finally:
+        await ex.aclose()
+    assert set(model_processes(os.getpid())) <= before  # closing ended the restarted process too
+
+
+async def test_a_model_process_that_hangs_past_the_deadline_is_killed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert GGUF is not None
+    monkeypatch.setenv("BEACON_FAILPOINTS", f"{MID_GENERATION}=sleep(120)")
+    monkeypatch.setattr(llamacpp, "HANG_GRACE_S", 1.0)
+    ex = LlamaCppExecutor(region="EU", models={SMOLLM2_MODEL_ID: GGUF}, n_threads=1)
+    try:
+        await ex.load(SMOLLM2_MODEL_ID)
+        started = time.time()
+        with pytest.raises(TransientExecutorError) as info:
+            await ex.execute(request(deadline=started + 0.5))
+        assert info.value.code == "backend_hung"
+        assert "past the deadline" in info.value.message and "SIGKILL" in info.value.message
+        assert time.time() - started < 0.5 + 1.0 + 3.0  # deadline + grace + slack, not the 120 s sleep
+    finally:
+        await ex.aclose()

@@ -32,7 +32,7 @@ TAG = "smollm2:135m"
 MODELS = {SMOLLM2_MODEL_ID: TAG}
 
 
-def request(prompt: str = "What is the capital of France?", **overrides: Any) -> ExecutionRequest:
+def request(prompt: str = "What is the capital city of France?", **overrides: Any) -> ExecutionRequest:
     fields: dict[str, Any] = {
         "prompt": prompt,
         "system_prompt": "You are a helpful assistant.",

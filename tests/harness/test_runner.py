@@ -29,6 +29,10 @@ BODIES = {
     "hangs": "import os, pathlib, signal\npathlib.Path(results_path).with_suffix('.pid').write_text(str(os.getpid()))\n"
     "results.check('done', expected=1, actual=1)\nos.kill(os.getppid(), signal.SIGSTOP)\nimport time; time.sleep(600)\n",
     "incomplete": "pass  # never records its check\n",
+    # A live runner's log records its end (uvicorn's last line), then the phase would wait a minute for it.
+    "runner_ends": "import pathlib, time\nlog = pathlib.Path(results_path).parents[3] / 'runner.log'\n"
+    "with log.open('a') as f: f.write('INFO:     Finished server process [4242]\\n')\n"
+    "results.check('done', expected=1, actual=1)\ntime.sleep(60)\n",
 }
 
 
@@ -158,3 +162,30 @@ def test_parameters_are_refused_before_anything_runs(tmp_path: Path) -> None:
     with pytest.raises(PlanError, match="unknown phase"):
         run_plan(options(tmp_path, plan, phases=["nope"]), Console(quiet=True))
     assert not (tmp_path / "reports").exists()
+
+
+def test_a_runner_that_ends_fails_the_phase_in_progress_and_the_report_says_so_first(tmp_path: Path) -> None:
+    log = tmp_path / "runner.log"
+    log.write_text("INFO:     Finished server process [1]\n")  # an earlier run's end: not this run's
+    plan = make_plan(tmp_path, ["ok", "runner_ends", "failing"], timeout_s=60)
+    outcome = run_plan(options(tmp_path, plan, runner_log_path=log), Console(quiet=True))
+    by_id = {p["id"]: p for p in outcome.summary["phases"]}
+    assert by_id["ok"]["status"] == "passed", by_id["ok"]["error"]
+    assert by_id["runner_ends"]["status"] == "error"
+    assert by_id["runner_ends"]["error"]["kind"] == "runner_exited"
+    assert "Finished server process [4242]" in by_id["runner_ends"]["error"]["message"]
+    assert by_id["runner_ends"]["duration_s"] < 30  # stopped when the runner ended, not after its sleep
+    assert by_id["failing"]["status"] == "skipped" and by_id["failing"]["error"]["kind"] == "runner_exited"
+    exited = outcome.summary["runner"]["exited"]
+    assert exited["phase"] == "runner_ends" and "[4242]" in exited["how"]
+    assert outcome.exit_code == 1 and outcome.summary["status"] == "failed"
+    html = (outcome.run_dir / "index.html").read_text()
+    assert html.index("RUNNER EXITED") < html.index("Success criteria")
+
+
+def test_a_run_whose_runner_stays_up_has_no_runner_exit(tmp_path: Path) -> None:
+    log = tmp_path / "runner.log"
+    log.write_text("INFO:     Finished server process [1]\n")
+    plan = make_plan(tmp_path, ["ok"])
+    outcome = run_plan(options(tmp_path, plan, runner_log_path=log), Console(quiet=True))
+    assert outcome.summary["runner"]["exited"] is None and outcome.exit_code == 0

@@ -24,7 +24,7 @@ if not default_models():  # pragma: no cover
 TAG = "smollm2:135m"
 MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant."},
-    {"role": "user", "content": "What is the capital of France?"},
+    {"role": "user", "content": "What is the capital city of France?"},
 ]
 OPTIONS = {"temperature": 0, "seed": 42, "num_predict": 40, "top_p": 1.0}
 
@@ -92,7 +92,7 @@ async def test_chat_streaming_joins_to_the_same_answer(client: ollama.AsyncClien
 async def test_generate_both_ways(client: ollama.AsyncClient) -> None:
     kwargs = {
         "model": TAG,
-        "prompt": "What is the capital of France?",
+        "prompt": "What is the capital city of France?",
         "system": "Be brief.",
         "options": OPTIONS,
     }
