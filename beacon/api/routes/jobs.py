@@ -45,6 +45,10 @@ class JobAccepted(BaseModel):
     unsigned_fields: list[str] | None = Field(
         None, description="Fields present but not covered by the signature (portal-v1: id, created_at)"
     )
+    label: str | None = Field(
+        None,
+        description="The client's unsigned id (portal-v1), kept as a label: the runner named the job (id)",
+    )
     links: dict[str, str]
 
 
