@@ -3,7 +3,8 @@
 1. :class:`RequestContextMiddleware` — request id (``X-Request-ID`` echoed when sane, else
    generated), security headers, rate-limit headers, Prometheus metrics, the access log.
 2. :class:`CORSMiddleware` — an exact origin allowlist, answered on every response, errors included.
-3. :class:`BodyGuardMiddleware` — bodies over the limit → 413, non-JSON bodies → 415, before routing.
+3. :class:`BodyGuardMiddleware` — bodies over the limit → 413, non-JSON bodies → 415, JSON nested
+   too deeply → 400 ``invalid_json``, before routing (so no parser or model recurses into it).
 4. :class:`ErrorBoundaryMiddleware` — anything that escaped the handlers becomes a problem+json
    (500, or 503 when a backing service is down) *inside* the others, so even a 500 carries the
    request id, CORS and security headers.
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from beacon.api.problems import Problem, problem_for_exception, problem_response
 from beacon.api.routing import route_template
+from beacon.intake.document import exceeds_depth, too_deep_detail
 from beacon.logging import request_id_var
 from beacon.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -218,7 +220,7 @@ class CORSMiddleware:
 
 
 class BodyGuardMiddleware:
-    """Bound request bodies (413) and require JSON for non-empty bodies (415), before routing."""
+    """Bound request bodies (413), require JSON for non-empty bodies (415) and bound its nesting (400)."""
 
     BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -262,6 +264,10 @@ class BodyGuardMiddleware:
                     headers={"Accept-Post": "application/json"},
                 ),
             )
+            return
+        if body and exceeds_depth(body):
+            problem = Problem(400, "invalid_json", "The body is not JSON", too_deep_detail())
+            await send_problem(scope, receive, send, problem)
             return
         delivered = False
 
