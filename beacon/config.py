@@ -6,6 +6,7 @@ A bad value stops start-up with a message that names the variable, never a trace
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from functools import cached_property
@@ -172,7 +173,13 @@ class Settings(BaseSettings):
     submit_rate_limit_per_minute: int = Field(
         600, ge=0, validation_alias=AliasChoices("SUBMIT_RATE_LIMIT_PER_MINUTE")
     )
-    trust_forwarded_for: bool = Field(False, validation_alias=AliasChoices("BEACON_TRUST_FORWARDED_FOR"))
+    trusted_proxies: CsvList = Field(
+        default_factory=list, validation_alias=AliasChoices("BEACON_TRUSTED_PROXIES")
+    )
+    """Addresses/networks of the reverse proxies in front of the API. Only a request from one of them
+    has its X-Forwarded-For read, and the client is its right-most address that is not a proxy."""
+    trust_forwarded_for: str | None = Field(None, validation_alias=AliasChoices("BEACON_TRUST_FORWARDED_FOR"))
+    """Replaced by BEACON_TRUSTED_PROXIES; read only to refuse it (it trusted any peer's header)."""
     access_log: bool = Field(True, validation_alias=AliasChoices("BEACON_ACCESS_LOG"))
 
     # --- workers ----------------------------------------------------------------------------------
@@ -231,6 +238,34 @@ class Settings(BaseSettings):
             if "*" in origin:
                 raise ValueError("wildcard origins are not allowed; list each origin exactly")
         return [origin.rstrip("/") for origin in value]
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        networks = []
+        for entry in value:
+            try:
+                networks.append(str(ipaddress.ip_network(entry, strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/8, ::1)"
+                ) from None
+        return networks
+
+    @field_validator("trust_forwarded_for")
+    @classmethod
+    def _replaced_setting(cls, value: str | None) -> None:
+        if value is not None:
+            raise ValueError(
+                "replaced by BEACON_TRUSTED_PROXIES: list the addresses of the proxies in front of the "
+                "runner (X-Forwarded-For is read only from them, right-most untrusted hop)"
+            )
+        return None
 
     @field_validator("database_url")
     @classmethod

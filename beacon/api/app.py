@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         cors_origins=settings.cors_origins,
         max_body_bytes=settings.max_body_bytes,
         access_log_enabled=settings.access_log,
+        trusted_proxies=settings.trusted_proxies,
     )
     from beacon.api.routes import include_routers
 

@@ -1,5 +1,8 @@
 """The HTTP edge, as plain ASGI middleware (outermost first):
 
+0. uvicorn's ``ProxyHeadersMiddleware``, only with ``BEACON_TRUSTED_PROXIES``: a request *from* one
+   of those addresses has its client taken from X-Forwarded-For — the right-most hop that is not a
+   proxy, since everything left of it was written by the client. Nothing else reads that header.
 1. :class:`RequestContextMiddleware` — request id (``X-Request-ID`` echoed when sane, else
    generated), security headers, rate-limit headers, Prometheus metrics, the access log.
 2. :class:`CORSMiddleware` — an exact origin allowlist, answered on every response, errors included.
@@ -324,10 +327,19 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def install_middleware(
-    app: Any, *, cors_origins: Sequence[str], max_body_bytes: int, access_log_enabled: bool
+    app: Any,
+    *,
+    cors_origins: Sequence[str],
+    max_body_bytes: int,
+    access_log_enabled: bool,
+    trusted_proxies: Sequence[str] = (),
 ) -> None:
     """Add the edge middleware in the order described above (Starlette wraps the last added outermost)."""
     app.add_middleware(ErrorBoundaryMiddleware)
     app.add_middleware(BodyGuardMiddleware, max_body_bytes=max_body_bytes)
     app.add_middleware(CORSMiddleware, allow_origins=cors_origins)
     app.add_middleware(RequestContextMiddleware, access_log_enabled=access_log_enabled)
+    if trusted_proxies:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(trusted_proxies))

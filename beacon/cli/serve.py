@@ -97,7 +97,13 @@ async def _serve(
     )
     app = create_app(settings, runtime=runtime)
     config = uvicorn.Config(
-        app, log_config=uvicorn_log_config(settings), log_level=settings.log_level.lower(), access_log=False
+        app,
+        log_config=uvicorn_log_config(settings),
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        # uvicorn would trust X-Forwarded-For from loopback peers; the app reads it only from
+        # BEACON_TRUSTED_PROXIES (beacon.api.middleware).
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     loop = asyncio.get_running_loop()
