@@ -225,7 +225,13 @@ class Settings(BaseSettings):
         return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator(
-        "admin_tokens", "operator_tokens", "viewer_tokens", "cors_origins", "default_models", mode="before"
+        "admin_tokens",
+        "operator_tokens",
+        "viewer_tokens",
+        "cors_origins",
+        "default_models",
+        "trusted_proxies",
+        mode="before",
     )
     @classmethod
     def _csv(cls, value: Any) -> Any:
@@ -238,11 +244,6 @@ class Settings(BaseSettings):
             if "*" in origin:
                 raise ValueError("wildcard origins are not allowed; list each origin exactly")
         return [origin.rstrip("/") for origin in value]
-
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _proxies_csv(cls, value: Any) -> Any:
-        return _split_csv(value)
 
     @field_validator("trusted_proxies")
     @classmethod
