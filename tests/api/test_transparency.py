@@ -181,7 +181,10 @@ async def test_bundles_by_cid_are_rechecked(client: httpx.AsyncClient, runtime: 
     response = await client.get(f"/api/v1/transparency/bundles/{cid}")
     assert response.status_code == 200 and response.content == data
     assert compute_cid(response.content) == cid
-    problem(await client.get("/api/v1/transparency/bundles/not-a-cid"), 400, "invalid_cid")
+    problem(await client.get("/api/v1/transparency/bundles/notacid"), 400, "invalid_cid")
+    problem(
+        await client.get("/api/v1/transparency/bundles/not-a-cid"), 400, "invalid_request"
+    )  # the edge's rule
     problem(await client.get(f"/api/v1/transparency/bundles/{compute_cid(b'absent')}"), 404, "not_found")
     # Corrupt the stored bytes: the endpoint refuses to serve them under that CID.
     import sqlalchemy as sa

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from beacon.api.auth import Principal, Role, require
 from beacon.api.deps import get_runtime
 from beacon.api.openapi import problem_responses
+from beacon.api.params import Cid
 from beacon.api.problems import Problem
 from beacon.canonical import CanonicalizationError, jcs, jcs_sha256
 from beacon.clock import iso_time
@@ -246,7 +247,7 @@ async def keys(runtime: Runtime = Depends(get_runtime)) -> dict[str, Any]:
     responses={200: {"content": {"application/json": {}}}, **problem_responses(400, 404)},
 )
 async def bundle(
-    cid: Annotated[str, Path(description="CIDv1 of the bundle", max_length=128)],
+    cid: Cid,
     runtime: Runtime = Depends(get_runtime),
 ) -> Response:
     try:
