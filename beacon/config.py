@@ -39,8 +39,12 @@ REGION_ALIASES: dict[str, str] = {
     "AP-NORTHEAST": "ASIA",
 }
 
+RELEASE_CORS_ORIGINS = ("https://projectbeacon.netlify.app",)
+"""The default allowlist in release mode: no http:// development origin (a page any local process
+can serve would get credentialed access to the runner)."""
+
 DEFAULT_CORS_ORIGINS = (
-    "https://projectbeacon.netlify.app",
+    *RELEASE_CORS_ORIGINS,
     "http://localhost:3000",
     "http://localhost:5173",
     "http://localhost:8080",
@@ -286,6 +290,12 @@ class Settings(BaseSettings):
     @classmethod
     def _region_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
         return {canonical_region(key): item for key, item in value.items()}
+
+    @model_validator(mode="after")
+    def _release_cors_default(self) -> Settings:
+        if self.release and "cors_origins" not in self.model_fields_set:
+            self.cors_origins = list(RELEASE_CORS_ORIGINS)  # CORS_ORIGINS set explicitly is kept as is
+        return self
 
     @model_validator(mode="after")
     def _trusted_keys_readable(self) -> Settings:

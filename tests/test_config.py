@@ -59,6 +59,15 @@ def test_a_bad_value_names_its_variable(env: pytest.MonkeyPatch, variable: str, 
     assert variable in str(refused.value)
 
 
+def test_release_mode_allows_no_development_origin_by_default(env: pytest.MonkeyPatch) -> None:
+    # Issue 16, item 8: the default list allowed http://localhost origins in release mode too.
+    assert "http://localhost:5173" in load_settings().cors_origins  # debug: the dev servers
+    env.setenv("GIN_MODE", "release")
+    assert load_settings().cors_origins == ["https://projectbeacon.netlify.app"]
+    env.setenv("CORS_ORIGINS", "https://portal.example,http://localhost:3000")  # an operator's choice
+    assert load_settings().cors_origins == ["https://portal.example", "http://localhost:3000"]
+
+
 def test_trusted_proxies_are_addresses_or_networks(env: pytest.MonkeyPatch) -> None:
     assert load_settings().trusted_proxies == []  # no forwarded header is believed by default
     env.setenv("BEACON_TRUSTED_PROXIES", " 10.0.0.5, 10.1.0.0/16 ,::1")

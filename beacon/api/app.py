@@ -62,6 +62,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         description=DESCRIPTION,
         lifespan=lifespan,
         dependencies=[Depends(enforce_rate_limit)],
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN (no SRI): a runner serves
+        # nothing it does not ship. The document itself is at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     if runtime is not None:

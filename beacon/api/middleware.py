@@ -34,7 +34,6 @@ from beacon.metrics import HTTP_LATENCY, HTTP_REQUESTS
 access_log = logging.getLogger("beacon.access")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
-_DOCS_PATHS = ("/docs", "/redoc")
 _SENSITIVE_PREFIXES = ("/admin", "/auth")
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
@@ -91,7 +90,7 @@ class RequestContextMiddleware:
                 present = {key.lower() for key, _ in headers}
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
                 headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
-                if not path.startswith(_DOCS_PATHS) and API_CSP[0] not in present:
+                if API_CSP[0] not in present:
                     headers.append(API_CSP)
                 if scope.get("scheme") == "https":
                     headers.append(HSTS)

@@ -98,8 +98,11 @@ async def test_security_headers(client: httpx.AsyncClient) -> None:
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["content-security-policy"].startswith("default-src 'none'")
     assert "strict-transport-security" not in response.headers  # plain http: HSTS would be a lie
-    docs = await client.get("/docs")
-    assert "content-security-policy" not in docs.headers  # the Swagger page loads its own scripts
+    # Issue 16, item 8: no page that loads Swagger UI from a CDN; the document is served as JSON.
+    for page in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        assert (await client.get(page)).status_code == 404
+    document = await client.get("/openapi.json")
+    assert document.status_code == 200 and "cdn.jsdelivr.net" not in document.text
 
 
 async def test_hsts_over_https(app: FastAPI) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from multiformats import CID
 
 from beacon.api.app import create_app
 from beacon.canonical import jcs
@@ -173,6 +174,19 @@ async def test_keys_are_c2sp_vkeys_of_the_runner_key(client: httpx.AsyncClient, 
     assert parsed.name == runtime.settings.log_origin == body["origin"]
     assert parsed.public_key == runtime.runner_key.public_key
     assert base64.b64decode(key["public_key"]) == runtime.runner_key.public_key
+
+
+async def test_a_bundle_is_found_by_its_cid_in_any_multibase_or_case(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Issue 16, item 8: the stored (base32) CID asked for as base58btc or upper case was a 404.
+    data = b'{"bundle":"forms"}'
+    cid = await content_store_of(runtime).put(data, "application/json")
+    parsed = CID.decode(cid)
+    for form in (cid, cid.upper(), str(parsed.set(base="base58btc")), str(parsed.set(base="base36"))):
+        response = await client.get(f"/api/v1/transparency/bundles/{form}")
+        assert response.status_code == 200, (form, response.text)
+        assert response.content == data and response.headers["beacon-cid"] == cid
 
 
 async def test_bundles_by_cid_are_rechecked(client: httpx.AsyncClient, runtime: Runtime) -> None:

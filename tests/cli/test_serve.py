@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from beacon.config import without_settings
 from tests.api.conftest import Served, start_server, stop_server
 
 
@@ -41,3 +45,29 @@ def test_uvicorn_does_not_trust_x_forwarded_for_from_loopback(served: Served) ->
     submissions = [entry for entry in access if entry.get("path") == "/api/v1/jobs"]
     assert len(submissions) == 4
     assert {entry["client"] for entry in submissions} == {"127.0.0.1"}
+
+
+def test_an_unreachable_database_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    # Issue 16, item 8: this was a 528-line traceback.
+    env = without_settings(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": "postgresql://beacon:hunter2@127.0.0.1:1/beacon",
+            "BEACON_DATA_DIR": str(tmp_path),
+            "BEACON_ENV_FILE": str(tmp_path / "no.env"),
+        }
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "beacon"), "serve", "--port", "0"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert "DATABASE_URL" in lines[0] and "127.0.0.1:1" in lines[0] and "Connect" in lines[0]
+    assert "hunter2" not in result.stderr

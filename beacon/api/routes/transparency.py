@@ -23,7 +23,7 @@ from beacon.runtime import Runtime
 from beacon.signing import sign_document
 from beacon.store.db import now
 from beacon.transparency import content_store_of, log_of
-from beacon.transparency.cid import CIDError, parse_cid
+from beacon.transparency.cid import CIDError, canonical_cid
 from beacon.transparency.ipfs import ContentIntegrityError, ContentNotFound
 from beacon.transparency.log import InclusionProof, LogCorruption, NotFound, StoredCheckpoint, TransparencyLog
 
@@ -251,7 +251,7 @@ async def bundle(
     runtime: Runtime = Depends(get_runtime),
 ) -> Response:
     try:
-        parse_cid(cid)
+        cid = canonical_cid(cid)  # the same CID in another multibase or case names the same bundle
     except CIDError as exc:
         raise Problem(400, "invalid_cid", "Not a CID this runner serves", str(exc)) from exc
     try:
