@@ -8,13 +8,13 @@ document states the same rule (``pattern``/``maxLength``) to clients.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict
 
 from beacon.api.problems import Problem
-from beacon.config import REGIONS, normalize_region
+from beacon.config import REGION_ALIASES, REGIONS, normalize_region
 from beacon.models.jobspec import ID_PATTERN
 
 JOB_ID_PATTERN = ID_PATTERN
@@ -23,8 +23,10 @@ EXECUTION_ID_PATTERN = r"^ex_[0-9a-z]{1,61}$"
 """Execution ids: ``ex_`` and lower-case letters or digits (the planner writes 29 hex digits)."""
 WORKER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$"
 """Worker ids: ``region-host-pid-random`` or an operator's ``--id``, same alphabet as job ids."""
-REGION_PATTERN = r"^[A-Za-z][A-Za-z_-]{0,15}$"
-"""A region as a client may spell it (``EU``, ``eu-west``, ``APAC``), canonicalised by :func:`region_filter`."""
+REGION_SPELLINGS = tuple(sorted({*REGION_ALIASES, *(name.lower() for name in REGION_ALIASES)}))
+REGION_PATTERN = "^(?:" + "|".join(REGION_SPELLINGS) + ")$"
+"""A region as a client may spell it (``EU``, ``eu-west``, ``APAC``: a known alias, upper or lower case),
+canonicalised by :func:`region_filter`. Exactly these: what the schema allows, the server accepts."""
 CID_PATTERN = r"^[A-Za-z0-9]{1,128}$"
 """A content address in any multibase form (``bafy…``, ``BAFY…``, ``z…``); see beacon.transparency.cid."""
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,512}$"
@@ -55,6 +57,19 @@ class RequestBody(BaseModel):
     not the version 0 and ``"7"`` is not the id 7 (pydantic's strict mode)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def json_integers(value: Any) -> Any:
+    """``7.0`` as ``7`` (JSON Schema's "integer" includes it), in a list too; anything else unchanged.
+
+    For ``field_validator(..., mode="before")`` on integer fields of a strict body: ``true`` and
+    ``"7"`` stay refused.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [json_integers(item) for item in value]
+    return value
 
 
 def region_filter(value: str | None) -> str | None:

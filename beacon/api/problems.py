@@ -144,7 +144,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code, title = _STATUS_CODES.get(exc.status_code, ("http_error", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
-        return problem_response(request, Problem(exc.status_code, code, title, detail, headers=exc.headers))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            from beacon.api.routing import allowed_methods
+
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
+        return problem_response(request, Problem(exc.status_code, code, title, detail, headers=headers))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -137,8 +137,9 @@ def _document_schemas() -> dict[str, Any]:
     schema["required"] = ["version", "benchmark", "signature", "public_key"]
     schema["title"] = "JobSpecDocument"
     schema["description"] = (
-        "A signed JobSpec. The signature covers RFC 8785 bytes of the document without signature and "
-        "public_key (or a legacy scheme, see docs/signing.md); metadata.timestamp and metadata.nonce are required."
+        "A signed JobSpec. The signature covers 'beacon-jobspec/v1' + LF + the RFC 8785 bytes of the document "
+        "without signature and public_key (or a legacy scheme, see docs/signing.md); metadata.timestamp and "
+        "metadata.nonce are required."
     )
     return {"JobSpecDocument": schema, **defs}
 
@@ -152,7 +153,8 @@ _EXAMPLE_DOCUMENT = {
     "container": {"image": "noop"},
     "metadata": {"timestamp": "2025-08-30T17:17:00Z", "nonce": "9f1c2b7e4d3a5f60"},
     "public_key": "F7VGEf8dtKbcGDBe59WYY5/J+0V/onPZe2P5vQbAixY=",
-    "signature": "<base64 Ed25519 signature of the RFC 8785 bytes of the document without signature and public_key>",
+    "signature": "<base64 Ed25519 signature of 'beacon-jobspec/v1' + LF + the RFC 8785 bytes of the document "
+    "without signature and public_key>",
 }
 
 

@@ -28,14 +28,21 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import FileResponse
-from pydantic import Field
+from pydantic import ConfigDict, Field, field_validator
 from starlette.background import BackgroundTask
 
 from beacon import audit
 from beacon.api.auth import Principal, Role, require
 from beacon.api.deps import get_runtime
 from beacon.api.openapi import problem_responses
-from beacon.api.params import RegionFilter, RequestBody, WorkerId, region_filter
+from beacon.api.params import (
+    REGION_PATTERN,
+    RegionFilter,
+    RequestBody,
+    WorkerId,
+    json_integers,
+    region_filter,
+)
 from beacon.api.problems import Problem, request_id_of
 from beacon.clock import iso_time
 from beacon.config import REGIONS
@@ -59,8 +66,23 @@ class PauseBody(RequestBody):
 
 
 class DeadLetterSelection(RequestBody):
-    ids: list[int] | None = Field(None, max_length=10_000, description="Dead-letter ids (from the list)")
-    region: str | None = Field(None, description="Every dead letter of this region")
+    """Name the dead letters: ``ids``, or a ``region`` (or both: those ids in that region)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["ids"], "properties": {"ids": {"type": "array"}}},
+                {"required": ["region"], "properties": {"region": {"type": "string"}}},
+            ]
+        }
+    )
+
+    ids: list[Annotated[int, Field(ge=1, le=2**53)]] | None = Field(
+        None, max_length=10_000, description="Dead-letter ids (from the list)"
+    )
+    region: str | None = Field(None, pattern=REGION_PATTERN, description="Every dead letter of this region")
+
+    _integers = field_validator("ids", mode="before")(json_integers)
 
 
 def _queue(runtime: Runtime) -> Queue:
@@ -193,7 +215,7 @@ async def list_dead_letters(
     runtime: Runtime = Depends(get_runtime),
     region: RegionFilter = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     include_requeued: Annotated[bool, Query(description="Also those already requeued")] = False,
 ) -> dict[str, Any]:
     filters = []
