@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import sqlalchemy as sa
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
@@ -41,7 +41,23 @@ _KID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # strict: an update is client input like any request body (true is not 1, "5" is not 5)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, strict=True)
+
+
+_SECRET_WORDS = frozenset(
+    {
+        "token", "secret", "password", "passwd", "pwd", "key", "apikey", "appkey", "auth",
+        "authorization", "credential", "credentials", "signature", "sig", "session", "sessionid",
+    }
+)  # fmt: skip
+"""Words that make a query parameter a credential: ``?token=``, ``?api_key=``, ``?X-Amz-Signature=``."""
+
+
+def secret_query_parameters(url: str) -> list[str]:
+    """The names of the query parameters of ``url`` that carry a credential (a word of the name is one)."""
+    names = [name for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)]
+    return [name for name in names if _SECRET_WORDS & set(re.split(r"[-_.]", name.lower()))]
 
 
 def _http_url(value: Any) -> Any:
@@ -53,6 +69,10 @@ def _http_url(value: Any) -> Any:
         raise ValueError("must be an http:// or https:// URL")
     if parts.username is not None or parts.password is not None:
         raise ValueError("must not contain credentials (they would be shown to every operator)")
+    if secret := secret_query_parameters(text):
+        raise ValueError(
+            f"must not carry a credential in its query ({', '.join(secret)}): it would be shown to every operator"
+        )
     return text.rstrip("/")
 
 
@@ -145,6 +165,9 @@ def safe_default(settings: Settings) -> AdminConfig:
         gateway = gateway._replace(
             netloc=(gateway.hostname or "") + (f":{gateway.port}" if gateway.port else "")
         )
+    if secret := secret_query_parameters(settings.ipfs_gateway):  # nor a ?token= in its query
+        kept = [(k, v) for k, v in parse_qsl(gateway.query, keep_blank_values=True) if k not in secret]
+        gateway = gateway._replace(query=urlencode(kept))
     return AdminConfig(
         ipfs_gateway=urlunsplit(gateway),
         rate_limits=RateLimits(

@@ -227,5 +227,8 @@ def _go_encode(value: Any, out: list[str]) -> None:
 def go_canonical(value: Any) -> bytes:
     """The canonical bytes the original Go runner signed for ``value`` (reference §4.2)."""
     out: list[str] = []
-    _go_encode(value, out)
+    try:
+        _go_encode(value, out)
+    except RecursionError as exc:
+        raise CanonicalizationError("cannot canonicalize (Go form): nested too deeply") from exc
     return "".join(out).encode("utf-8")

@@ -6,6 +6,7 @@ A bad value stops start-up with a message that names the variable, never a trace
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from functools import cached_property
@@ -38,8 +39,12 @@ REGION_ALIASES: dict[str, str] = {
     "AP-NORTHEAST": "ASIA",
 }
 
+RELEASE_CORS_ORIGINS = ("https://projectbeacon.netlify.app",)
+"""The default allowlist in release mode: no http:// development origin (a page any local process
+can serve would get credentialed access to the runner)."""
+
 DEFAULT_CORS_ORIGINS = (
-    "https://projectbeacon.netlify.app",
+    *RELEASE_CORS_ORIGINS,
     "http://localhost:3000",
     "http://localhost:5173",
     "http://localhost:8080",
@@ -188,7 +193,13 @@ class Settings(BaseSettings):
     submit_rate_limit_per_minute: int = Field(
         600, ge=0, validation_alias=AliasChoices("SUBMIT_RATE_LIMIT_PER_MINUTE")
     )
-    trust_forwarded_for: bool = Field(False, validation_alias=AliasChoices("BEACON_TRUST_FORWARDED_FOR"))
+    trusted_proxies: CsvList = Field(
+        default_factory=list, validation_alias=AliasChoices("BEACON_TRUSTED_PROXIES")
+    )
+    """Addresses/networks of the reverse proxies in front of the API. Only a request from one of them
+    has its X-Forwarded-For read, and the client is its right-most address that is not a proxy."""
+    trust_forwarded_for: str | None = Field(None, validation_alias=AliasChoices("BEACON_TRUST_FORWARDED_FOR"))
+    """Replaced by BEACON_TRUSTED_PROXIES; read only to refuse it (it trusted any peer's header)."""
     access_log: bool = Field(True, validation_alias=AliasChoices("BEACON_ACCESS_LOG"))
 
     # --- workers ----------------------------------------------------------------------------------
@@ -234,7 +245,13 @@ class Settings(BaseSettings):
         return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator(
-        "admin_tokens", "operator_tokens", "viewer_tokens", "cors_origins", "default_models", mode="before"
+        "admin_tokens",
+        "operator_tokens",
+        "viewer_tokens",
+        "cors_origins",
+        "default_models",
+        "trusted_proxies",
+        mode="before",
     )
     @classmethod
     def _csv(cls, value: Any) -> Any:
@@ -247,6 +264,29 @@ class Settings(BaseSettings):
             if "*" in origin:
                 raise ValueError("wildcard origins are not allowed; list each origin exactly")
         return [origin.rstrip("/") for origin in value]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        networks = []
+        for entry in value:
+            try:
+                networks.append(str(ipaddress.ip_network(entry, strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/8, ::1)"
+                ) from None
+        return networks
+
+    @field_validator("trust_forwarded_for")
+    @classmethod
+    def _replaced_setting(cls, value: str | None) -> None:
+        if value is not None:
+            raise ValueError(
+                "replaced by BEACON_TRUSTED_PROXIES: list the addresses of the proxies in front of the "
+                "runner (X-Forwarded-For is read only from them, right-most untrusted hop)"
+            )
+        return None
 
     @field_validator("database_url")
     @classmethod
@@ -266,6 +306,12 @@ class Settings(BaseSettings):
     @classmethod
     def _region_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
         return {canonical_region(key): item for key, item in value.items()}
+
+    @model_validator(mode="after")
+    def _release_cors_default(self) -> Settings:
+        if self.release and "cors_origins" not in self.model_fields_set:
+            self.cors_origins = list(RELEASE_CORS_ORIGINS)  # CORS_ORIGINS set explicitly is kept as is
+        return self
 
     @model_validator(mode="after")
     def _trusted_keys_readable(self) -> Settings:

@@ -1,8 +1,11 @@
 """Logging: human-readable in debug mode, one JSON object per line in release mode.
 
 Every line written while a request is handled carries its ``request_id`` (a context variable set by
-the HTTP middleware). A filter scrubs bearer tokens and URL passwords from messages, so a secret
-that slips into a log call never reaches the output.
+the HTTP middleware). One redaction (:func:`redact`) scrubs bearer tokens, URL passwords and
+``token=…`` values from the message, the exception text and every string field, in both formats,
+so a secret that slips into a log call never reaches the output. In text mode every field is also
+escaped (:func:`escape_controls`): a request path holding ``%0A`` cannot start a forged line, and
+the lines of a traceback are indented under their record.
 """
 
 from __future__ import annotations
@@ -36,11 +39,30 @@ _SECRETS = (
 )
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def redact(text: str) -> str:
     """``text`` with bearer tokens, URL passwords and ``token=…``-style values replaced by ``****``."""
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters (C0, DEL, C1, U+2028/9) as visible escapes: one line, always."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def _redacted(value: Any) -> Any:
+    return redact(value) if isinstance(value, str) else value
 
 
 class RedactingFilter(logging.Filter):
@@ -69,7 +91,28 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-class JsonFormatter(logging.Formatter):
+class _RedactingFormatter(logging.Formatter):
+    """What both formats share: the record's message, exception and extras, each redacted once."""
+
+    def message(self, record: logging.LogRecord) -> str:
+        return redact(record.getMessage())
+
+    def exception(self, record: logging.LogRecord) -> str | None:
+        if record.exc_info:
+            return redact(self.formatException(record.exc_info))
+        if record.exc_text:
+            return redact(record.exc_text)
+        return None
+
+    def extras(self, record: logging.LogRecord) -> dict[str, Any]:
+        return {
+            key: _redacted(value)
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD_ATTRS and not key.startswith("_")
+        }
+
+
+class JsonFormatter(_RedactingFormatter):
     """One JSON object per record: ts, level, logger, msg, request_id, and the record's extras."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -79,24 +122,35 @@ class JsonFormatter(logging.Formatter):
             .replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": self.message(record),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exc"] = redact(self.formatException(record.exc_info))
+        entry.update(self.extras(record))
+        if (exc := self.exception(record)) is not None:
+            entry["exc"] = exc
         return orjson.dumps(entry, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(_RedactingFormatter):
+    """``HH:MM:SS LEVEL logger: message [request id]`` — one line per record, whatever the fields hold.
+
+    A traceback follows on lines indented by four spaces, each escaped too, so no line a client
+    can influence starts where a record does.
+    """
+
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s%(context)s", "%H:%M:%S")
+        super().__init__(datefmt="%H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
         request_id = getattr(record, "request_id", None)
-        record.context = f" [{request_id}]" if request_id else ""
-        return super().format(record)
+        context = f" [{escape_controls(str(request_id))}]" if request_id else ""
+        line = (
+            f"{self.formatTime(record, self.datefmt)} {record.levelname:<7} {escape_controls(record.name)}: "
+            f"{escape_controls(self.message(record))}{context}"
+        )
+        exc = self.exception(record)
+        if exc is None:
+            return line
+        return line + "".join(f"\n    {escape_controls(part)}" for part in exc.splitlines())
 
 
 def _handler(settings: Settings) -> logging.Handler:

@@ -47,6 +47,9 @@ def env(
         ("TRUSTED_KEYS_FILE", "/no/such/trusted-keys.json"),
         ("BEACON_REGION_BACKENDS", '{"MARS": "llamacpp"}'),
         ("BEACON_ACCEPT_GO_STRIP", "perhaps"),
+        ("BEACON_TRUSTED_PROXIES", "10.0.0.1,proxy.internal"),
+        ("BEACON_TRUSTED_PROXIES", "*"),
+        ("BEACON_TRUST_FORWARDED_FOR", "true"),
     ],
 )
 def test_a_bad_value_names_its_variable(env: pytest.MonkeyPatch, variable: str, value: str) -> None:
@@ -54,6 +57,21 @@ def test_a_bad_value_names_its_variable(env: pytest.MonkeyPatch, variable: str, 
     with pytest.raises(ConfigError) as refused:
         load_settings()
     assert variable in str(refused.value)
+
+
+def test_release_mode_allows_no_development_origin_by_default(env: pytest.MonkeyPatch) -> None:
+    # Issue 16, item 8: the default list allowed http://localhost origins in release mode too.
+    assert "http://localhost:5173" in load_settings().cors_origins  # debug: the dev servers
+    env.setenv("GIN_MODE", "release")
+    assert load_settings().cors_origins == ["https://projectbeacon.netlify.app"]
+    env.setenv("CORS_ORIGINS", "https://portal.example,http://localhost:3000")  # an operator's choice
+    assert load_settings().cors_origins == ["https://portal.example", "http://localhost:3000"]
+
+
+def test_trusted_proxies_are_addresses_or_networks(env: pytest.MonkeyPatch) -> None:
+    assert load_settings().trusted_proxies == []  # no forwarded header is believed by default
+    env.setenv("BEACON_TRUSTED_PROXIES", " 10.0.0.5, 10.1.0.0/16 ,::1")
+    assert load_settings().trusted_proxies == ["10.0.0.5/32", "10.1.0.0/16", "::1/128"]
 
 
 def test_the_plans_variables_are_read(env: pytest.MonkeyPatch, tmp_path: Path) -> None:

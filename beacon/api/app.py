@@ -62,6 +62,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         description=DESCRIPTION,
         lifespan=lifespan,
         dependencies=[Depends(enforce_rate_limit)],
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN (no SRI): a runner serves
+        # nothing it does not ship. The document itself is at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     if runtime is not None:
@@ -72,6 +76,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         cors_origins=settings.cors_origins,
         max_body_bytes=settings.max_body_bytes,
         access_log_enabled=settings.access_log,
+        trusted_proxies=settings.trusted_proxies,
     )
     from beacon.api.routes import include_routers
 

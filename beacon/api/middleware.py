@@ -1,9 +1,13 @@
 """The HTTP edge, as plain ASGI middleware (outermost first):
 
+0. uvicorn's ``ProxyHeadersMiddleware``, only with ``BEACON_TRUSTED_PROXIES``: a request *from* one
+   of those addresses has its client taken from X-Forwarded-For — the right-most hop that is not a
+   proxy, since everything left of it was written by the client. Nothing else reads that header.
 1. :class:`RequestContextMiddleware` — request id (``X-Request-ID`` echoed when sane, else
    generated), security headers, rate-limit headers, Prometheus metrics, the access log.
 2. :class:`CORSMiddleware` — an exact origin allowlist, answered on every response, errors included.
-3. :class:`BodyGuardMiddleware` — bodies over the limit → 413, non-JSON bodies → 415, before routing.
+3. :class:`BodyGuardMiddleware` — bodies over the limit → 413, non-JSON bodies → 415, JSON nested
+   too deeply → 400 ``invalid_json``, before routing (so no parser or model recurses into it).
 4. :class:`ErrorBoundaryMiddleware` — anything that escaped the handlers becomes a problem+json
    (500, or 503 when a backing service is down) *inside* the others, so even a 500 carries the
    request id, CORS and security headers.
@@ -23,13 +27,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from beacon.api.problems import Problem, problem_for_exception, problem_response
 from beacon.api.routing import route_template
+from beacon.intake.document import exceeds_depth, too_deep_detail
 from beacon.logging import request_id_var
 from beacon.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 access_log = logging.getLogger("beacon.access")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
-_DOCS_PATHS = ("/docs", "/redoc")
 _SENSITIVE_PREFIXES = ("/admin", "/auth")
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
@@ -86,7 +90,7 @@ class RequestContextMiddleware:
                 present = {key.lower() for key, _ in headers}
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
                 headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
-                if not path.startswith(_DOCS_PATHS) and API_CSP[0] not in present:
+                if API_CSP[0] not in present:
                     headers.append(API_CSP)
                 if scope.get("scheme") == "https":
                     headers.append(HSTS)
@@ -218,7 +222,7 @@ class CORSMiddleware:
 
 
 class BodyGuardMiddleware:
-    """Bound request bodies (413) and require JSON for non-empty bodies (415), before routing."""
+    """Bound request bodies (413), require JSON for non-empty bodies (415) and bound its nesting (400)."""
 
     BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -262,6 +266,10 @@ class BodyGuardMiddleware:
                     headers={"Accept-Post": "application/json"},
                 ),
             )
+            return
+        if body and exceeds_depth(body):
+            problem = Problem(400, "invalid_json", "The body is not JSON", too_deep_detail())
+            await send_problem(scope, receive, send, problem)
             return
         delivered = False
 
@@ -318,10 +326,19 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def install_middleware(
-    app: Any, *, cors_origins: Sequence[str], max_body_bytes: int, access_log_enabled: bool
+    app: Any,
+    *,
+    cors_origins: Sequence[str],
+    max_body_bytes: int,
+    access_log_enabled: bool,
+    trusted_proxies: Sequence[str] = (),
 ) -> None:
     """Add the edge middleware in the order described above (Starlette wraps the last added outermost)."""
     app.add_middleware(ErrorBoundaryMiddleware)
     app.add_middleware(BodyGuardMiddleware, max_body_bytes=max_body_bytes)
     app.add_middleware(CORSMiddleware, allow_origins=cors_origins)
     app.add_middleware(RequestContextMiddleware, access_log_enabled=access_log_enabled)
+    if trusted_proxies:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(trusted_proxies))

@@ -6,7 +6,9 @@ Route modules declare their own errors with :func:`problem_responses`::
 
 and :func:`install_openapi` adds what every route of a kind can answer — 400 where there are
 parameters or a body, 401/403 behind ``require(...)``, 413/415 on bodies, 429 where the rate
-limiter applies, 500 and 503 everywhere — so ``/openapi.json`` describes every error.
+limiter applies, 500 and 503 everywhere — so ``/openapi.json`` describes every error. It also
+declares the bearer-token security scheme, and on each operation whether it needs it
+(``security: [{bearerAuth: []}]``) or is public (``security: []``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from beacon.api.problems import PROBLEM_MEDIA_TYPE
 
 PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
+SECURITY_SCHEMES = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A token of ADMIN_TOKENS, OPERATOR_TOKENS or VIEWER_TOKENS (admin ⊃ operator ⊃ viewer)",
+    }
+}
 
 _COMPONENT_SCHEMAS: dict[str, Any] = {}
 
@@ -104,7 +113,9 @@ def install_openapi(
             description=app.description,
             routes=app.routes,
         )
-        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        components = schema.setdefault("components", {})
+        components["securitySchemes"] = SECURITY_SCHEMES
+        schemas = components.setdefault("schemas", {})
         schemas["ProblemError"] = ProblemError.model_json_schema()
         problem = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
         problem.pop("$defs", None)
@@ -127,6 +138,7 @@ def install_openapi(
                 role = minimum_role_of(method.upper(), path)
                 if role:
                     wanted += [401, 403]
+                operation["security"] = [{"bearerAuth": []}] if role else []
                 if rate_limited(path):
                     wanted.append(429)
                 for status, spec in problem_responses(*wanted).items():

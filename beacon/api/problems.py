@@ -69,7 +69,8 @@ def request_id_of(request: Request) -> str | None:
 
 def problem_response(request: Request, problem: Problem) -> Response:
     body = problem.body(request_id_of(request), request.url.path)
-    level = logging.WARNING if problem.status < 500 else logging.ERROR
+    # Only a 500 is an error of ours; a refusal (400, 429, a paused or degraded 503) is the API working.
+    level = logging.ERROR if problem.status == 500 else logging.WARNING
     log.log(
         level,
         "problem %s %s",
@@ -143,7 +144,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code, title = _STATUS_CODES.get(exc.status_code, ("http_error", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
-        return problem_response(request, Problem(exc.status_code, code, title, detail, headers=exc.headers))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            from beacon.api.routing import allowed_methods
+
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
+        return problem_response(request, Problem(exc.status_code, code, title, detail, headers=headers))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -173,6 +179,16 @@ def problem_for_exception(request: Request, exc: BaseException) -> Problem:
         return Problem(
             400, "value_out_of_range", "A value is out of range", "a number in the request is too large"
         )
+    if _is_bad_data(exc):
+        # Text the database cannot store or compare (a NUL byte on PostgreSQL, say): the client's.
+        # Routes validate identifiers at the edge (beacon.api.params); this keeps a missed one a 400.
+        log.warning("value the database refuses on %s %s", request.method, request.url.path, exc_info=exc)
+        return Problem(
+            400,
+            "invalid_value",
+            "A value is not valid",
+            "a value in the request cannot be stored or compared",
+        )
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Problem(500, "internal_error", "Internal error", "the error was logged with this request id")
 
@@ -193,3 +209,15 @@ def _is_out_of_range(exc: BaseException) -> bool:
         if type(cause).__name__ in ("DataError", "NumericValueOutOfRangeError") and "range" in str(cause):
             return True
     return False
+
+
+def _is_bad_data(exc: BaseException) -> bool:
+    """A PostgreSQL data exception (SQLSTATE class 22: NUL in text, a bad encoding, ...).
+
+    Recognised by asyncpg's class hierarchy (``asyncpg.exceptions.DataError``) without importing it.
+    """
+    return any(
+        klass.__name__ == "DataError" and klass.__module__.startswith("asyncpg")
+        for cause in _causes(exc)
+        for klass in type(cause).__mro__
+    )

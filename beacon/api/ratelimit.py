@@ -179,7 +179,11 @@ def limiter_for(runtime: Runtime) -> Limiter:
 
 
 def client_identity(request: Request, settings: Settings) -> str:
-    """Who the limits apply to: a valid token's fingerprint, else the client address."""
+    """Who the limits apply to: a valid token's fingerprint, else the client address.
+
+    The address is the peer's, or, from a configured proxy, the right-most untrusted hop of
+    X-Forwarded-For (beacon.api.middleware): a client cannot buy fresh quotas with a forged header.
+    """
     header = request.headers.get("authorization")
     if header:
         scheme, _, token = header.partition(" ")
@@ -187,11 +191,7 @@ def client_identity(request: Request, settings: Settings) -> str:
         # Only configured tokens count: random bearer strings must not buy fresh quotas.
         if scheme.lower() == "bearer" and token and resolve_role(settings, token) is not None:
             return "t:" + token_fingerprint(token)
-    if settings.trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            return "ip:" + forwarded.split(",", 1)[0].strip()
-    client = request.client
+    client = request.client  # behind BEACON_TRUSTED_PROXIES, the edge has put the forwarded client here
     return "ip:" + (client.host if client else "unknown")
 
 

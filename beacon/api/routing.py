@@ -77,3 +77,26 @@ def route_template(scope: Scope) -> str | None:
             return template
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
     return str(path) if path is not None else None
+
+
+def _method_table(app: Any) -> list[tuple[Any, frozenset[str]]]:
+    table: list[tuple[Any, frozenset[str]]] | None = getattr(app.state, "beacon_route_methods", None)
+    if table is None:
+        from starlette.routing import compile_path
+
+        table = [(compile_path(info.path)[0], info.methods) for info in api_routes(app) if info.methods]
+        app.state.beacon_route_methods = table
+    return table
+
+
+def allowed_methods(app: Any, path: str) -> list[str]:
+    """Every method some route of ``app`` answers at ``path``: the ``Allow`` of a 405.
+
+    Starlette's own 405 names the methods of the first route whose path matched, so a path served
+    by two routes (``GET`` and ``POST /api/v1/jobs``) advertised only one of them.
+    """
+    methods: set[str] = set()
+    for pattern, route_methods in _method_table(app):
+        if pattern.match(path):
+            methods |= route_methods
+    return sorted(methods)

@@ -123,7 +123,8 @@ def verify_file(path: Path, trusted_keys: str | None, *, legacy: bool) -> int:
 SchemeOption = typer.Option(
     Scheme.JCS,
     "--scheme",
-    help="jcs (RFC 8785, the default), or a legacy scheme the original runner understood: go-strip, portal-v1.",
+    help="jcs (Beacon's scheme: a context line + RFC 8785, the default), or, for documents in the original "
+    "runner's shape only, a legacy scheme it understood: go-strip, portal-v1.",
 )
 
 

@@ -8,11 +8,14 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from beacon.config import REGIONS, ConfigError, Settings, load_settings, normalize_region
+
+if TYPE_CHECKING:
+    from beacon.runtime import Runtime
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 
@@ -23,6 +26,36 @@ def settings_or_exit(**overrides: Any) -> Settings:
         return load_settings(**overrides)
     except ConfigError as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen: set[int] = set()
+    while id(exc) not in seen and (exc.__cause__ or exc.__context__) is not None:
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return exc
+
+
+async def start_runtime_or_exit(settings: Settings, *, migrate: bool = True) -> Runtime:
+    """The runtime; a database that cannot be reached is one line naming its variable, and exit 2."""
+    from beacon.logging import redact
+    from beacon.outage import is_outage
+    from beacon.runtime import Runtime
+
+    try:
+        return await Runtime.start(settings, migrate=migrate)
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        variable = "DATABASE_URL" if settings.database_url else "BEACON_DATA_DIR"
+        cause = _root_cause(exc)
+        typer.secho(
+            f"cannot reach the database named by {variable} ({redact(settings.effective_database_url)}): "
+            f"{type(cause).__name__}: {redact(str(cause))}",
+            fg=typer.colors.RED,
+            err=True,
+        )
         raise typer.Exit(2) from None
 
 
@@ -97,11 +130,10 @@ async def _serve(
 
     from beacon.api import create_app
     from beacon.logging import configure_logging, uvicorn_log_config
-    from beacon.runtime import Runtime
     from beacon.worker.service import Pipeline
 
     configure_logging(settings)
-    runtime = await Runtime.start(settings)
+    runtime = await start_runtime_or_exit(settings)
     in_process = runtime.queue is not None and runtime.queue.kind == "inprocess"
     pipeline = Pipeline(
         runtime,
@@ -113,7 +145,13 @@ async def _serve(
     )
     app = create_app(settings, runtime=runtime)
     config = uvicorn.Config(
-        app, log_config=uvicorn_log_config(settings), log_level=settings.log_level.lower(), access_log=False
+        app,
+        log_config=uvicorn_log_config(settings),
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        # uvicorn would trust X-Forwarded-For from loopback peers; the app reads it only from
+        # BEACON_TRUSTED_PROXIES (beacon.api.middleware).
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     loop = asyncio.get_running_loop()
@@ -188,13 +226,12 @@ async def _worker(
 ) -> int:
     from beacon.executors.base import PermanentExecutorError
     from beacon.logging import configure_logging
-    from beacon.runtime import Runtime
     from beacon.store.migrate import current_revision, head_revision
     from beacon.worker.loop import Worker
     from beacon.worker.service import build_executor, warm_up
 
     configure_logging(settings)
-    runtime = await Runtime.start(settings, migrate=False)
+    runtime = await start_runtime_or_exit(settings, migrate=False)
     try:
         async with runtime.db.connect() as conn:
             revision = await conn.run_sync(current_revision)

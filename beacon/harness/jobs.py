@@ -1,6 +1,7 @@
 """JobSpecs for the phases (built, stamped, signed) and the rows the report reads from a job.
 
-Signing goes through intake's own :func:`beacon.intake.sign_jobspec` (RFC 8785 scheme), after
+Signing goes through intake's own :func:`beacon.intake.sign_jobspec` (Beacon's scheme: the
+``beacon-jobspec/v1`` context line, then RFC 8785), after
 :func:`beacon.intake.stamp` adds the ``metadata.timestamp`` and ``metadata.nonce`` the runner's replay
 protection requires — the same thing ``beacon sign`` does for a file.
 """
@@ -28,7 +29,7 @@ def new_job_id(prefix: str) -> str:
 
 
 def sign(document: dict[str, Any], key: Ed25519Key) -> dict[str, Any]:
-    """Stamp and sign ``document`` with ``key`` (JCS scheme)."""
+    """Stamp and sign ``document`` with ``key`` (Beacon's own, domain-separated scheme)."""
     return sign_jobspec(stamp(document), key)
 
 

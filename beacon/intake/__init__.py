@@ -11,8 +11,10 @@ from beacon.intake.errors import IntakeError
 from beacon.intake.replay import Freshness, check_freshness, stamp
 from beacon.intake.service import Intake, IntakeResponse, intake_for, job_path
 from beacon.intake.signatures import (
+    JOBSPEC_CONTEXT,
     Scheme,
     Verification,
+    legacy_shape_problem,
     portal_v1_prune,
     prunable_paths,
     sign_jobspec,
@@ -23,6 +25,7 @@ from beacon.intake.trust import TrustDecision, evaluate_trust
 from beacon.intake.verdict import Verdict, check_document
 
 __all__ = [
+    "JOBSPEC_CONTEXT",
     "Freshness",
     "Intake",
     "IntakeError",
@@ -36,6 +39,7 @@ __all__ = [
     "evaluate_trust",
     "intake_for",
     "job_path",
+    "legacy_shape_problem",
     "parse_document",
     "portal_v1_prune",
     "prunable_paths",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from beacon.intake.writer import PreparedJob, SubmissionWriter
 from beacon.metrics import JOBS_ACCEPTED, JOBS_REJECTED
 from beacon.models import field_errors
 from beacon.models.dialects import DialectError
-from beacon.models.jobspec import JobSpec
+from beacon.models.jobspec import ID_PATTERN, JobSpec
 from beacon.runtime import Runtime
 from beacon.store import now
 from beacon.worker.planner import ContainerCapability, PlanError, PlannedExecution, plan, retry_budget
@@ -79,13 +80,39 @@ def _spec_error(exc: ValidationError) -> IntakeError:
     return IntakeError("invalid_jobspec", summary, errors=errors)
 
 
+def new_job_id() -> str:
+    """A job id the runner chose (``job-<32 hex>``)."""
+    return f"job-{uuid.uuid4().hex}"
+
+
+def unsigned_label(document: dict[str, Any], verification: Verification) -> str | None:
+    """The client's ``id`` when the signature does not cover it (portal-v1): a label, never the job id."""
+    if "id" not in verification.unsigned_fields:
+        return None
+    value = document.get("id")
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not re.fullmatch(ID_PATTERN, value):
+        raise IntakeError(
+            "invalid_jobspec",
+            "id: expected at most 128 letters, digits and ._:@+- (not starting with punctuation)",
+            errors=[{"path": "id", "message": "not a valid job id", "type": "string_pattern_mismatch"}],
+        )
+    return value
+
+
 def normalise(document: dict[str, Any], verification: Verification) -> JobSpec:
-    """The verified document in the full JobSpec shape (the Day-1 minimal form is expanded here)."""
+    """The verified document in the full JobSpec shape (the Day-1 minimal form is expanded here).
+
+    The runner names the job when the document has no id, and whenever the id is not signed
+    (portal-v1): an id anyone could have added must not decide which job this is.
+    """
     data = dict(document)
     if verification.scheme is Scheme.PORTAL_V1:
         data.pop("created_at", None)  # not covered by a portal-v1 signature: not to be believed
+        data["id"] = new_job_id()
     if not data.get("id") and not data.get("jobspec_id"):
-        data["id"] = f"job-{uuid.uuid4().hex}"
+        data["id"] = new_job_id()
     try:
         return JobSpec.from_document(data)  # an original dialect is read field by field (models.dialects)
     except DialectError as exc:
@@ -219,18 +246,23 @@ class Intake:
             max_skew_s=settings.timestamp_max_skew_s,
             max_age_s=settings.timestamp_max_age_s,
         )
+        label = unsigned_label(document, verification)
         spec = apply_admin_limits(normalise(document, verification), document, config)
         planned = plan_job(
             spec, config, settings.default_models, partial(region_isolates_containers, settings)
         )
         regions = list(dict.fromkeys(p.region for p in planned))
         accepted_at = now()
-        response = self._response(spec, verification, trust, body_hash, regions, len(planned), accepted_at)
+        response = self._response(
+            spec, verification, trust, body_hash, regions, len(planned), accepted_at, label
+        )
 
         job_id = spec.id
         created_detail: dict[str, Any] = {"scheme": str(verification.scheme), "kid": trust.kid}
         if verification.unsigned_fields:
             created_detail["unsigned_fields"] = list(verification.unsigned_fields)
+        if label is not None:
+            created_detail["label"] = label
         prepared = PreparedJob(
             job={
                 "id": job_id,
@@ -323,6 +355,7 @@ class Intake:
         regions: list[str],
         planned: int,
         accepted_at: float,
+        label: str | None,
     ) -> IntakeResponse:
         location = job_path(spec.id)
         payload: dict[str, Any] = {
@@ -340,6 +373,8 @@ class Intake:
         }
         if verification.unsigned_fields:
             payload["unsigned_fields"] = list(verification.unsigned_fields)
+        if label is not None:
+            payload["label"] = label
         return IntakeResponse(202, orjson.dumps(payload), {"Location": location})
 
     async def aclose(self) -> None:

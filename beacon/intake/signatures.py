@@ -1,16 +1,23 @@
-"""JobSpec signatures: the primary scheme and the two legacy schemes of the original runner.
+"""JobSpec signatures: Beacon's own scheme and the two legacy schemes of the original runner.
 
 | scheme      | message signed (Ed25519)                                                             |
 |-------------|--------------------------------------------------------------------------------------|
-| ``jcs``     | RFC 8785 bytes of the document minus ``signature`` and ``public_key``                 |
+| ``jcs``     | ``JOBSPEC_CONTEXT`` (``beacon-jobspec/v1`` + LF) followed by the RFC 8785 bytes of the |
+|             | document minus ``signature`` and ``public_key``                                       |
 | ``go-strip``| Go-compatible canonical JSON (reference §4.2) of the document minus those two (S1)    |
 | ``portal-v1``| Go-compatible canonical JSON of the document minus ``id``, ``created_at``,          |
 |             | ``signature``, ``public_key``, with null/""/0/empty-object values pruned (S4)         |
 
+Domain separation (docs/decisions/1601-domain-separated-jobspec-signatures.md): every legacy
+message is a JSON object and so starts with ``{``; Beacon's starts with its context line, so a
+signature made by Beacon's scheme never verifies under a legacy one and the reverse. The legacy
+schemes are tried only for documents in the original runner's shape (:func:`legacy_shape_problem`).
+
 Every scheme is computed on the document exactly as parsed, before any defaulting. portal-v1
 pruning means a value such as ``"max_cost": 0`` would ride along unsigned, so a document that
 *contains* a prunable value is refused under portal-v1; its ``id`` and ``created_at`` are unsigned
-and reported as such (the nonce, not the id, stops a replay).
+and reported as such, and the runner names a portal-v1 job itself (the nonce, not the id, stops a
+replay).
 """
 
 from __future__ import annotations
@@ -23,10 +30,10 @@ from typing import Any
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from beacon.canonical import CanonicalizationError, go_canonical
+from beacon.canonical import CanonicalizationError, go_canonical, jcs
 from beacon.intake.errors import IntakeError
 from beacon.keys import Ed25519Key, b64decode, b64encode, decode_public_key, key_id
-from beacon.signing import SIGNATURE_FIELDS, signing_bytes
+from beacon.signing import SIGNATURE_FIELDS
 
 
 class Scheme(StrEnum):
@@ -36,6 +43,28 @@ class Scheme(StrEnum):
 
 
 PORTAL_V1_EXCLUDED = ("id", "created_at", "signature", "public_key")
+
+JOBSPEC_CONTEXT = b"beacon-jobspec/v1\n"
+"""The context line that starts every message Beacon's own scheme signs (no JSON text starts so)."""
+
+LEGACY_TOP_LEVEL = frozenset(
+    {
+        "id",
+        "jobspec_id",
+        "version",
+        "benchmark",
+        "constraints",
+        "metadata",
+        "created_at",
+        "questions",
+        "models",
+        "runs",
+        "wallet_auth",
+        "signature",
+        "public_key",
+    }
+)
+"""The top-level fields of the original runner's JobSpec struct: all a legacy signer could emit."""
 
 
 def _without(document: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
@@ -86,10 +115,28 @@ def prunable_paths(document: dict[str, Any]) -> list[str]:
     return paths
 
 
-def signing_message(document: dict[str, Any], scheme: Scheme) -> bytes:
-    """The bytes ``scheme`` signs for ``document``; CanonicalizationError if it has no such form."""
+def legacy_shape_problem(document: dict[str, Any]) -> str | None:
+    """Why ``document`` cannot have come from the original runner's tools, or None if it could.
+
+    Their JobSpec was a Go struct: ``benchmark`` an object, and no field the struct did not have
+    (Beacon's Day-1 minimal form, ``"benchmark": "noop"`` with a top-level ``container``, is not one).
+    """
+    if not isinstance(document.get("benchmark"), dict):
+        return "benchmark is not an object"
+    extra = sorted(set(document) - LEGACY_TOP_LEVEL)
+    if extra:
+        return f"fields the original runner's JobSpec did not have: {', '.join(extra)}"
+    return None
+
+
+def signing_message(document: dict[str, Any], scheme: Scheme = Scheme.JCS) -> bytes:
+    """The bytes ``scheme`` signs for ``document``; CanonicalizationError if it has no such form.
+
+    The one definition of each scheme's message: Beacon's own (``jcs``) is ``JOBSPEC_CONTEXT``
+    followed by the RFC 8785 bytes of the document minus ``signature`` and ``public_key``.
+    """
     if scheme is Scheme.JCS:
-        return signing_bytes(document)  # the convention of every document Beacon signs (beacon.signing)
+        return JOBSPEC_CONTEXT + jcs(_without(document, SIGNATURE_FIELDS))
     if scheme is Scheme.GO_STRIP:
         return go_canonical(_without(document, SIGNATURE_FIELDS))
     return go_canonical(portal_v1_prune(_without(document, PORTAL_V1_EXCLUDED)))
@@ -98,9 +145,11 @@ def signing_message(document: dict[str, Any], scheme: Scheme) -> bytes:
 def sign_jobspec(document: dict[str, Any], key: Ed25519Key, scheme: Scheme = Scheme.JCS) -> dict[str, Any]:
     """A copy of ``document`` with ``public_key`` and ``signature`` set under ``scheme``.
 
-    Refuses (ValueError) to sign under portal-v1 a document the runner would refuse.
+    Refuses (ValueError) to sign under a legacy scheme a document the runner would refuse.
     """
     body = _without(document, SIGNATURE_FIELDS)
+    if scheme is not Scheme.JCS and (problem := legacy_shape_problem(body)):
+        raise ValueError(f"{scheme} is only for documents in the original runner's shape: {problem}")
     if scheme is Scheme.PORTAL_V1 and (paths := prunable_paths(body)):
         raise ValueError(f"portal-v1 would leave these fields unsigned: {', '.join(paths)}")
     return {
@@ -171,6 +220,8 @@ def verify_jobspec(
 ) -> Verification:
     """Verify the signature of a parsed JobSpec under the accepted schemes, primary first.
 
+    A legacy scheme is tried only for a document in the original runner's shape.
+
     Raises IntakeError: ``signature_missing``, ``invalid_public_key``, ``invalid_signature_encoding``,
     ``signature_mismatch`` or ``unsigned_fields``.
     """
@@ -181,7 +232,13 @@ def verify_jobspec(
     if accept_portal_v1:
         schemes.append(Scheme.PORTAL_V1)
     problems: list[str] = []
+    tried: list[str] = []
+    shape_problem = legacy_shape_problem(document)
     for scheme in schemes:
+        if scheme is not Scheme.JCS and shape_problem is not None:
+            problems.append(f"{scheme} not tried: {shape_problem}")
+            continue
+        tried.append(str(scheme))
         try:
             message = signing_message(document, scheme)
         except CanonicalizationError as exc:
@@ -206,8 +263,7 @@ def verify_jobspec(
             unsigned = tuple(name for name in ("id", "created_at") if name in document)
             return Verification(scheme, raw_key, unsigned)
         return Verification(scheme, raw_key)
-    tried = ", ".join(str(s) for s in schemes)
-    detail = f"the signature does not verify under any accepted scheme ({tried})"
+    detail = f"the signature does not verify under any accepted scheme ({', '.join(tried)})"
     if problems:
         detail += "; " + "; ".join(problems)
-    raise IntakeError("signature_mismatch", detail, schemes_tried=[str(s) for s in schemes])
+    raise IntakeError("signature_mismatch", detail, schemes_tried=tried)

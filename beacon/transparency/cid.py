@@ -154,11 +154,20 @@ def parse_cid(text: str) -> CID:
     return cid
 
 
+def canonical_cid(text: str) -> str:
+    """``text`` as the one string a CID is stored and computed under: CIDv1 in lower-case base32.
+
+    The same CID in another multibase (``z…`` base58btc, ``B…`` upper-case base32, …) names the same
+    content; CIDError for what :func:`parse_cid` refuses.
+    """
+    return str(parse_cid(text).set(base="base32"))
+
+
 def check_cid(cid: str, data: bytes) -> None:
     """Raise CIDError unless ``data`` imports to exactly ``cid``."""
-    expected = parse_cid(cid)
+    expected = canonical_cid(cid)
     actual = compute_cid(data)
-    if str(expected.set(base="base32")) != actual:
+    if expected != actual:
         raise CIDError(f"content does not match its CID: expected {expected}, computed {actual}")
 
 

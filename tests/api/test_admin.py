@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from beacon.admin_config import safe_default
 from beacon.api import create_app
 from beacon.runtime import Runtime
 from tests.api.conftest import TOKENS, auth
@@ -74,6 +75,16 @@ async def test_the_plans_exact_update_works_and_merges(client: httpx.AsyncClient
         ({"display": {"banner": "x" * 501}}, ["display.banner"]),
         ({"features": None}, ["features"]),
         ({"submissions_paused": "maybe"}, ["submissions_paused"]),
+        # issue 16, item 8: a query secret is a credential like userinfo
+        ({"ipfs_gateway": "https://gateway.example/?token=hunter2"}, ["ipfs_gateway"]),
+        (
+            {"transparency_log": {"endpoint": "https://t.example/log?api_key=hunter2"}},
+            ["transparency_log.endpoint"],
+        ),
+        # issue 16, item 6: no coercion — a boolean is not a number, nor a string a boolean
+        ({"rate_limits": {"submit_per_minute": True}}, ["rate_limits.submit_per_minute"]),
+        ({"submissions_paused": 1}, ["submissions_paused"]),
+        ({"constraints": {"max_duration": "900"}}, ["constraints.max_duration"]),
     ],
 )
 async def test_invalid_updates_are_400_with_field_paths_and_change_nothing(
@@ -155,6 +166,20 @@ async def test_versions_revert_and_audit(client: httpx.AsyncClient) -> None:
     assert all(e["actor"].startswith("admin:") and e["request_id"] for e in entries)
     assert not any(token in audit.text for token in TOKENS.values())
     assert (await client.get("/admin/audit", headers=auth("operator"))).status_code == 403
+
+
+@pytest.mark.parametrize("to", [False, True, "1", 1.5])
+async def test_revert_takes_no_boolean_or_string_for_a_version(client: httpx.AsyncClient, to: Any) -> None:
+    # Issue 16, item 6: {"to": false} reverted to version 0 (the safe default).
+    assert (await put(client, {"display": {"banner": "v1"}})).status_code == 200
+    response = await client.post("/admin/config/revert", json={"to": to}, headers=auth("admin"))
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+    assert (await client.get("/admin/config", headers=auth("admin"))).json()["version"] == 1
+
+
+def test_a_query_secret_in_ipfs_gateway_is_dropped_from_the_shown_default(make_settings: Any) -> None:
+    config = safe_default(make_settings(ipfs_gateway="https://gw.example/ipfs?token=hunter2&x=1"))
+    assert config.ipfs_gateway == "https://gw.example/ipfs?x=1"
 
 
 async def test_nothing_to_revert_on_a_fresh_runner(client: httpx.AsyncClient) -> None:

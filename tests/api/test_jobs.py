@@ -89,6 +89,27 @@ async def test_a_body_just_under_the_limit_reaches_intake(client: httpx.AsyncCli
     assert (await submit(client, padded)).status_code == 202
 
 
+@pytest.mark.parametrize("depth", [300, 2000, 100_000])
+async def test_deeply_nested_submissions_are_400_invalid_json(
+    client: httpx.AsyncClient, sign: Sign, depth: int
+) -> None:
+    # Issue 16, item 3: ≥ 942 levels unsigned, ≥ 255 signed were a 500 with a traceback.
+    unsigned = b'{"metadata":' + b"[" * depth + b"]" * depth + b"}"
+    response = await submit(client, unsigned)
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_json")
+    deep: Any = "x"
+    for _ in range(min(depth, 400)):
+        deep = {"k": deep}
+    response = await submit(client, sign({**MINIMAL, "metadata": {"deep": deep}}))
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_json")
+
+
+async def test_deep_json_is_refused_at_the_edge_on_every_route(client: httpx.AsyncClient) -> None:
+    deep = b'{"to":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    response = await client.post("/admin/config/revert", content=deep, headers=JSON)
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_json")
+
+
 async def test_get_job_with_timeline_and_executions(
     client: httpx.AsyncClient, sign: Sign, runtime: Runtime
 ) -> None:

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from beacon.config import Settings
-from beacon.logging import JsonFormatter, RedactingFilter, RequestIdFilter, redact
+from beacon.logging import JsonFormatter, RedactingFilter, RequestIdFilter, TextFormatter, redact
 from tests.api.conftest import MINIMAL, TOKENS, auth
 
 PORTAL = "https://projectbeacon.netlify.app"
@@ -98,8 +98,11 @@ async def test_security_headers(client: httpx.AsyncClient) -> None:
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["content-security-policy"].startswith("default-src 'none'")
     assert "strict-transport-security" not in response.headers  # plain http: HSTS would be a lie
-    docs = await client.get("/docs")
-    assert "content-security-policy" not in docs.headers  # the Swagger page loads its own scripts
+    # Issue 16, item 8: no page that loads Swagger UI from a CDN; the document is served as JSON.
+    for page in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        assert (await client.get(page)).status_code == 404
+    document = await client.get("/openapi.json")
+    assert document.status_code == 200 and "cdn.jsdelivr.net" not in document.text
 
 
 async def test_hsts_over_https(app: FastAPI) -> None:
@@ -205,3 +208,22 @@ def test_configure_logging_switches_to_json_in_release_mode(make_settings: Calla
             if handler not in before:
                 root.removeHandler(handler)
         root.setLevel(level)
+
+
+async def test_a_forged_access_log_line_cannot_be_written_through_a_path(client: httpx.AsyncClient) -> None:
+    # Issue 16, item 5: "%0A" in the path wrote a second, forged beacon.access line in text mode.
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    access = logging.getLogger("beacon.access")
+    access.addHandler(handler)
+    level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        await client.get("/x%0A12:00:00%20INFO%20%20%20%20beacon.access:%20POST%20/admin/config%20200")
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    assert "GET /x\\n12:00:00 INFO" in lines[0]

@@ -48,6 +48,22 @@ def job(job_id: str, regions: list[str] | None = None) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/admin/ops/dead-letters/requeue", {"ids": [False]}),  # issue 16, item 6: false was the id 0
+        ("/admin/ops/dead-letters/requeue", {"ids": ["7"]}),
+        ("/admin/ops/dead-letters/purge", {"ids": [True]}),
+        ("/admin/ops/pause", {"reason": 5}),
+    ],
+)
+async def test_request_bodies_are_not_coerced(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any]
+) -> None:
+    response = await client.post(url, json=body, headers=auth("admin"))
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+
+
 async def test_pause_refuses_submissions_until_resume(client: httpx.AsyncClient, sign: Sign) -> None:
     assert (await client.post("/admin/ops/pause", headers=auth("operator"))).status_code == 403
     paused = await client.post("/admin/ops/pause", json={"reason": "drill"}, headers=auth("admin"))

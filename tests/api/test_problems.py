@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +70,47 @@ async def test_paused_submissions_over_http(client: httpx.AsyncClient, sign: Sig
     response = await client.post("/api/v1/jobs", content=sign(MINIMAL), headers=JSON)
     assert_problem(response, 503, "submissions_paused")
     assert response.headers["retry-after"] == "60"
+
+
+async def test_deliberate_refusals_log_a_warning_with_their_code_and_request_id(
+    client: httpx.AsyncClient, sign: Sign, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 16, item 8: a paused 503 was logged at ERROR; a log check keyed on request ids needs each.
+    await client.put("/admin/config", json={"submissions_paused": True}, headers=auth("admin"))
+    await client.put("/admin/config", json={"rate_limits": {"default_per_minute": 1}}, headers=auth("admin"))
+    with caplog.at_level(logging.INFO, logger="beacon.api"):
+        sent = [
+            (
+                "submissions_paused",
+                503,
+                await client.post(
+                    "/api/v1/jobs", content=sign(MINIMAL), headers={**JSON, "X-Request-ID": "h-paused"}
+                ),
+            ),
+            (
+                "invalid_request",
+                400,
+                await client.get(
+                    "/admin/config/versions?limit=abc", headers={**auth("admin"), "X-Request-ID": "h-bad"}
+                ),
+            ),
+        ]
+        await client.get("/api/v1/questions")
+        sent.append(
+            (
+                "rate_limited",
+                429,
+                await client.get("/api/v1/questions", headers={"X-Request-ID": "h-limited"}),
+            )
+        )
+    problems = {
+        r.request_id: r for r in caplog.records if r.name == "beacon.api" and r.msg.startswith("problem")
+    }  # type: ignore[attr-defined]
+    for code, status, response in sent:
+        assert response.status_code == status
+        record = problems[response.headers["x-request-id"]]
+        assert (record.levelno, record.code, record.status) == (logging.WARNING, code, status)  # type: ignore[attr-defined]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_unknown_paths_and_methods(client: httpx.AsyncClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -129,3 +130,41 @@ async def test_a_zero_submit_limit_halts_submissions_only(
 
 async def test_service_mode_limits_in_redis(client: httpx.AsyncClient, runtime: Runtime) -> None:
     assert isinstance(limiter_for(runtime), RedisLimiter if runtime.settings.redis_url else MemoryLimiter)
+
+
+# --- X-Forwarded-For is believed only from a configured proxy (issue 16, item 2) ------------------
+
+
+async def forwarded_clients(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, forwarded: list[str]
+) -> tuple[list[int], list[str]]:
+    """Statuses of GETs sent with these X-Forwarded-For values, and the clients the access log names."""
+    await set_limits(client, default_per_minute=2)
+    with caplog.at_level(logging.INFO, logger="beacon.access"):
+        statuses = [
+            (await client.get("/api/v1/questions", headers={"X-Forwarded-For": value})).status_code
+            for value in forwarded
+        ]
+    clients = [
+        r.client for r in caplog.records if r.name == "beacon.access" and r.route == "/api/v1/questions"
+    ]  # type: ignore[attr-defined]
+    return statuses, clients
+
+
+async def test_a_forged_forwarded_for_from_an_untrusted_peer_is_ignored(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    statuses, clients = await forwarded_clients(client, caplog, [f"198.51.100.{i}" for i in range(4)])
+    assert statuses == [200, 200, 429, 429]  # no fresh quota per forged address
+    assert set(clients) == {"203.0.113.7"}  # the TCP peer of the test transport
+
+
+@pytest.mark.parametrize("settings_overrides", [{"trusted_proxies": ["203.0.113.0/28"]}])
+async def test_behind_a_trusted_proxy_the_right_most_untrusted_hop_is_the_client(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An appending proxy: whatever the client wrote comes first, the address the proxy saw last.
+    forged = [f"10.9.9.{i}, 192.0.2.44" for i in range(3)] + ["6.6.6.6, 192.0.2.44, 203.0.113.9"]
+    statuses, clients = await forwarded_clients(client, caplog, forged)
+    assert statuses == [200, 200, 429, 429]  # one client, whatever it put on the left
+    assert clients == ["192.0.2.44"] * 4  # 203.0.113.9 is a proxy too: skipped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -12,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rfc8785
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
 from typer.testing import CliRunner
 
 from beacon.cli import app
@@ -20,6 +24,12 @@ from beacon.keys import Ed25519Key, read_key_file
 
 runner = CliRunner()
 JOBSPEC = {"id": "day1-001", "version": "1", "benchmark": "noop", "container": {"image": "noop"}}
+LEGACY_JOBSPEC = {
+    "id": "day1-001",
+    "version": "1",
+    "benchmark": {"name": "noop", "container": {"image": "noop"}},
+}
+"""The same job in the original runner's shape: the only shape the legacy schemes are for."""
 BIN = Path(sys.executable).parent
 
 
@@ -81,16 +91,40 @@ def test_sign_adds_replay_fields_and_a_verifiable_signature(tmp_path: Path) -> N
 @pytest.mark.parametrize("scheme", ["go-strip", "portal-v1"])
 def test_sign_can_produce_the_legacy_schemes(tmp_path: Path, scheme: str) -> None:
     invoke("keys", "generate", "-o", str(tmp_path / "k.json"))
-    document = {**JOBSPEC, "benchmark": {"name": "noop", "description": "Q&A <b>"}}
+    document = {**LEGACY_JOBSPEC, "benchmark": {**LEGACY_JOBSPEC["benchmark"], "description": "Q&A <b>"}}
     source = write(tmp_path / "in.json", document)
     result = invoke("sign", "-k", str(tmp_path / "k.json"), "-i", str(source), "--scheme", scheme)
     assert result.exit_code == 0
     assert verify_jobspec(json.loads(result.stdout)).scheme == scheme
 
 
+def test_sign_refuses_a_legacy_scheme_for_a_document_not_in_the_legacy_shape(tmp_path: Path) -> None:
+    invoke("keys", "generate", "-o", str(tmp_path / "k.json"))
+    source = write(tmp_path / "in.json", JOBSPEC)
+    result = invoke("sign", "-k", str(tmp_path / "k.json"), "-i", str(source), "--scheme", "go-strip")
+    assert result.exit_code == 2
+    assert "benchmark is not an object" in result.stderr
+
+
+def test_sign_signs_the_context_line_and_the_rfc8785_bytes(tmp_path: Path) -> None:
+    # Checked with the reference rfc8785 package and PyNaCl, not Beacon's own helpers.
+    invoke("keys", "generate", "-o", str(tmp_path / "k.json"))
+    result = invoke("sign", "-k", str(tmp_path / "k.json"), "-i", str(write(tmp_path / "in.json", JOBSPEC)))
+    signed = json.loads(result.stdout)
+    body = {k: v for k, v in signed.items() if k not in ("signature", "public_key")}
+    message = b"beacon-jobspec/v1\n" + rfc8785.dumps(body)
+    VerifyKey(base64.b64decode(signed["public_key"])).verify(message, base64.b64decode(signed["signature"]))
+    with pytest.raises(BadSignatureError):  # the bare JCS bytes are not what is signed
+        VerifyKey(base64.b64decode(signed["public_key"])).verify(
+            rfc8785.dumps(body), base64.b64decode(signed["signature"])
+        )
+
+
 def test_sign_refuses_a_portal_v1_document_with_unsigned_values(tmp_path: Path) -> None:
     invoke("keys", "generate", "-o", str(tmp_path / "k.json"))
-    source = write(tmp_path / "in.json", {**JOBSPEC, "constraints": {"max_cost": 0, "regions": ["EU"]}})
+    source = write(
+        tmp_path / "in.json", {**LEGACY_JOBSPEC, "constraints": {"max_cost": 0, "regions": ["EU"]}}
+    )
     result = invoke("sign", "-k", str(tmp_path / "k.json"), "-i", str(source), "--scheme", "portal-v1")
     assert result.exit_code == 2
     assert "constraints.max_cost" in result.stderr
@@ -157,7 +191,7 @@ def test_verify_exit_codes(tmp_path: Path, signed_file: tuple[Path, Ed25519Key])
 
 def test_verify_can_refuse_legacy_schemes(tmp_path: Path) -> None:
     document = sign_jobspec(
-        stamp({**JOBSPEC, "benchmark": {"name": "noop", "description": "a&b"}}),
+        stamp({**LEGACY_JOBSPEC, "benchmark": {**LEGACY_JOBSPEC["benchmark"], "description": "a&b"}}),
         Ed25519Key.generate(),
         Scheme.GO_STRIP,
     )

@@ -21,6 +21,7 @@ from beacon.intake.service import normalise
 from beacon.keys import Ed25519Key
 from beacon.runtime import Runtime
 from beacon.store.tables import executions, idempotency_keys, job_events, jobs, nonces, outbox
+from tests.intake import gojson
 
 Sign = Callable[[dict[str, Any]], bytes]
 MINIMAL = {"id": "day1-minimal", "version": "1", "benchmark": "noop", "container": {"image": "noop"}}
@@ -189,6 +190,60 @@ async def test_a_job_without_an_id_gets_one(runtime: Runtime, sign: Sign) -> Non
     spec = {k: v for k, v in MINIMAL.items() if k != "id"}
     answer = orjson.loads((await Intake(runtime).submit(sign(spec))).body)
     assert answer["id"].startswith("job-")
+
+
+LEGACY_MINIMAL = {"version": "1.0", "benchmark": {"name": "noop", "container": {"image": "noop"}}}
+"""The minimal job in the original runner's shape (benchmark an object), as its tools signed it."""
+
+
+def legacy_signed(document: dict[str, Any], message: bytes, key: Ed25519Key) -> bytes:
+    return json.dumps(
+        {**document, "public_key": key.public_key_b64, "signature": key.sign_b64(message)}
+    ).encode()
+
+
+async def test_a_portal_v1_job_is_named_by_the_runner_and_keeps_its_id_as_a_label(
+    runtime: Runtime, signing_key: Ed25519Key
+) -> None:
+    document = stamp({"id": "portal-job-1", "created_at": "2025-10-01T12:00:00Z", **LEGACY_MINIMAL})
+    body = legacy_signed(document, gojson.portal_v1_message(document), signing_key)
+    answer = orjson.loads((await Intake(runtime).submit(body)).body)
+    assert answer["scheme"] == "portal-v1"
+    assert answer["id"].startswith("job-") and answer["id"] != "portal-job-1"
+    assert answer["label"] == "portal-job-1"
+    assert answer["unsigned_fields"] == ["id", "created_at"]
+    async with runtime.db.connect() as conn:
+        job = (await conn.execute(sa.select(jobs))).one()
+        created = (await conn.execute(sa.select(job_events).where(job_events.c.status == "created"))).one()
+    assert job.id == answer["id"]
+    assert job.spec["id"] == answer["id"]
+    assert created.detail["label"] == "portal-job-1"
+
+
+async def test_an_id_added_to_someone_elses_signed_job_decides_nothing(
+    runtime: Runtime, signing_key: Ed25519Key
+) -> None:
+    # The probe's attack (issue 16, item 1): a document signed without an id, seen before it is
+    # submitted; the attacker adds an id (portal-v1 does not sign it) and submits first.
+    document = stamp(LEGACY_MINIMAL)
+    signed = json.loads(legacy_signed(document, gojson.go_strip_message(document), signing_key))
+    attacked = json.dumps({**signed, "id": "attacker-chosen", "created_at": "2030-01-01T00:00:00Z"}).encode()
+    answer = orjson.loads((await Intake(runtime).submit(attacked)).body)
+    assert answer["scheme"] == "portal-v1"
+    assert answer["id"] != "attacker-chosen"
+    assert answer["label"] == "attacker-chosen"
+    async with runtime.db.connect() as conn:
+        ids = (await conn.execute(sa.select(jobs.c.id))).scalars().all()
+    assert ids == [answer["id"]]
+
+
+async def test_an_unsigned_label_must_still_be_a_valid_id(runtime: Runtime, signing_key: Ed25519Key) -> None:
+    document = stamp({"id": "a/b", **LEGACY_MINIMAL})
+    body = legacy_signed(document, gojson.portal_v1_message(document), signing_key)
+    with pytest.raises(IntakeError) as refused:
+        await Intake(runtime).submit(body)
+    assert (refused.value.status, refused.value.code) == (400, "invalid_jobspec")
+    assert set((await counts(runtime)).values()) == {0}
 
 
 async def test_untrusted_keys_are_refused_before_anything_is_written(runtime: Runtime) -> None:

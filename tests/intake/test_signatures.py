@@ -1,4 +1,4 @@
-"""JobSpec signatures under the three schemes, with byte-exact vectors for the Go-compatible ones."""
+"""JobSpec signatures under the three schemes, with byte-exact vectors, and their domain separation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from beacon.canonical import go_canonical
-from beacon.intake import IntakeError, Scheme, prunable_paths, sign_jobspec, signing_message, verify_jobspec
+from beacon.intake import (
+    JOBSPEC_CONTEXT,
+    IntakeError,
+    Scheme,
+    legacy_shape_problem,
+    prunable_paths,
+    sign_jobspec,
+    signing_message,
+    verify_jobspec,
+)
 from beacon.keys import Ed25519Key, b64encode
 from tests.intake import gojson
 
@@ -53,7 +62,71 @@ def test_golden_bytes_of_the_go_form() -> None:
 
 
 def test_golden_bytes_of_the_primary_form() -> None:
-    assert signing_message(DOC, Scheme.JCS) == GOLDEN_JCS
+    assert JOBSPEC_CONTEXT == b"beacon-jobspec/v1\n"
+    assert signing_message(DOC, Scheme.JCS) == b"beacon-jobspec/v1\n" + GOLDEN_JCS
+    assert signing_message(DOC) == signing_message(DOC, Scheme.JCS)  # the primary scheme is the default
+
+
+# --- domain separation: a signature made for one scheme never verifies under another ---------------
+
+ISSUE_DOC: dict[str, Any] = {"version": "1", "benchmark": "noop", "container": {"image": "noop"}}
+"""The probe's reproduction (issue 16, item 1): signed by `beacon sign`, then given an ``id``."""
+
+
+def test_a_primary_signature_does_not_verify_once_someone_adds_an_id() -> None:
+    signed = sign_jobspec(ISSUE_DOC, Ed25519Key.generate())
+    assert verify_jobspec(signed).scheme is Scheme.JCS
+    with pytest.raises(IntakeError) as refused:
+        verify_jobspec({**signed, "id": "attacker-chosen", "created_at": "2025-01-01T00:00:00Z"})
+    assert refused.value.code == "signature_mismatch"
+
+
+def test_a_primary_signature_over_a_legacy_shaped_document_is_not_a_portal_v1_signature() -> None:
+    # Same attack on a document the legacy schemes are tried for: JCS and Go bytes of it are equal,
+    # so without the context line its signature was also a portal-v1 signature of it plus any id.
+    document = {k: v for k, v in PORTAL_DOC.items() if k not in ("id", "created_at")}
+    assert legacy_shape_problem(document) is None
+    assert signing_message(document, Scheme.PORTAL_V1) == signing_message(document, Scheme.JCS).removeprefix(
+        JOBSPEC_CONTEXT
+    )
+    signed = sign_jobspec(document, Ed25519Key.generate())
+    with pytest.raises(IntakeError) as refused:
+        verify_jobspec({**signed, "id": "attacker-chosen"})
+    assert refused.value.code == "signature_mismatch"
+
+
+def test_an_unprefixed_jcs_signature_no_longer_verifies() -> None:
+    # What the primary scheme signed before the context line: refused, so it cannot be replayed either.
+    document = {k: v for k, v in ISSUE_DOC.items()}
+    with pytest.raises(IntakeError) as refused:
+        verify_jobspec(signed_with(document, signing_message(document).removeprefix(JOBSPEC_CONTEXT)))
+    assert refused.value.code == "signature_mismatch"
+
+
+def test_legacy_schemes_are_not_tried_for_documents_the_original_could_not_have_signed() -> None:
+    # A go-strip signature over Beacon's minimal form: the original's struct had no such shape.
+    document = signed_with(ISSUE_DOC, gojson.go_strip_message(ISSUE_DOC))
+    with pytest.raises(IntakeError) as refused:
+        verify_jobspec(document)
+    assert refused.value.code == "signature_mismatch"
+    assert refused.value.extensions["schemes_tried"] == ["jcs"]
+    assert "go-strip not tried: benchmark is not an object" in refused.value.detail
+    with_options = {**DOC, "options": {"temperature": 0}}
+    assert legacy_shape_problem(with_options) == "fields the original runner's JobSpec did not have: options"
+    with pytest.raises(ValueError, match="original runner's shape"):
+        sign_jobspec(ISSUE_DOC, Ed25519Key.generate(), Scheme.GO_STRIP)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(["a", "id", "benchmark", "metadata"]), st.none() | st.text(), max_size=4)
+)
+def test_no_primary_message_is_a_legacy_message(document: dict[str, Any]) -> None:
+    primary = signing_message(document, Scheme.JCS)
+    for scheme in (Scheme.GO_STRIP, Scheme.PORTAL_V1):
+        assert signing_message(document, scheme).startswith(b"{")
+    assert primary.startswith(JOBSPEC_CONTEXT)
+    assert not primary.startswith(b"{")
 
 
 def test_signature_fields_are_outside_every_message() -> None:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, field_validator
 
 from beacon.admin_config import (
     AdminConfig,
@@ -30,6 +30,7 @@ from beacon.admin_config import (
 from beacon.api.auth import Principal, Role, require
 from beacon.api.deps import get_runtime
 from beacon.api.openapi import add_component_schemas, problem_responses
+from beacon.api.params import RequestBody, json_integers
 from beacon.api.problems import Problem, request_id_of
 from beacon.audit import entries as audit_entries
 from beacon.clock import iso_time
@@ -77,11 +78,11 @@ class AuditOut(BaseModel):
     next_before: int | None
 
 
-class RevertRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    to: Literal["previous", "safe_default"] | Annotated[int, Field(ge=0)] = "previous"
+class RevertRequest(RequestBody):
+    to: Literal["previous", "safe_default"] | Annotated[int, Field(ge=0, le=2**53)] = "previous"
     """``previous`` (the version before the current one), ``safe_default`` (version 0), or a version number."""
+
+    _integers = field_validator("to", mode="before")(json_integers)
 
 
 def _answer(version: ConfigVersion, status: int = 200) -> JSONResponse:

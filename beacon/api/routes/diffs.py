@@ -11,25 +11,23 @@ from typing import Annotated, Any
 
 import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beacon.api.auth import Principal, Role, require
 from beacon.api.deps import get_runtime
 from beacon.api.openapi import problem_responses
+from beacon.api.params import JobId
 from beacon.api.problems import Problem
 from beacon.benchmark.classify import SUCCESS_STATUS
 from beacon.benchmark.embeddings import EmbeddingModelUnavailable
 from beacon.benchmark.report import ANALYSIS_TYPE, SKIPPED_BENCHMARKS, create_difference_report
 from beacon.clock import iso_time
-from beacon.models.jobspec import ID_PATTERN
 from beacon.runtime import Runtime
 from beacon.store.tables import diff_reports, executions, jobs
 
 router = APIRouter(tags=["diffs"])
-
-JobId = Annotated[str, Path(description="The job id", pattern=ID_PATTERN, max_length=128)]
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -13,16 +13,16 @@ from typing import Annotated, Any
 
 import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from beacon.api.auth import Principal, Role, require
 from beacon.api.deps import get_runtime
 from beacon.api.openapi import problem_responses
+from beacon.api.params import ExecutionId, JobId, JobIdFilter, RegionFilter, region_filter
 from beacon.api.problems import Problem, request_id_of
 from beacon.clock import iso_time
-from beacon.models.jobspec import ID_PATTERN
 from beacon.runtime import Runtime
 from beacon.store.tables import executions
 from beacon.worker.control import JobAlreadyTerminal, JobNotFound, cancel_job
@@ -30,8 +30,6 @@ from beacon.worker.lifecycle import ExecutionStatus
 
 router = APIRouter(tags=["executions"])
 
-ExecutionId = Annotated[str, Path(description="The execution id (ex_…)", max_length=64)]
-JobId = Annotated[str, Path(description="The job id", pattern=ID_PATTERN, max_length=128)]
 
 _TIMES = ("queued_at", "started_at", "finished_at", "created_at", "updated_at")
 _SUMMARY = (
@@ -148,17 +146,17 @@ async def list_executions(
     runtime: Runtime = Depends(get_runtime),
     limit: Annotated[int, Query(ge=1, le=200)] = 10,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    job_id: Annotated[str | None, Query(max_length=128, description="Only this job's executions")] = None,
+    job_id: JobIdFilter = None,
     status: Annotated[ExecutionStatus | None, Query(description="Only executions in this status")] = None,
-    region: Annotated[str | None, Query(max_length=16, description="Only this region (US, EU, ASIA)")] = None,
+    region: RegionFilter = None,
 ) -> Response:
     filters = []
     if job_id is not None:
         filters.append(executions.c.job_id == job_id)
     if status is not None:
         filters.append(executions.c.status == str(status))
-    if region is not None:
-        filters.append(executions.c.region == region.upper())
+    if (chosen := region_filter(region)) is not None:
+        filters.append(executions.c.region == chosen)
     query = (
         sa.select(*(executions.c[name] for name in _SUMMARY))
         .where(*filters)

@@ -8,27 +8,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Annotated, Any, Literal
 
 import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from beacon.api.deps import get_runtime
 from beacon.api.openapi import add_component_schemas, problem_responses
+from beacon.api.params import JOB_ID_PATTERN, Cursor, JobId
 from beacon.api.problems import Problem, request_id_of
 from beacon.api.routes.executions import ExecutionOut, execution_resource
 from beacon.clock import iso_time
 from beacon.intake import IntakeError, intake_for
-from beacon.models.jobspec import ID_PATTERN, JobSpec
+from beacon.models.jobspec import JobSpec
 from beacon.runtime import Runtime
 from beacon.store.tables import executions, job_events, jobs
+from beacon.worker.lifecycle import JobStatus
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
-
-JobId = Annotated[str, Path(description="The job id", pattern=ID_PATTERN, max_length=128)]
 
 
 class JobAccepted(BaseModel):
@@ -44,6 +45,10 @@ class JobAccepted(BaseModel):
     created_at: str
     unsigned_fields: list[str] | None = Field(
         None, description="Fields present but not covered by the signature (portal-v1: id, created_at)"
+    )
+    label: str | None = Field(
+        None,
+        description="The client's unsigned id (portal-v1), kept as a label: the runner named the job (id)",
     )
     links: dict[str, str]
 
@@ -132,8 +137,9 @@ def _document_schemas() -> dict[str, Any]:
     schema["required"] = ["version", "benchmark", "signature", "public_key"]
     schema["title"] = "JobSpecDocument"
     schema["description"] = (
-        "A signed JobSpec. The signature covers RFC 8785 bytes of the document without signature and "
-        "public_key (or a legacy scheme, see docs/signing.md); metadata.timestamp and metadata.nonce are required."
+        "A signed JobSpec. The signature covers 'beacon-jobspec/v1' + LF + the RFC 8785 bytes of the document "
+        "without signature and public_key (or a legacy scheme, see docs/signing.md); metadata.timestamp and "
+        "metadata.nonce are required."
     )
     return {"JobSpecDocument": schema, **defs}
 
@@ -147,7 +153,8 @@ _EXAMPLE_DOCUMENT = {
     "container": {"image": "noop"},
     "metadata": {"timestamp": "2025-08-30T17:17:00Z", "nonce": "9f1c2b7e4d3a5f60"},
     "public_key": "F7VGEf8dtKbcGDBe59WYY5/J+0V/onPZe2P5vQbAixY=",
-    "signature": "<base64 Ed25519 signature of the RFC 8785 bytes of the document without signature and public_key>",
+    "signature": "<base64 Ed25519 signature of 'beacon-jobspec/v1' + LF + the RFC 8785 bytes of the document "
+    "without signature and public_key>",
 }
 
 
@@ -267,6 +274,8 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
         created_at, job_id = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
         if not isinstance(created_at, int | float) or not isinstance(job_id, str):
             raise ValueError
+        if not re.fullmatch(JOB_ID_PATTERN, job_id):  # a cursor is client input like any other
+            raise ValueError
         return float(created_at), job_id
     except (ValueError, TypeError, binascii.Error, UnicodeEncodeError):
         raise Problem(
@@ -278,8 +287,8 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
 async def list_jobs(
     runtime: Runtime = Depends(get_runtime),
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-    status: Annotated[str | None, Query(max_length=16, description="Only jobs in this status")] = None,
+    cursor: Cursor = None,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
 ) -> Response:
     query = (
         sa.select(*(jobs.c[name] for name in _SUMMARY_COLUMNS))
@@ -294,7 +303,7 @@ async def list_jobs(
             )
         )
     if status is not None:
-        query = query.where(jobs.c.status == status)
+        query = query.where(jobs.c.status == str(status))
     async with runtime.db.connect() as conn:
         rows = (await conn.execute(query)).all()
     page = rows[:limit]

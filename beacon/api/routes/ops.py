@@ -28,16 +28,24 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 from starlette.background import BackgroundTask
 
 from beacon import audit
 from beacon.api.auth import Principal, Role, require
 from beacon.api.deps import get_runtime
 from beacon.api.openapi import problem_responses
+from beacon.api.params import (
+    REGION_PATTERN,
+    RegionFilter,
+    RequestBody,
+    WorkerId,
+    json_integers,
+    region_filter,
+)
 from beacon.api.problems import Problem, request_id_of
 from beacon.clock import iso_time
-from beacon.config import REGIONS, normalize_region
+from beacon.config import REGIONS
 from beacon.queue.base import ControlEvent, Queue, QueueUnavailable
 from beacon.queue.message import Message, MessageError, execution_message
 from beacon.queue.relay import OutboxRelay
@@ -53,17 +61,28 @@ Operator = Annotated[Principal, Depends(require(Role.OPERATOR))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PauseBody(_Body):
+class PauseBody(RequestBody):
     reason: str | None = Field(None, max_length=500, description="Why (recorded in the audit log)")
 
 
-class DeadLetterSelection(_Body):
-    ids: list[int] | None = Field(None, max_length=10_000, description="Dead-letter ids (from the list)")
-    region: str | None = Field(None, description="Every dead letter of this region")
+class DeadLetterSelection(RequestBody):
+    """Name the dead letters: ``ids``, or a ``region`` (or both: those ids in that region)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["ids"], "properties": {"ids": {"type": "array"}}},
+                {"required": ["region"], "properties": {"region": {"type": "string"}}},
+            ]
+        }
+    )
+
+    ids: list[Annotated[int, Field(ge=1, le=2**53)]] | None = Field(
+        None, max_length=10_000, description="Dead-letter ids (from the list)"
+    )
+    region: str | None = Field(None, pattern=REGION_PATTERN, description="Every dead letter of this region")
+
+    _integers = field_validator("ids", mode="before")(json_integers)
 
 
 def _queue(runtime: Runtime) -> Queue:
@@ -71,17 +90,6 @@ def _queue(runtime: Runtime) -> Queue:
         raise Problem(503, "queue_unavailable", "No queue", "this process has no queue configured")
     queue: Queue = runtime.queue
     return queue
-
-
-def _region(value: str | None) -> str | None:
-    if value is None:
-        return None
-    region = normalize_region(value)
-    if region is None:
-        raise Problem(
-            400, "unknown_region", "Unknown region", f"{value!r} is not one of {', '.join(REGIONS)}"
-        )
-    return region
 
 
 async def _audit(
@@ -205,13 +213,13 @@ def _dead_letter(row: Any) -> dict[str, Any]:
 async def list_dead_letters(
     _: Operator,
     runtime: Runtime = Depends(get_runtime),
-    region: Annotated[str | None, Query(max_length=16)] = None,
+    region: RegionFilter = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     include_requeued: Annotated[bool, Query(description="Also those already requeued")] = False,
 ) -> dict[str, Any]:
     filters = []
-    if (chosen := _region(region)) is not None:
+    if (chosen := region_filter(region)) is not None:
         filters.append(dead_letters.c.region == chosen)
     if not include_requeued:
         filters.append(dead_letters.c.requeued_at.is_(None))
@@ -244,7 +252,7 @@ def _selection(body: DeadLetterSelection) -> list[Any]:
     filters: list[Any] = []
     if body.ids is not None:
         filters.append(dead_letters.c.id.in_(body.ids))
-    if (region := _region(body.region)) is not None:
+    if (region := region_filter(body.region)) is not None:
         filters.append(dead_letters.c.region == region)
     return filters
 
@@ -375,10 +383,10 @@ async def workers(
     _: Operator,
     runtime: Runtime = Depends(get_runtime),
     all: Annotated[bool, Query(description="Also stopped and lost workers")] = False,
-    region: Annotated[str | None, Query(max_length=16)] = None,
+    region: RegionFilter = None,
 ) -> dict[str, Any]:
     listed = await list_workers(
-        runtime.db, lease_s=runtime.settings.worker_lease_s, include_gone=all, region=_region(region)
+        runtime.db, lease_s=runtime.settings.worker_lease_s, include_gone=all, region=region_filter(region)
     )
     return {"workers": listed, "lease_s": runtime.settings.worker_lease_s}
 
@@ -413,7 +421,7 @@ async def _change_worker(
     responses=problem_responses(404, 409),
 )
 async def drain_worker(
-    request: Request, worker_id: str, principal: Operator, runtime: Runtime = Depends(get_runtime)
+    request: Request, worker_id: WorkerId, principal: Operator, runtime: Runtime = Depends(get_runtime)
 ) -> dict[str, Any]:
     return await _change_worker(request, principal, runtime, worker_id, WorkerState.DRAINING, "drain")
 
@@ -424,7 +432,7 @@ async def drain_worker(
     responses=problem_responses(404, 409),
 )
 async def stop_worker(
-    request: Request, worker_id: str, principal: Operator, runtime: Runtime = Depends(get_runtime)
+    request: Request, worker_id: WorkerId, principal: Operator, runtime: Runtime = Depends(get_runtime)
 ) -> dict[str, Any]:
     return await _change_worker(request, principal, runtime, worker_id, WorkerState.STOPPING, "stop")
 
@@ -436,7 +444,7 @@ async def stop_worker(
     responses=problem_responses(404, 409),
 )
 async def start_worker(
-    request: Request, worker_id: str, principal: Operator, runtime: Runtime = Depends(get_runtime)
+    request: Request, worker_id: WorkerId, principal: Operator, runtime: Runtime = Depends(get_runtime)
 ) -> dict[str, Any]:
     listed = await list_workers(runtime.db, lease_s=runtime.settings.worker_lease_s, include_gone=True)
     known = next((w for w in listed if w["id"] == worker_id), None)

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from beacon.api.auth import Principal, Role, require
 from beacon.api.deps import get_runtime
 from beacon.api.openapi import problem_responses
+from beacon.api.params import Cid
 from beacon.api.problems import Problem
 from beacon.canonical import CanonicalizationError, jcs, jcs_sha256
 from beacon.clock import iso_time
@@ -22,7 +23,7 @@ from beacon.runtime import Runtime
 from beacon.signing import sign_document
 from beacon.store.db import now
 from beacon.transparency import content_store_of, log_of
-from beacon.transparency.cid import CIDError, parse_cid
+from beacon.transparency.cid import CIDError, canonical_cid
 from beacon.transparency.ipfs import ContentIntegrityError, ContentNotFound
 from beacon.transparency.log import InclusionProof, LogCorruption, NotFound, StoredCheckpoint, TransparencyLog
 
@@ -44,11 +45,8 @@ def _bad_param(name: str, detail: str, kind: str = "value_error") -> Problem:
     )
 
 
-def _require_index(value: int | None, name: str) -> int:
-    if value is None:
-        raise _bad_param(name, f"'{name}' is required (a leaf index: 0, 1, 2, …)", "missing")
-    if value < 0:
-        raise _bad_param(name, f"'{name}' must not be negative")
+def _require_index(value: int, name: str) -> int:
+    # Negative values are refused by the parameter's declared minimum (400 invalid_request).
     if value > MAX_INDEX:
         raise _not_in_log(f"{name} {value} is beyond any log")
     return value
@@ -109,15 +107,13 @@ async def root(runtime: Runtime = Depends(get_runtime)) -> dict[str, Any]:
     responses=problem_responses(400, 404),
 )
 async def proof(
-    index: Annotated[int | None, Query(description="Leaf index (0-based)")] = None,
+    index: Annotated[int, Query(description="Leaf index (0-based)", ge=0)],
     size: Annotated[
-        int | None, Query(description="Tree size of an existing checkpoint (default: latest)")
+        int | None, Query(description="Tree size of an existing checkpoint (default: latest)", ge=1)
     ] = None,
     runtime: Runtime = Depends(get_runtime),
 ) -> dict[str, Any]:
     leaf = _require_index(index, "index")
-    if size is not None and size < 1:
-        raise _bad_param("size", "'size' must be at least 1")
     if size is not None and size > MAX_INDEX:
         raise _not_in_log(f"no checkpoint of size {size}")
     try:
@@ -132,17 +128,13 @@ async def proof(
     "/consistency", summary="Consistency proof between two tree sizes", responses=problem_responses(400, 404)
 )
 async def consistency(
-    first: Annotated[int | None, Query(description="The older tree size (≥ 1)")] = None,
+    first: Annotated[int, Query(description="The older tree size: every tree extends the empty one", ge=1)],
     second: Annotated[
-        int | None, Query(description="The newer tree size (default: latest checkpoint)")
+        int | None, Query(description="The newer tree size, ≥ first (default: latest checkpoint)", ge=1)
     ] = None,
     runtime: Runtime = Depends(get_runtime),
 ) -> dict[str, Any]:
     tlog = log_of(runtime)
-    if first is None:
-        raise _bad_param("first", "'first' is required (the older tree size)", "missing")
-    if first < 1:
-        raise _bad_param("first", "'first' must be at least 1: every tree extends the empty tree")
     if second is None:
         second = (await _latest(tlog)).size
     if second < first:
@@ -176,15 +168,15 @@ async def consistency(
     responses={200: {"content": {"text/plain": {}}}, **problem_responses(400, 404)},
 )
 async def checkpoint(
-    size: Annotated[int | None, Query(description="A past checkpoint's tree size (default: latest)")] = None,
+    size: Annotated[
+        int | None, Query(description="A past checkpoint's tree size (default: latest)", ge=0)
+    ] = None,
     runtime: Runtime = Depends(get_runtime),
 ) -> Response:
     tlog = log_of(runtime)
     if size is None:
         found = await _latest(tlog)
     else:
-        if size < 0:
-            raise _bad_param("size", "'size' must not be negative")
         if size > MAX_INDEX:
             raise _not_in_log(f"no checkpoint of size {size}")
         async with runtime.db.connect() as conn:
@@ -202,7 +194,8 @@ async def checkpoint(
     responses={200: {"content": {"application/json": {}}}, **problem_responses(400, 404)},
 )
 async def entry(
-    index: Annotated[int, Path(description="Leaf index (0-based)")], runtime: Runtime = Depends(get_runtime)
+    index: Annotated[int, Path(description="Leaf index (0-based)", ge=0)],
+    runtime: Runtime = Depends(get_runtime),
 ) -> Response:
     _require_index(index, "index")
     tlog = log_of(runtime)
@@ -246,11 +239,11 @@ async def keys(runtime: Runtime = Depends(get_runtime)) -> dict[str, Any]:
     responses={200: {"content": {"application/json": {}}}, **problem_responses(400, 404)},
 )
 async def bundle(
-    cid: Annotated[str, Path(description="CIDv1 of the bundle", max_length=128)],
+    cid: Cid,
     runtime: Runtime = Depends(get_runtime),
 ) -> Response:
     try:
-        parse_cid(cid)
+        cid = canonical_cid(cid)  # the same CID in another multibase or case names the same bundle
     except CIDError as exc:
         raise Problem(400, "invalid_cid", "Not a CID this runner serves", str(exc)) from exc
     try:
@@ -270,7 +263,22 @@ async def bundle(
     "/attestations",
     summary="Sign and log a harness attestation (a JSON document of hashes)",
     status_code=201,
-    responses=problem_responses(400, 401, 403),
+    responses={
+        200: {"description": "The same attestation was logged before: its leaf, receipt and proof again"},
+        **problem_responses(400, 401, 403),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": f"The attestation: a non-empty JSON object (RFC 8785-canonicalisable), at most "
+            f"{MAX_ATTESTATION_BYTES} bytes",
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "minProperties": 1, "additionalProperties": True}
+                }
+            },
+        }
+    },
 )
 async def attest(
     request: Request,
