@@ -696,7 +696,7 @@ class Run:
         if self.runner is not None and self.runner.process is not None:
             returncode = self.runner.process.poll()
             if returncode is not None:
-                how = f"(embedded, pid {self.runner.process.pid}) {describe_exit(returncode)}"
+                how = f"({self.options.topology}, pid {self.runner.process.pid}) {describe_exit(returncode)}"
         elif self._runner_log_watch is not None:
             how = self._runner_log_watch.ended()
         if how is not None:
@@ -884,7 +884,8 @@ class Run:
         ran = {run.spec.id for run in self.phase_runs if run.status != "skipped"}
         criteria = evaluate_criteria(self.plan, documents, ran, self.served)
         phases_failed = (
-            any(run.status not in ("passed", "skipped") for run in self.phase_runs) or self.runner_exit is not None
+            any(run.status not in ("passed", "skipped") for run in self.phase_runs)
+            or self.runner_exit is not None
         )
         status, exit_code = run_verdict(criteria, phases_failed, require_all=self.options.require_all)
         finished = time.time()

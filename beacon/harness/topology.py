@@ -116,6 +116,11 @@ class ServiceRunner:
         return self.log_dir / "runner.log"
 
     @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The ``beacon serve`` process (the runner under test), as EmbeddedRunner.process."""
+        return self.server
+
+    @property
     def pid(self) -> int | None:
         return self.server.pid if self.server else None
 
