@@ -9,8 +9,8 @@ import { b64decode, b64encode, concat, hex, sha256, utf8 } from "./bytes.js";
 
 const ED25519 = { name: "Ed25519" };
 
-/** Prefix of the signed message (domain separation). Empty: the message is the bare RFC 8785 bytes. */
-export const SIGNING_CONTEXT = "";
+/** Prefix of the signed message (domain separation, as the runner's JOBSPEC_CONTEXT): "beacon-jobspec/v1" and LF. */
+export const SIGNING_CONTEXT = "beacon-jobspec/v1\n";
 
 export const SIGNATURE_FIELDS = ["signature", "public_key"];
 
