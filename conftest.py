@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -17,30 +16,15 @@ from typing import Any
 
 import pytest
 
-PG_HOST = os.environ.get("BEACON_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("BEACON_TEST_PG_PORT", "5432"))
-PG_USER = os.environ.get("BEACON_TEST_PG_USER", "postgres")
-REDIS_HOST = os.environ.get("BEACON_TEST_REDIS_HOST", "127.0.0.1")
-REDIS_PORT = int(os.environ.get("BEACON_TEST_REDIS_PORT", "6379"))
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-def require_service(name: str, host: str, port: int) -> None:
-    """Skip loudly when a service is down; under CI=true, fail instead."""
-    if _reachable(host, port):
-        return
-    message = f"{name} is not reachable at {host}:{port}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: .ci/run must start it)", pytrace=False)
-    pytest.skip(f"SKIPPED LOUDLY: {message}; start it to run this test")
+from tests.services import (
+    IN_CI,
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    REDIS_HOST,
+    REDIS_PORT,
+    require_service,
+)
 
 
 def pg_admin_url(database: str = "postgres") -> str:

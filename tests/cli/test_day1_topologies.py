@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from beacon.config import without_settings
-from conftest import PG_HOST, PG_PORT, REDIS_HOST, REDIS_PORT, require_service
+from tests.services import PG_HOST, PG_PORT, REDIS_HOST, REDIS_PORT, require_service
 
 RUN_LIMIT_S = 900
 

@@ -25,7 +25,7 @@ from beacon.harness.topology import (
     _delete_redis_keys,
 )
 from beacon.keys import read_key_file
-from conftest import PG_HOST, PG_PORT, REDIS_HOST, REDIS_PORT, require_service
+from tests.services import PG_HOST, PG_PORT, REDIS_HOST, REDIS_PORT, require_service
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 

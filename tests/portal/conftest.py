@@ -14,7 +14,7 @@ import pytest
 
 from beacon.portal import PortalServer
 from beacon.portal.browser import Browser, BrowserUnavailable, Page, find_chromium
-from conftest import IN_CI
+from tests.services import IN_CI
 
 
 @pytest.fixture(scope="session")
