@@ -168,6 +168,7 @@ class Session:
         out = base / "artefacts" / slug(phase)
         out.mkdir(parents=True, exist_ok=True)
         return out
+
     supervisor: SupervisorClient | None = None
     """The harness's worker supervisor (service topology), or None."""
     worker_actions: list[dict[str, Any]] = field(default_factory=list)
