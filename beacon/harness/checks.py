@@ -625,18 +625,40 @@ def judge_findings(
     )
 
 
+ALL_PASSED = "none: every check passed on the real components — schedule the live run"
+"""The one next step when nothing failed, went unexercised or was not run."""
+
+
 def next_steps(
-    documents: Mapping[str, Mapping[str, Any]], criteria: Sequence[Mapping[str, Any]], own_phase: str
+    documents: Mapping[str, Mapping[str, Any]],
+    criteria: Sequence[Mapping[str, Any]],
+    own_phase: str,
+    *,
+    own: Mapping[str, Any] | None = None,
+    phases: Sequence[str] = (),
 ) -> list[str]:
-    """Next steps from what failed (fix it) and what was not exercised (exercise it on the real component)."""
+    """Next steps: fix each failed check (the earlier phases' and ``own``, this phase's results so far),
+    exercise each not-exercised check and criterion on the real component, run each of ``phases`` (the
+    plan's) that left no results. :data:`ALL_PASSED` only when there were earlier results and none of
+    that applies."""
     outcomes = earlier_outcomes(documents, own_phase)
-    steps = [f"fix {c['phase']}/{c['id']}" for c in outcomes["fail"]]
+    own_checks = [{"phase": own_phase, **c, "status": verdict_of(c)} for c in (own or {}).get("checks") or []]
+    failed = outcomes["fail"] + [c for c in own_checks if c["status"] == "fail"]
+    unexercised = outcomes[NOT_EXERCISED] + [c for c in own_checks if c["status"] == NOT_EXERCISED]
+    steps = [f"fix {c['phase']}/{c['id']}" for c in failed]
     for criterion in criteria:
         if criterion.get("status") == NOT_EXERCISED:
             lacking = ", ".join(criterion.get("not_exercised") or []) or "its checks"
             steps.append(f"exercise '{criterion['title']}' on {lacking}")
+    for check in unexercised:
+        reason = str(check.get("detail") or "not exercised")
+        reason = reason if len(reason) <= 120 else reason[:119] + "…"
+        steps.append(f"exercise {check['phase']}/{check['id']} ({reason})")
+    steps += [f"run phase {p}" for p in phases if p != own_phase and p not in documents]
+    if not any(phase != own_phase for phase in documents):
+        steps.append("run the earlier phases: this run folder holds none of their results")
     if not steps and outcomes["all"]:
-        steps = ["none: every check passed on the real components — schedule the live run"]
+        steps = [ALL_PASSED]
     return list(dict.fromkeys(steps))
 
 
@@ -648,12 +670,14 @@ def judge_next_steps(
     own_phase: str,
 ) -> bool:
     """``next_steps``: one step per failed check and per criterion not exercised; "schedule the live
-    run" only when nothing failed and nothing was left unexercised."""
+    run" only when nothing failed and nothing (check or criterion) was left unexercised."""
     outcomes = earlier_outcomes(documents, own_phase)
     needed = {f"fix {c['phase']}/{c['id']}" for c in outcomes["fail"]}
     missing = sorted(needed - set(steps))
     unexercised = [c for c in criteria if c.get("status") == NOT_EXERCISED]
-    premature = any("schedule the live run" in s for s in steps) and bool(needed or unexercised)
+    premature = any("schedule the live run" in s for s in steps) and bool(
+        needed or unexercised or outcomes[NOT_EXERCISED]
+    )
     return results.check(
         "next_steps",
         expected="a step per failed check and per criterion not exercised",

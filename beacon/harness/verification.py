@@ -5,7 +5,9 @@ each records its checks in the phase's :class:`~beacon.harness.results.PhaseResu
 is the one code the auditor CLI uses: receipts through
 :func:`beacon.harness.evidence.verify_runner_signature` (receipt fields *and* signature, as
 ``beacon verify-receipt``), bundles through :func:`beacon.transparency.bundle.verify_bundle` with the
-runner key pinned (as ``beacon verify-bundle --runner-key``). A check passes only on items
+runner key pinned (as ``beacon verify-bundle --runner-key``). The keys are the pinned ones where the
+harness pins them (:mod:`beacon.harness.trust`), else trusted on first use; the first checkpoint seen
+per tree size is kept, and a second root for a size is a fork. A check passes only on items
 examined: zero receipts, bundles or reports is a failure, not a pass.
 """
 
@@ -30,6 +32,7 @@ from beacon.harness.evidence import (
     verify_runner_signature,
 )
 from beacon.harness.results import PhaseResults, load_phase_results
+from beacon.harness.trust import PinnedKeys, TrustDecision, keys_to_trust, load_pins
 from beacon.keys import b64decode
 from beacon.transparency.bundle import verify_bundle
 from beacon.transparency.checkpoint import SignedCheckpoint
@@ -44,6 +47,8 @@ class Trust:
     public_keys: list[str]
     vkeys: list[str]
     current_key: str | None = None
+    decision: TrustDecision | None = None
+    """How the keys were chosen (pinned, or trusted on first use); None: given by hand."""
 
 
 @dataclass
@@ -56,6 +61,14 @@ class Verification:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     receipts: list[dict[str, Any]] = field(default_factory=list)
     checkpoints: dict[int, SignedCheckpoint] = field(default_factory=dict)
+    forks: list[str] = field(default_factory=list)
+
+    def remember(self, signed: SignedCheckpoint) -> None:
+        """Keep the first checkpoint seen per tree size; another root for a size already seen is a fork
+        (``consistency_valid`` fails on it)."""
+        known = self.checkpoints.setdefault(signed.size, signed)
+        if known.root != signed.root:
+            self.forks.append(f"two roots for size {signed.size}")
 
 
 def earlier_jobs_and_notes(results_dir: Path | None, *, exclude_phase: str) -> tuple[list[str], list[str]]:
@@ -79,18 +92,34 @@ def earlier_jobs_and_notes(results_dir: Path | None, *, exclude_phase: str) -> t
     return job_ids, notes
 
 
-def fetch_trust(client: BeaconClient, artefacts: Path) -> Trust:
-    """The runner's keys and the log's keys (saved as ``keys.json``)."""
+def fetch_trust(client: BeaconClient, artefacts: Path, pins: PinnedKeys | None = None) -> Trust:
+    """The keys to verify with (saved as ``keys.json``): the pinned ones where ``pins`` (default: those
+    the harness passed, :func:`beacon.harness.trust.load_pins`) name them, else the runner's and the
+    log's own (trust on first use). A served key that was not pinned verifies nothing."""
     runner_keys = client.runner_keys()
     log_keys = client.log_keys()
+    decision = keys_to_trust(runner_keys, log_keys, pins if pins is not None else load_pins())
     artefacts.mkdir(parents=True, exist_ok=True)
-    (artefacts / "keys.json").write_text(json.dumps({"runner": runner_keys, "log": log_keys}, indent=2))
-    keys = runner_keys.get("keys") or []
-    current = next((k["public_key"] for k in keys if k.get("current")), None)
+    (artefacts / "keys.json").write_text(
+        json.dumps({"runner": runner_keys, "log": log_keys, "trust": decision.to_json()}, indent=2)
+    )
+    served = next((k["public_key"] for k in runner_keys.get("keys") or [] if k.get("current")), None)
+    trusted = decision.runner_keys
+    current = served if served in trusted else (trusted[0] if trusted else None)
     return Trust(
-        public_keys=[str(k["public_key"]) for k in keys],
-        vkeys=[str(k["vkey"]) for k in log_keys.get("keys") or []],
-        current_key=current,
+        public_keys=list(trusted), vkeys=list(decision.log_keys), current_key=current, decision=decision
+    )
+
+
+def record_trust(trust: Trust, results: PhaseResults) -> None:
+    """The trust decision in the phase's parameters, and a finding saying whether keys were pinned."""
+    if trust.decision is None:
+        results.finding("keys given by hand (neither pinned nor fetched)", severity="warning")
+        return
+    results.parameters(trust=trust.decision.to_json())
+    results.finding(
+        f"keys {trust.decision.described}",
+        severity="info" if trust.decision.mode == "pinned" else "warning",
     )
 
 
@@ -155,7 +184,7 @@ def verify_receipts(
             except (EvidenceError, BeaconError, KeyError, ValueError) as exc:
                 problems["inclusion"].append(f"{execution['id']}: {exc}")
                 continue
-            state.checkpoints[signed.size] = signed
+            state.remember(signed)
             row["proof_verified"] = True
             row["checkpoint_size"] = signed.size
     results.table("receipts", rows)
@@ -193,7 +222,7 @@ def verify_transparency(
     with results.attempt("transparency_root_valid"):
         root = client.transparency_root()
         signed = open_signed_checkpoint(root["checkpoint"], vkeys)
-        state.checkpoints[signed.size] = signed
+        state.remember(signed)
         results.check(
             "transparency_root_valid",
             expected={"root": signed.root.hex(), "size": signed.size},
@@ -202,7 +231,7 @@ def verify_transparency(
     with results.attempt("checkpoint_signature_valid"):
         note = client.checkpoint()
         signed = open_signed_checkpoint(note, vkeys)
-        state.checkpoints[signed.size] = signed
+        state.remember(signed)
         (state.artefacts / "checkpoint.txt").write_text(note)
         results.check(
             "checkpoint_signature_valid",
@@ -218,8 +247,9 @@ def verify_transparency(
             "proof_index0",
             expected="leaf 0 included",
             actual=f"leaf 0 included in the checkpoint of size {signed.size}",
-            passed=True,  # verify_receipt_inclusion raised otherwise (recorded by attempt)
+            passed=signed.size >= 1,  # verify_receipt_inclusion raised if it was not (attempt records it)
             evidence={"checkpoint_size": signed.size, "root": signed.root.hex()},
+            examined=1,
         )
     with results.attempt("log_entries_match"):
         examined, mismatched = 0, []
@@ -239,12 +269,9 @@ def verify_transparency(
         )
     table: list[dict[str, Any]] = []
     with results.attempt("consistency_valid"):
-        forks = []
         for text in earlier_notes:
-            earlier = open_signed_checkpoint(text, vkeys)
-            if earlier.size in state.checkpoints and state.checkpoints[earlier.size].root != earlier.root:
-                forks.append(f"two roots for size {earlier.size}")
-            state.checkpoints.setdefault(earlier.size, earlier)
+            state.remember(open_signed_checkpoint(text, vkeys))
+        forks = state.forks
         sizes = sorted(state.checkpoints)
         proven = []
         for old, new in itertools.pairwise(sizes):
@@ -264,7 +291,7 @@ def verify_transparency(
         ]
         results.table("checkpoints", table)
         (state.artefacts / "checkpoints.json").write_text(json.dumps(table, indent=2))
-        if len(sizes) < 2:
+        if len(sizes) < 2 and not forks:
             results.skip(
                 "consistency_valid",
                 f"only one checkpoint (size {sizes[0] if sizes else '–'}) was seen: nothing to prove",

@@ -1,27 +1,28 @@
 """T+60, wrap-up: the run judged from what the earlier phases recorded (notebook ``09-wrap-up``).
 
-Each function records its checks in the phase's results and returns the table it judged. The
-wrap-up never says "every check passed" unless every earlier phase reported, and no check of the
-run (its own included) failed or went unexercised; an empty results folder fails
-``all_phases_reported`` with the folder's name.
+Each function records its checks in the phase's results and returns the table it judged; the
+judgements shared with the fault matrix (5xx and the runner's log by request id, findings, next
+steps) are those of :mod:`beacon.harness.checks`, and the success criteria are judged with what
+served each component. The wrap-up never says "every check passed" unless every earlier phase
+reported, and no check of the run (its own included) failed or went unexercised; an empty results
+folder fails ``all_phases_reported`` with the folder's name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
+from beacon.harness import checks
+from beacon.harness.components import Served
 from beacon.harness.criteria import evaluate_criteria, phase_check_status
 from beacon.harness.plan import Plan
-from beacon.harness.probes import error_log_lines
-from beacon.harness.results import PhaseResults, load_phase_results
+from beacon.harness.results import PhaseResults, Severity, load_phase_results
 
 PHASE = "t+60"
-ALL_PASSED = "none: every check passed — schedule the live run"
-SUMMARY_MEASURES = ("inference_p95_s", "end_to_end_s", "drain_s")
 
 
 def load_documents(results_dir: Path | None, *, exclude: str = PHASE) -> dict[str, dict[str, Any]]:
@@ -86,72 +87,26 @@ def collect_calls(documents: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     return frame.reindex(columns=list(dict.fromkeys([*columns, *frame.columns])))
 
 
-def check_server_errors(
-    calls: pd.DataFrame,
-    samples: Sequence[Mapping[str, Any]],
-    results: PhaseResults,
-    *,
-    deliberate_codes: Sequence[str] = (),
-) -> pd.DataFrame:
-    """``no_unexpected_5xx`` (over the phases' calls and the monitor's samples) and ``health_always_200``."""
-    if calls.empty:
-        server_errors = calls
-        deliberate = 0
-    else:
-        is_5xx = calls["status"].fillna(0) >= 500
-        on_purpose = calls["code"].isin(list(deliberate_codes))
-        server_errors = calls[is_5xx & ~on_purpose]
-        deliberate = int((is_5xx & on_purpose).sum())
-    monitor_5xx = [s for s in samples if ((s.get("health") or {}).get("http_status") or 0) >= 500]
-    examined = len(calls) + len(samples)
-    results.check(
-        "no_unexpected_5xx",
-        expected=0,
-        actual=len(server_errors) + len(monitor_5xx),
-        passed=examined > 0 and server_errors.empty and not monitor_5xx,
-        detail=f"{len(calls)} calls by the phases ({deliberate} deliberate 5xx: {', '.join(deliberate_codes)}), "
-        f"{len(samples)} monitor samples" + ("" if examined else ": nothing to examine"),
-        evidence=server_errors[["phase", "method", "route", "status", "code", "request_id"]].to_dict(
-            "records"
-        )
-        if not server_errors.empty
-        else None,
-    )
-    if samples:
-        not_ok = [s for s in samples if (s.get("health") or {}).get("http_status") != 200]
-        results.check(
-            "health_always_200",
-            expected=f"{len(samples)} × 200",
-            actual=f"{len(samples) - len(not_ok)} × 200",
-            passed=not not_ok,
-            evidence=not_ok[:5],
-        )
-    else:
-        results.skip("health_always_200", "no run-monitor samples (the notebook ran outside beacon day1)")
-    return server_errors
-
-
-def check_runner_log(
-    log_text: str | None, results: PhaseResults, *, deliberate_codes: Sequence[str] = ()
-) -> list[str]:
-    """``runner_log_clean``: no ERROR line or traceback in the runner's log (skipped when unreadable)."""
-    if log_text is None:
-        results.skip(
-            "runner_log_clean",
-            "the runner's log is not readable from here (pass --runner-log for a live runner)",
+def check_health_samples(
+    samples: Sequence[Mapping[str, Any]], results: PhaseResults
+) -> list[Mapping[str, Any]]:
+    """``health_always_200``: every run-monitor sample of ``/health`` was a 200 (not exercised without
+    samples). Returns the samples that were not."""
+    if not samples:
+        results.not_exercised(
+            "health_always_200", "no run-monitor samples (the notebook ran outside beacon day1)"
         )
         return []
-    errors = error_log_lines(log_text, ignore_codes=deliberate_codes)
+    not_ok = [s for s in samples if (s.get("health") or {}).get("http_status") != 200]
     results.check(
-        "runner_log_clean",
-        expected="no ERROR lines or tracebacks",
-        actual=f"{len(errors)} found in {len(log_text.splitlines())} lines",
-        passed=bool(log_text.strip()) and not errors,
-        detail=None if log_text.strip() else "the runner's log is empty",
-        evidence=[line[:300] for line in errors[:10]],
+        "health_always_200",
+        expected=f"{len(samples)} × 200",
+        actual=f"{len(samples) - len(not_ok)} × 200",
+        passed=not not_ok,
+        evidence=not_ok[:5],
+        examined=len(samples),
     )
-    results.measure("runner_log_lines", len(log_text.splitlines()))
-    return errors
+    return not_ok
 
 
 def check_api_latency(calls: pd.DataFrame, results: PhaseResults, *, p95_budget_s: float) -> pd.DataFrame:
@@ -175,67 +130,26 @@ def check_api_latency(calls: pd.DataFrame, results: PhaseResults, *, p95_budget_
     return latency.sort_values("count", ascending=False)
 
 
-def next_steps(
-    documents: Mapping[str, Mapping[str, Any]], own: Mapping[str, Any], plan: Plan | None
-) -> list[str]:
-    """What to do next: fix each failed check, exercise each skipped one, run each absent phase.
-
-    :data:`ALL_PASSED` only when there were results, and nothing failed, was skipped or is absent.
-    """
-    steps: list[str] = []
-    every = {**documents, PHASE: own}
-    for phase, doc in every.items():
-        for check in doc.get("checks", []):
-            if check["status"] == "fail":
-                steps.append(f"fix {phase}/{check['id']}")
-            elif check["status"] != "pass":
-                reason = str(check.get("detail") or "not exercised")
-                reason = reason if len(reason) <= 120 else reason[:119] + "…"
-                steps.append(f"exercise {phase}/{check['id']} ({reason})")
-    if plan is not None:
-        steps += [f"run phase {p.id}" for p in plan.phases if p.id != PHASE and p.id not in documents]
-    if not documents:
-        steps.append("run the earlier phases: this run folder holds none of their results")
-    return sorted(set(steps)) or [ALL_PASSED]
-
-
 def summarise(
-    plan: Plan | None, documents: dict[str, dict[str, Any]], results: PhaseResults
-) -> tuple[list[dict[str, Any]], list[str], list[str]]:
-    """The success criteria, the findings and the next steps (recorded as ``findings_summarised`` and
-    ``next_steps``). Returns (criteria, findings, next steps)."""
-    criteria = evaluate_criteria(plan, {**documents, PHASE: results.doc}, {*documents, PHASE}) if plan else []
-    findings: list[str] = []
-    for phase, doc in documents.items():
-        findings.extend(f"{phase}: {finding['text']}" for finding in doc.get("findings", []))
-        for check in doc.get("checks", []):
-            if check["status"] == "fail":
-                text = (
-                    f"{phase}/{check['id']} failed: expected {str(check.get('expected'))[:80]}, "
-                    f"got {str(check.get('actual'))[:80]}"
-                )
-                findings.append(text + (f" — {check['detail'][:160]}" if check.get("detail") else ""))
-    for doc in documents.values():
-        for m in doc.get("measurements", []):
-            if m["name"] in SUMMARY_MEASURES and m.get("value") is not None:
-                tags = ", ".join(f"{k}={v}" for k, v in (m.get("tags") or {}).items())
-                findings.append(f"{m['name']} {m['value']:.3f}{m['unit']}" + (f" ({tags})" if tags else ""))
-    for text in findings:
-        results.finding(text, severity="warning" if " failed:" in text else "info")
-    results.check(
-        "findings_summarised",
-        expected="findings recorded from the earlier phases' data",
-        actual=f"{len(findings)} findings from {len(documents)} phases",
-        passed=bool(documents),
-        detail=None if documents else "no earlier phase results to summarise",
+    plan: Plan | None,
+    documents: dict[str, dict[str, Any]],
+    results: PhaseResults,
+    served: Mapping[str, Served] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]], list[str]]:
+    """The success criteria (judged with what ``served`` each component), the findings and the next
+    steps (recorded as ``findings_summarised`` and ``next_steps``). Returns (criteria, findings, steps)."""
+    criteria = (
+        evaluate_criteria(plan, {**documents, PHASE: results.doc}, {*documents, PHASE}, served)
+        if plan
+        else []
     )
-    steps = next_steps(documents, results.doc, plan)
+    findings = checks.summarise_findings(documents, PHASE)
+    for finding in findings:
+        results.finding(finding["text"], severity=cast(Severity, finding["severity"]))
+    checks.judge_findings(results, documents, findings, PHASE)
+    steps = checks.next_steps(
+        documents, criteria, PHASE, own=results.doc, phases=[p.id for p in plan.phases] if plan else ()
+    )
     results.table("next_steps", [{"step": s} for s in steps])
-    results.check(
-        "next_steps",
-        expected="derived from the failed, skipped and absent checks and phases",
-        actual=steps,
-        passed=bool(documents),
-        detail=None if documents else "nothing to derive them from",
-    )
+    checks.judge_next_steps(results, documents, criteria, steps, PHASE)
     return criteria, findings, steps

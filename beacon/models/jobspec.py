@@ -255,6 +255,9 @@ class ExecutionOptions(_Strict):
     prompt_context: PromptContext = "neutral"
     """``neutral``: one system prompt for all regions; ``region``: "based in {region}";
     ``both``: run both, so deployment-induced and prompt-induced differences can be told apart."""
+    only_questions: tuple[str, ...] | None = Field(None, min_length=1, max_length=200)
+    """A bounded run: ask only these ids of the job's mode question sets (each must be in one of them);
+    unset, every question of each mode's set. The job's spec records it, so a bounded run says so."""
 
 
 def _model_ref(value: Any) -> Any:

@@ -62,11 +62,18 @@ def questions_for(spec: JobSpec) -> list[str]:
         )
     known = all_questions()
     if spec.questions:
+        if spec.options.only_questions is not None:
+            raise PlanError(
+                "invalid_questions",
+                "options.only_questions narrows the modes' question sets; a job that lists its questions needs none",
+                "options.only_questions",
+            )
         asked = list(spec.questions)
     elif name == "who-are-you":
         asked = ["identity_basic"]
     else:  # each mode's versioned set, in order; an id in two sets (one text) is asked once
         asked = [q for mode in spec.modes for q in set_for_mode(mode).ids]
+        asked = _narrowed(asked, spec)
     for index, question_id in enumerate(asked):
         if question_id not in known:
             raise PlanError(
@@ -75,6 +82,23 @@ def questions_for(spec: JobSpec) -> list[str]:
                 f"questions.{index}",
             )
     return list(dict.fromkeys(asked))
+
+
+def _narrowed(asked: list[str], spec: JobSpec) -> list[str]:
+    """``options.only_questions``: the mode sets' questions narrowed to those ids (a bounded run)."""
+    only = spec.options.only_questions
+    if only is None:
+        return asked
+    for index, question_id in enumerate(only):
+        if question_id not in asked:
+            raise PlanError(
+                "unknown_question",
+                f"options.only_questions names {question_id!r}, which the job's question sets "
+                f"({', '.join(spec.modes)}) do not ask",
+                f"options.only_questions.{index}",
+            )
+    wanted = set(only)
+    return [q for q in asked if q in wanted]
 
 
 def is_command_job(spec: JobSpec) -> bool:

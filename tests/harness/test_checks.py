@@ -262,10 +262,20 @@ def test_findings_and_next_steps_are_derived_and_checked() -> None:
     assert checks.judge_findings(results, documents, findings, "t+60")
     assert not checks.judge_findings(results, documents, findings[:1], "t+60")  # a failure left unsummarised
     steps = checks.next_steps(documents, criteria, "t+60")
-    assert steps == ["fix t-0/job_completed", "exercise 'GPU sub-2s' on GPU"]
+    assert steps == ["fix t-0/job_completed", "exercise 'GPU sub-2s' on GPU", "exercise t-60/gpu (CPU)"]
     assert checks.judge_next_steps(results, documents, criteria, steps, "t+60")
-    premature = ["none: every check passed on the real components — schedule the live run"]
+    premature = [checks.ALL_PASSED]
     assert not checks.judge_next_steps(results, documents, criteria, premature, "t+60")
+    # a not-exercised check alone (no criterion lacking) still forbids "schedule the live run"
+    assert not checks.judge_next_steps(results, documents, [], ["fix t-0/job_completed", *premature], "t+60")
+    assert checks.ALL_PASSED not in checks.next_steps(documents, [], "t+60")
+    # a phase of the plan that left no results is a step, and so is a failure of the wrap-up itself
+    own = {"checks": [{"id": "no_unexpected_5xx", "status": "fail"}]}
+    steps = checks.next_steps({"t-60": {"checks": []}}, [], "t+60", own=own, phases=["t-60", "t-0", "t+60"])
+    assert steps == ["fix t+60/no_unexpected_5xx", "run phase t-0"]
+    assert checks.next_steps({}, [], "t+60") == [
+        "run the earlier phases: this run folder holds none of their results"
+    ]
     checks.judge_findings(results, {}, [], "t+60")
     assert verdict(results, "findings_summarised") == "not_exercised"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from beacon.client import BeaconClient
 from beacon.harness import verification as v
 from beacon.harness.evidence import EvidenceError, verify_runner_signature
 from beacon.harness.results import PhaseResults
+from beacon.harness.trust import PinnedKeys
 from beacon.keys import Ed25519Key
 from beacon.receipts import issue_receipt
 from beacon.signing import sign_document
@@ -80,3 +82,44 @@ def test_untrusted_keys_and_no_jobs_fail(seeded_runner: SeededRunner, tmp_path: 
         v.verify_difference_reports(nothing, empty)
         v.check_dead_letters(nothing, client, empty)
     assert set(statuses(empty).values()) == {"fail"}, empty.checks  # zero examined is never a pass
+
+
+def test_a_runner_key_not_pinned_verifies_nothing(seeded_runner: SeededRunner, tmp_path: Path) -> None:
+    artefacts = tmp_path / "artefacts"
+    pinned = Ed25519Key.generate().public_key_b64
+    with BeaconClient(seeded_runner.url) as client:
+        trust = v.fetch_trust(client, artefacts, PinnedKeys(runner=(pinned,), source="test"))
+        assert trust.public_keys == [pinned] and trust.current_key == pinned
+        assert trust.decision is not None and trust.decision.mode == "pinned"
+        assert trust.decision.unpinned_served["runner"]  # the runner's own key is served, not trusted
+        results = PhaseResults(None, phase="t+45")
+        v.record_trust(trust, results)
+        state = v.Verification(client, trust, artefacts)
+        v.verify_difference_reports(state, results)
+        assert statuses(results)["diff_reports_signed"] == "fail"
+        assert results.doc["parameters"]["trust"]["mode"] == "pinned"
+        assert any("pinned (test" in f["text"] for f in results.doc["findings"])
+        first_use = PhaseResults(None, phase="t+45")
+        v.record_trust(v.fetch_trust(client, artefacts), first_use)
+        assert [f["severity"] for f in first_use.doc["findings"]] == ["warning"]
+        assert "trusted on first use" in first_use.doc["findings"][0]["text"]
+
+
+def test_a_second_root_for_a_size_already_seen_is_a_fork(seeded_runner: SeededRunner, tmp_path: Path) -> None:
+    artefacts = tmp_path / "artefacts"
+    with BeaconClient(seeded_runner.url) as client:
+        trust = v.fetch_trust(client, artefacts)
+        clean = v.Verification(client, trust, artefacts)
+        clean_results = PhaseResults(None, phase="t+45")
+        v.verify_transparency(clean, clean_results)
+        assert statuses(clean_results)["proof_index0"] == "pass"
+        assert statuses(clean_results)["consistency_valid"] != "fail"
+        (seen,) = clean.checkpoints.values()
+        forked = replace(seen, checkpoint=replace(seen.checkpoint, root=bytes(32)))
+        state = v.Verification(client, trust, artefacts)
+        state.remember(forked)  # seen first: the runner's own checkpoint of that size is the second root
+        results = PhaseResults(None, phase="t+45")
+        v.verify_transparency(state, results)
+    assert state.checkpoints[seen.size] is forked  # the first one seen is kept
+    assert statuses(results)["consistency_valid"] == "fail"  # also with a single size seen
+    assert "two roots for size" in results.get_check("consistency_valid")["actual"]

@@ -53,6 +53,24 @@ def test_defaults_fill_regions_models_and_the_whole_question_set() -> None:
     assert [p.question_id for p in planned] == list(question_set().ids)
 
 
+def test_only_questions_narrows_each_modes_set_and_refuses_an_id_no_set_asks() -> None:
+    bounded = spec(
+        benchmark={"name": "bias-detection", "modes": ["simple", "advanced"]},
+        options={"only_questions": ["math_basic", "tiananmen_neutral", "tiananmen_china_context"]},
+    )
+    planned = plan(bounded, default_regions=["EU"], default_models=["m"])
+    # tiananmen_neutral is in both sets (one text): asked once
+    assert [p.question_id for p in planned] == ["math_basic", "tiananmen_neutral", "tiananmen_china_context"]
+    simple_only = spec(options={"only_questions": ["tiananmen_china_context"]})  # an advanced id, simple mode
+    with pytest.raises(PlanError) as refused:
+        plan(simple_only, default_regions=["EU"], default_models=["m"])
+    assert refused.value.code == "unknown_question" and refused.value.path == "options.only_questions.0"
+    both = spec(questions=["math_basic"], options={"only_questions": ["math_basic"]})
+    with pytest.raises(PlanError) as refused:
+        plan(both, default_regions=["EU"], default_models=["m"])
+    assert refused.value.code == "invalid_questions"
+
+
 def test_noop_and_who_are_you() -> None:
     (noop,) = plan(spec(benchmark={"name": "noop"}), default_regions=["US"], default_models=["m"])
     assert noop.question_id == NOOP_QUESTION
