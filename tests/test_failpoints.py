@@ -12,7 +12,9 @@ from beacon import failpoints
 
 
 def test_segv_kills_the_process_with_sigsegv() -> None:
-    script = "from beacon import failpoints\nfailpoints.configure('x=1*segv')\nfailpoints.failpoint_sync('x')\n"
+    script = (
+        "from beacon import failpoints\nfailpoints.configure('x=1*segv')\nfailpoints.failpoint_sync('x')\n"
+    )
     done = subprocess.run([sys.executable, "-c", script], timeout=60)
     assert done.returncode == -11
 
