@@ -31,6 +31,8 @@ CID_PATTERN = r"^[A-Za-z0-9]{1,128}$"
 """A content address in any multibase form (``bafy…``, ``BAFY…``, ``z…``); see beacon.transparency.cid."""
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,512}$"
 """An opaque page cursor: unpadded base64url, as the API hands it out."""
+PUBLIC_KEY_PATTERN = r"^[A-Za-z0-9+/=_:-]{1,128}$"
+"""An Ed25519 public key as the key tools write it (base64, optionally with its scheme prefix)."""
 
 JobId = Annotated[str, Path(description="The job id", pattern=JOB_ID_PATTERN, max_length=128)]
 JobIdFilter = Annotated[

@@ -140,7 +140,11 @@ async def test_the_job_timeline_reads_created_enqueued_executing_completed(
     await wait_for_jobs(runtime.db, ["timeline"], timeout_s=30)
     await asyncio.sleep(0)
     job = (await client.get("/api/v1/jobs/timeline", params={"include": "executions"})).json()
-    assert [event["status"] for event in job["timeline"]] == ["created", "enqueued", "executing", "completed"]
+    states = [event["status"] for event in job["timeline"] if event["status"] != "published"]
+    assert states == ["created", "enqueued", "executing", "completed"]
+    published = [event for event in job["timeline"] if event["status"] == "published"]  # the relay's own
+    assert sorted(event["detail"]["region"] for event in published) == ["EU", "US"]
+    assert all(event["at"] >= job["timeline"][1]["at"] for event in published)
     assert [event["at"] for event in job["timeline"]] == sorted(event["at"] for event in job["timeline"])
     assert job["timeline"][-1]["detail"]["success_rate"] == 1.0
     assert all(e["receipt"] and e["status"] == "completed" for e in job["executions"])

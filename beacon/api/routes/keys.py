@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from beacon.api.deps import get_runtime
 from beacon.api.openapi import problem_responses
+from beacon.api.params import PUBLIC_KEY_PATTERN
 from beacon.api.problems import Problem
 from beacon.clock import iso_time
 from beacon.intake import IntakeError, evaluate_trust
@@ -83,7 +84,10 @@ class KeyTrust(BaseModel):
     responses=problem_responses(400),
 )
 async def key_trust(
-    public_key: Annotated[str, Query(max_length=128, description="Standard base64 Ed25519 public key")],
+    public_key: Annotated[
+        str,
+        Query(max_length=128, pattern=PUBLIC_KEY_PATTERN, description="Standard base64 Ed25519 public key"),
+    ],
     runtime: Runtime = Depends(get_runtime),
 ) -> dict[str, Any]:
     from beacon.admin_config import current_admin_config
