@@ -18,6 +18,8 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictFloat,
+    StrictInt,
     ValidationInfo,
     WithJsonSchema,
     computed_field,
@@ -186,21 +188,21 @@ class Benchmark(_Strict):
 
 class ProviderFilter(_Strict):
     region: Region | None = None
-    min_score: float | None = None
-    max_price: float | None = None
+    min_score: StrictFloat | None = None
+    max_price: StrictFloat | None = None
     whitelist: list[str] | None = None
     blacklist: list[str] | None = None
 
 
 class Constraints(_Strict):
     regions: list[Region] = Field(default_factory=list)
-    min_regions: int = Field(1, ge=0)
-    min_success_rate: float = Field(0.67, ge=0.0, le=1.0)
+    min_regions: StrictInt = Field(1, ge=0)
+    min_success_rate: StrictFloat = Field(0.67, ge=0.0, le=1.0)
     timeout: Duration = timedelta(minutes=10)
     provider_timeout: Duration = timedelta(minutes=5)
-    max_cost: float | None = Field(None, ge=0)
+    max_cost: StrictFloat | None = Field(None, ge=0)
     providers: list[ProviderFilter] | None = None
-    max_retries: int | None = Field(None, ge=0, le=20)
+    max_retries: StrictInt | None = Field(None, ge=0, le=20)
     """Retries after the first attempt of each execution (attempts = max_retries + 1); None: the
     deployment's ``MAX_ATTEMPTS``."""
 
@@ -237,7 +239,7 @@ class WalletAuth(_Strict):
     address: str
     signature: str
     message: str
-    chainId: int | None = None
+    chainId: StrictInt | None = None
     nonce: str | None = None
     expiresAt: str | int | None = None
 
@@ -248,10 +250,10 @@ PromptContext = Literal["neutral", "region", "both"]
 class ExecutionOptions(_Strict):
     """Decoding options and the system-prompt choice; Beacon's own, recorded in every receipt."""
 
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    seed: int = Field(42, ge=0, lt=2**31)
-    max_tokens: int = Field(256, ge=1, le=4096)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    temperature: StrictFloat = Field(0.0, ge=0.0, le=2.0)
+    seed: StrictInt = Field(42, ge=0, lt=2**31)
+    max_tokens: StrictInt = Field(256, ge=1, le=4096)
+    top_p: StrictFloat = Field(1.0, gt=0.0, le=1.0)
     prompt_context: PromptContext = "neutral"
     """``neutral``: one system prompt for all regions; ``region``: "based in {region}";
     ``both``: run both, so deployment-induced and prompt-induced differences can be told apart."""
@@ -277,7 +279,7 @@ class JobSpec(_Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
     questions: list[str] | None = None
     models: list[Annotated[ModelRef, BeforeValidator(_model_ref)]] | None = None
-    runs: int = Field(1, ge=1, le=10)
+    runs: StrictInt = Field(1, ge=1, le=10)
     options: ExecutionOptions = Field(default_factory=ExecutionOptions)
     wallet_auth: WalletAuth | None = None
     created_at: datetime | None = None
