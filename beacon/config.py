@@ -202,6 +202,10 @@ class Settings(BaseSettings):
     """Replaced by BEACON_TRUSTED_PROXIES; read only to refuse it (it trusted any peer's header)."""
     access_log: bool = Field(True, validation_alias=AliasChoices("BEACON_ACCESS_LOG"))
 
+    start_wait_s: float = Field(30.0, ge=0, validation_alias=AliasChoices("BEACON_START_WAIT_SECONDS"))
+    """How long ``beacon serve`` and ``beacon worker`` wait out an unreachable database at start
+    (backing off) before they exit 2 naming it; 0 fails at once."""
+
     # --- workers ----------------------------------------------------------------------------------
     worker_concurrency: int = Field(1, ge=1, validation_alias=AliasChoices("BEACON_WORKER_CONCURRENCY"))
     max_attempts: int = Field(5, ge=1, validation_alias=AliasChoices("MAX_ATTEMPTS", "BEACON_MAX_ATTEMPTS"))

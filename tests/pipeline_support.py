@@ -335,6 +335,18 @@ class BeaconProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def wait_for_line(self, prefix: str, timeout_s: float = 30.0) -> str:
+        """The first line of its output that starts with ``prefix``, once printed (it must not exit first)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for line in self.log().splitlines():
+                if line.startswith(prefix):
+                    return line
+            if not self.alive:
+                raise AssertionError(f"{self.log_path.name} exited:\n{self.log()[-3000:]}")
+            time.sleep(0.1)
+        raise AssertionError(f"no {prefix!r} from {self.log_path.name}:\n{self.log()[-3000:]}")
+
 
 def worker_process(
     region: str, env: dict[str, str], log_dir: Path, *, concurrency: int = 1, name: str = ""
@@ -444,12 +456,4 @@ async def make_cluster(
 
 def server_url(process: BeaconProcess, timeout_s: float = 30.0) -> str:
     """The URL a ``beacon serve`` child printed once it listens."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for line in process.log().splitlines():
-            if line.startswith("Beacon listening on "):
-                return line.split()[3]
-        if not process.alive:
-            raise AssertionError(f"beacon serve exited:\n{process.log()[-3000:]}")
-        time.sleep(0.1)
-    raise AssertionError(f"beacon serve did not start:\n{process.log()[-3000:]}")
+    return process.wait_for_line("Beacon listening on ", timeout_s).split()[3]

@@ -38,25 +38,58 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 
 async def start_runtime_or_exit(settings: Settings, *, migrate: bool = True) -> Runtime:
-    """The runtime; a database that cannot be reached is one line naming its variable, and exit 2."""
-    from beacon.logging import redact
-    from beacon.outage import is_outage
-    from beacon.runtime import Runtime
+    """The runtime, once its database answers.
 
-    try:
-        return await Runtime.start(settings, migrate=migrate)
-    except Exception as exc:
-        if not is_outage(exc):
-            raise
-        variable = "DATABASE_URL" if settings.database_url else "BEACON_DATA_DIR"
-        cause = _root_cause(exc)
+    A database that is away at start (restarting, not up yet) is waited out with backoff for
+    ``BEACON_START_WAIT_SECONDS``; past that it is one line naming its variable, and exit 2. Without
+    ``migrate`` (a worker) the schema must already be at head: another revision is exit 2 too.
+    """
+    import logging
+
+    from beacon.logging import redact
+    from beacon.outage import Backoff, is_outage
+    from beacon.runtime import Runtime
+    from beacon.store.migrate import current_revision, head_revision
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.start_wait_s
+    backoff = Backoff(log=logging.getLogger("beacon.cli"))
+    while True:
+        runtime: Runtime | None = None
+        try:
+            runtime = await Runtime.start(settings, migrate=migrate)
+            revision = head_revision()
+            if not migrate:
+                async with runtime.db.connect() as conn:
+                    revision = await conn.run_sync(current_revision)
+            break
+        except Exception as exc:
+            if runtime is not None:
+                await runtime.stop()
+            if not is_outage(exc):
+                raise
+            if loop.time() < deadline:
+                await backoff.wait("database at start", exc)
+                continue
+            variable = "DATABASE_URL" if settings.database_url else "BEACON_DATA_DIR"
+            cause = _root_cause(exc)
+            typer.secho(
+                f"cannot reach the database named by {variable} ({redact(settings.effective_database_url)}): "
+                f"{type(cause).__name__}: {redact(str(cause))}",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            raise typer.Exit(2) from None
+    if revision != head_revision():
+        await runtime.stop()
         typer.secho(
-            f"cannot reach the database named by {variable} ({redact(settings.effective_database_url)}): "
-            f"{type(cause).__name__}: {redact(str(cause))}",
+            f"the database is at revision {revision}, this worker needs {head_revision()}: "
+            "run `beacon db upgrade` (or start the API, which upgrades it)",
             fg=typer.colors.RED,
             err=True,
         )
-        raise typer.Exit(2) from None
+        raise typer.Exit(2)
+    return runtime
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -226,23 +259,12 @@ async def _worker(
 ) -> int:
     from beacon.executors.base import PermanentExecutorError
     from beacon.logging import configure_logging
-    from beacon.store.migrate import current_revision, head_revision
     from beacon.worker.loop import Worker
     from beacon.worker.service import build_executor, warm_up
 
     configure_logging(settings)
     runtime = await start_runtime_or_exit(settings, migrate=False)
     try:
-        async with runtime.db.connect() as conn:
-            revision = await conn.run_sync(current_revision)
-        if revision != head_revision():
-            typer.secho(
-                f"the database is at revision {revision}, this worker needs {head_revision()}: "
-                "run `beacon db upgrade` (or start the API, which upgrades it)",
-                fg=typer.colors.RED,
-                err=True,
-            )
-            return 2
         assert runtime.queue is not None
         try:
             executor = await build_executor(runtime, region, backend, strict=True)

@@ -55,6 +55,7 @@ def test_an_unreachable_database_is_one_line_naming_the_variable(tmp_path: Path)
             "DATABASE_URL": "postgresql://beacon:hunter2@127.0.0.1:1/beacon",
             "BEACON_DATA_DIR": str(tmp_path),
             "BEACON_ENV_FILE": str(tmp_path / "no.env"),
+            "BEACON_START_WAIT_SECONDS": "0",
         }
     )
     result = subprocess.run(

@@ -1,7 +1,8 @@
 """Stop PostgreSQL (a cluster of this test) for a few seconds in the middle of a run.
 
 While it is down the API answers 503 problems and the workers back off without dying; when it is
-back, everything resumes and every job completes.
+back, everything resumes and every job completes. A worker started during the outage waits for the
+database (``BEACON_START_WAIT_SECONDS``) and then serves.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ async def test_api_answers_503_workers_back_off_and_all_resumes(
     server = cluster.start_server()
     url = server_url(server)
     workers = [cluster.start_worker("US", failpoints="worker.mid_execution=sleep(0.4)") for _ in range(2)]
+    for worker in workers:  # serving before the outage: this test is about workers at work
+        await asyncio.to_thread(worker.wait_for_line, "Beacon worker ", 60)
 
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
         for n in range(JOBS):
@@ -66,3 +69,32 @@ async def test_api_answers_503_workers_back_off_and_all_resumes(
         assert listed["total"] == JOBS
     assert await audit_pipeline(cluster.runtime.db, [cluster.runtime.runner_key.public_key_b64]) == []
     assert "unavailable" in "".join(w.log() for w in workers)  # they noticed, and backed off
+
+
+async def test_a_worker_started_while_the_database_is_down_waits_for_it_and_serves(
+    private_postgres: PostgresCluster, redis_url: str, redis_prefix: str, make_cluster: Callable[..., Any]
+) -> None:
+    # A CI run found this: a worker that started during the outage died with a traceback at its
+    # schema check, so the jobs stayed enqueued once the database was back.
+    cluster: Cluster = await make_cluster(private_postgres.url, redis_url, redis_prefix)
+    await asyncio.to_thread(private_postgres.stop, "fast")
+    try:
+        worker = cluster.start_worker("US")
+        await asyncio.to_thread(worker.wait_for_line, "", 60)  # it runs and has said something
+        await asyncio.sleep(2.0)
+        assert worker.alive, worker.log()[-3000:]
+    finally:
+        await asyncio.to_thread(private_postgres.start)
+    await asyncio.to_thread(worker.wait_for_line, "Beacon worker ", 60)
+
+    async with httpx.AsyncClient(base_url=server_url(cluster.start_server()), timeout=10) as http:
+        for n in range(3):
+            answer = await http.post(
+                "/api/v1/jobs",
+                content=cluster.submitter.body(f"late-{n}"),
+                headers={"Content-Type": "application/json"},
+            )
+            assert answer.status_code == 202, answer.text
+    statuses = await wait_for_jobs(cluster.runtime.db, [f"late-{n}" for n in range(3)], timeout_s=60)
+    assert set(statuses.values()) == {"completed"}, cluster.logs()
+    assert "database at start unavailable" in worker.log()
