@@ -151,7 +151,7 @@ BEFORE_THE_SIGNATURE = frozenset(
 
 
 def run_schemathesis(
-    served: Served, workdir: Path, *selection: str
+    served: Served, workdir: Path, *selection: str, mode: str = "all"
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """One ``st run`` of the operations ``selection`` picks (CLI phase and filter options), and its tally."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -178,7 +178,7 @@ def run_schemathesis(
         "2",
         *selection,
         "--mode",
-        "all",
+        mode,
         "--seed",
         "16",
         "--continue-on-failure",
@@ -223,9 +223,10 @@ def test_schemathesis_finds_nothing(tmp_path: Path, database_url: str) -> None:
             "--exclude-path",
             "/admin/config",
         )
-        # ... then submissions alone, long enough to reach intake past the signature a few hundred times.
+        # ... then submissions alone, data the schema allows only, so that most of them reach intake past
+        # the signature (in mode "all" as many are malformed on purpose: one CI run reached intake 70 times).
         only_jobs = ("--phases", "fuzzing", "--include-path", "/api/v1/jobs", "--include-method", "POST")
-        submissions = run_schemathesis(served, tmp_path / "jobs", *only_jobs)
+        submissions = run_schemathesis(served, tmp_path / "jobs", *only_jobs, mode="positive")
     finally:
         stop_server(served)
     for result, counted in (everything, submissions):
