@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import io
 import os
 import string
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from beacon.harness import findings as bias_findings
+from beacon.harness.plots import png
 from beacon.harness.report import collect_calls, collect_table, load_summary
 
 DRIFT_THRESHOLD = 0.05
@@ -362,14 +362,6 @@ def _bias(
 # --- figures -------------------------------------------------------------------------------------------
 
 
-def _png(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def grouped_bars(
     rows: Sequence[Mapping[str, Any]], *, group: str, value: str, title: str, xlabel: str
 ) -> bytes | None:
@@ -390,7 +382,7 @@ def grouped_bars(
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(axis="x", alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def figures(comparison: Mapping[str, Any]) -> dict[str, bytes | None]:
@@ -410,38 +402,28 @@ def figures(comparison: Mapping[str, Any]) -> dict[str, bytes | None]:
         for r in comparison["bias"]["similarity_drift"][:20]
         for run in comparison["runs"]
     ]
-    return {
-        "latency": grouped_bars(
-            latency,
-            group="group",
-            value="p95_s",
-            title="Inference p95 per region and model",
-            xlabel="seconds",
-        ),
-        "end_to_end": grouped_bars(
+    charts = {  # name: (rows, one bar group per, the value, title, x axis)
+        "latency": (latency, "group", "p95_s", "Inference p95 per region and model", "seconds"),
+        "end_to_end": (
             comparison["end_to_end"],
-            group="region",
-            value="max_s",
-            title="End-to-end time per region (max)",
-            xlabel="seconds",
+            "region",
+            "max_s",
+            "End-to-end time per region (max)",
+            "seconds",
         ),
-        "api": grouped_bars(
-            comparison["api"],
-            group="route",
-            value="p95_s",
-            title="API p95 per route (client-side)",
-            xlabel="seconds",
-        ),
-        "phases": grouped_bars(
-            phases, group="phase", value="duration_s", title="Phase durations", xlabel="seconds"
-        ),
-        "drift": grouped_bars(
+        "api": (comparison["api"], "route", "p95_s", "API p95 per route (client-side)", "seconds"),
+        "phases": (phases, "phase", "duration_s", "Phase durations", "seconds"),
+        "drift": (
             drift,
-            group="item",
-            value="similarity",
-            title="Region pairs whose similarity drifted",
-            xlabel="semantic similarity",
+            "item",
+            "similarity",
+            "Region pairs whose similarity drifted",
+            "semantic similarity",
         ),
+    }
+    return {
+        name: grouped_bars(rows, group=group, value=value, title=title, xlabel=xlabel)
+        for name, (rows, group, value, title, xlabel) in charts.items()
     }
 
 

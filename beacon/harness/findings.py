@@ -17,7 +17,6 @@ Nothing here classifies or compares anew: every class, similarity and metric is 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +34,7 @@ import pandas as pd
 from beacon.canonical import jcs, sha256_hex
 from beacon.client import BeaconAPIError, BeaconClient, BeaconError
 from beacon.harness.evidence import EvidenceError, verify_receipt_inclusion, verify_runner_signature
+from beacon.harness.plots import png
 from beacon.harness.results import load_phase_results
 
 TABLE = "difference_reports"
@@ -479,14 +479,6 @@ def attribution_sentence(job: JobFindings) -> str:
 # --- figures ---------------------------------------------------------------------------------------
 
 
-def _png(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def similarity_heatmap(similarity: pd.DataFrame, title: str = "") -> bytes | None:
     """Semantic similarity per item (rows) and pair of regions (columns), each cell annotated."""
     if similarity.empty or similarity["similarity"].isna().all():
@@ -518,7 +510,7 @@ def similarity_heatmap(similarity: pd.DataFrame, title: str = "") -> bytes | Non
     ax.set_yticks(range(grid.shape[0]), list(grid.index), fontsize=7)
     fig.colorbar(image, ax=ax, fraction=0.04, label="semantic similarity")
     ax.set_title(title or "Similarity per question and region pair (* content, ! high salience)", fontsize=10)
-    return _png(fig)
+    return png(fig)
 
 
 def refusal_rates_plot(rates: pd.DataFrame) -> bytes | None:
@@ -548,7 +540,7 @@ def refusal_rates_plot(rates: pd.DataFrame) -> bytes | None:
     ax.set_title("Refusal and evasion rate per region and model")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 # --- the report's section -------------------------------------------------------------------------------

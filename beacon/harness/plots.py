@@ -30,7 +30,8 @@ STATUS_COLOURS = {
 STATE_COLOURS = {"created": "#90a4ae", "enqueued": "#ffb300", "executing": "#1e88e5", "completed": "#43a047"}
 
 
-def _png(fig: Any) -> bytes:
+def png(fig: Any) -> bytes:
+    """The figure as PNG bytes (laid out, 110 dpi); the figure is closed."""
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=110)
@@ -65,7 +66,7 @@ def phase_gantt(phases: pd.DataFrame, run_start: float) -> bytes | None:
     ax.set_xlabel("seconds since the run started")
     ax.set_title("Phases (green passed, red failed, purple error)")
     ax.grid(axis="x", alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def cell_timings(cells: pd.DataFrame, top: int = 20) -> bytes | None:
@@ -82,7 +83,7 @@ def cell_timings(cells: pd.DataFrame, top: int = 20) -> bytes | None:
     ax.set_xlabel("seconds (papermill cell metadata)")
     ax.set_title(f"The {len(rows)} slowest cells")
     ax.grid(axis="x", alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def latency_by_region_model(executions: pd.DataFrame, target_s: float) -> bytes | None:
@@ -106,7 +107,7 @@ def latency_by_region_model(executions: pd.DataFrame, target_s: float) -> bytes 
     ax.set_title("Inference latency per region and model")
     ax.legend(loc="upper right")
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def job_timeline(timeline: pd.DataFrame) -> bytes | None:
@@ -139,7 +140,7 @@ def job_timeline(timeline: pd.DataFrame) -> bytes | None:
     ax.set_xlabel("seconds since the first job was created")
     ax.set_title("Job lifecycle (server timestamps)")
     ax.grid(axis="x", alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def queue_depth(depths: pd.DataFrame, run_start: float) -> bytes | None:
@@ -154,7 +155,7 @@ def queue_depth(depths: pd.DataFrame, run_start: float) -> bytes | None:
     ax.set_title("Queue depth per region")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def host_load(samples: pd.DataFrame, run_start: float) -> bytes | None:
@@ -174,7 +175,7 @@ def host_load(samples: pd.DataFrame, run_start: float) -> bytes | None:
     ax.set_title("Host load")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def api_latency(calls: pd.DataFrame, top: int = 15) -> bytes | None:
@@ -192,4 +193,4 @@ def api_latency(calls: pd.DataFrame, top: int = 15) -> bytes | None:
     ax.set_title("API response time per route")
     ax.legend(fontsize=8)
     ax.grid(axis="x", alpha=0.3)
-    return _png(fig)
+    return png(fig)
