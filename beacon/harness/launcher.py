@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import psutil
 
@@ -144,14 +145,7 @@ class EmbeddedRunner:
         process, self.process = self.process, None
         status: int | None = None
         if process is not None:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout_s)
-                except subprocess.TimeoutExpired:
-                    kill_tree(process.pid)
-                    process.wait(5)
-            status = process.returncode
+            status = end_process(process, timeout_s)
         if keep_log is not None and self.data_dir is not None and self.log_path.is_file():
             keep_log.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.log_path, keep_log)
@@ -276,6 +270,18 @@ def listening_port(pid: int) -> int | None:
         if connection.status == psutil.CONN_LISTEN and connection.laddr:
             return int(connection.laddr.port)
     return None
+
+
+def end_process(process: subprocess.Popen[Any], timeout_s: float) -> int | None:
+    """Stop a child by its PID: SIGTERM, then its whole tree SIGKILLed after ``timeout_s``; its exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_tree(process.pid)
+            process.wait(5)
+    return process.returncode
 
 
 def kill_tree(pid: int) -> None:

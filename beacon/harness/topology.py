@@ -37,7 +37,7 @@ from beacon.harness.launcher import (
     EmbeddedRunnerError,
     RunnerCredentials,
     beacon_command,
-    kill_tree,
+    end_process,
     log_tail,
     provision_credentials,
     runner_environment,
@@ -311,13 +311,7 @@ class ServiceRunner:
     def _end(
         self, process: subprocess.Popen[bytes], role: str, region: str | None, timeout_s: float
     ) -> int | None:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                kill_tree(process.pid)
-                process.wait(5)
+        end_process(process, timeout_s)
         self.history.append(
             {
                 "event": "ended",
