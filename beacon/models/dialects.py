@@ -217,12 +217,18 @@ def _passthrough(ledger: _Ledger, out: dict[str, Any]) -> None:
             ledger.seen.add(key)
 
 
-def _translate_v2(ledger: _Ledger) -> tuple[dict[str, Any], dict[str, Any]]:
+def _head(ledger: _Ledger) -> dict[str, Any]:
+    """What both dialects carry over the same way: Beacon's own members, the id and the version."""
     out: dict[str, Any] = {}
     _passthrough(ledger, out)
     out["id"] = ledger.drives("id", "id")
     if ledger.get("version") is not None:
         out["version"] = ledger.drives("version", "version")
+    return out
+
+
+def _translate_v2(ledger: _Ledger) -> tuple[dict[str, Any], dict[str, Any]]:
+    out = _head(ledger)
     category = ledger.get("benchmark.category")
     if category != "bias_detection":
         raise DialectError(
@@ -314,11 +320,7 @@ def _translate_v2(ledger: _Ledger) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _translate_v1(ledger: _Ledger) -> tuple[dict[str, Any], dict[str, Any]]:
-    out: dict[str, Any] = {}
-    _passthrough(ledger, out)
-    out["id"] = ledger.drives("id", "id")
-    if ledger.get("version") is not None:
-        out["version"] = ledger.drives("version", "version")
+    out = _head(ledger)
     benchmark: dict[str, Any] = {"name": "bias-detection", "modes": ["simple"]}
     if ledger.get("benchmark.name") is not None:
         benchmark["title"] = ledger.drives(
