@@ -85,15 +85,21 @@ def golem_balance(net: Any) -> Decimal:
     return dn.glm_balance(net, net.requestor.node_id)
 
 
-def test_a_refusing_provider_fails_agreements_reach_and_settlement(eu_devnet: Any) -> None:
+def run_with_fault(net: Any, fault: str, deadline_s: float) -> tuple[PhaseResults, GolemChecks]:
+    """The EU execution through the checks while its provider misbehaves as ``fault`` says."""
     results = PhaseResults(None, phase="t+15")
-    golem = GolemChecks.open(results, regions=["EU"], directory=eu_devnet.dir)
-    golem.funds(expected_glm=golem_balance(eu_devnet))
-    eu_devnet.set_fault("EU", "refuse")
+    golem = GolemChecks.open(results, regions=["EU"], directory=net.dir)
+    golem.funds(expected_glm=golem_balance(net))
+    net.set_fault("EU", fault)
     try:
-        golem.run_regions([SMOLLM2_MODEL_ID], deadline_s=10)
+        golem.run_regions([SMOLLM2_MODEL_ID], deadline_s=deadline_s)
     finally:
-        eu_devnet.set_fault("EU", None)
+        net.set_fault("EU", None)
+    return results, golem
+
+
+def test_a_refusing_provider_fails_agreements_reach_and_settlement(eu_devnet: Any) -> None:
+    results, golem = run_with_fault(eu_devnet, "refuse", deadline_s=10)
     assert not golem.settlement(wait_s=2)
     got = statuses(results)
     for check in (
@@ -106,14 +112,7 @@ def test_a_refusing_provider_fails_agreements_reach_and_settlement(eu_devnet: An
 
 
 def test_a_provider_that_vanishes_leaves_an_unsettled_agreement(eu_devnet: Any) -> None:
-    results = PhaseResults(None, phase="t+15")
-    golem = GolemChecks.open(results, regions=["EU"], directory=eu_devnet.dir)
-    golem.funds(expected_glm=golem_balance(eu_devnet))
-    eu_devnet.set_fault("EU", "vanish")
-    try:
-        golem.run_regions([SMOLLM2_MODEL_ID], deadline_s=40)
-    finally:
-        eu_devnet.set_fault("EU", None)
+    results, golem = run_with_fault(eu_devnet, "vanish", deadline_s=40)
     assert golem.agreements, "the agreement was made before the provider vanished"
     assert not golem.settlement(wait_s=5)
     assert statuses(results)["golem_invoices_settled"] == "fail"

@@ -77,44 +77,19 @@ def test_beacon_lab_runs_a_command_in_the_session(seeded_runner: SeededRunner, t
         "import os, json; from beacon.harness import open_session; s = open_session(''); "
         "print(json.dumps({'url': s.url, 'run_dir': str(s.run_dir), 'file': os.environ['BEACON_SESSION_FILE']}))"
     )
-    done = subprocess.run(
-        [
-            *BEACON,
-            "lab",
-            "--runner",
-            seeded_runner.url,
-            "--run-dir",
-            str(tmp_path / "r"),
-            "--",
-            sys.executable,
-            "-c",
-            script,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+
+    def lab(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*BEACON, "lab", "--runner", seeded_runner.url, "--run-dir", str(tmp_path / "r"), "--", *command],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    done = lab(sys.executable, "-c", script)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["url"] == seeded_runner.url and Path(seen["run_dir"]) == (tmp_path / "r").resolve()
     assert Path(seen["file"]) == (tmp_path / "r" / "session.json").resolve()
-    failing = subprocess.run(
-        [
-            *BEACON,
-            "lab",
-            "--runner",
-            seeded_runner.url,
-            "--run-dir",
-            str(tmp_path / "r"),
-            "--",
-            sys.executable,
-            "-c",
-            "raise SystemExit(3)",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert failing.returncode == 3
+    assert lab(sys.executable, "-c", "raise SystemExit(3)").returncode == 3  # the command's status is lab's

@@ -4,7 +4,6 @@ they need they stop with a message that says what to run first. Nothing is writt
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import papermill
@@ -13,32 +12,13 @@ import pytest
 from tests.harness.conftest import SeededRunner, seeded_runner  # noqa: F401 (the fixture)
 from tests.harness.test_compare import three_runs
 from tests.harness.test_report import make_run
+from tests.notebooks.support import NOTEBOOKS, run_notebook, untracked_under_notebooks
 
-ROOT = Path(__file__).resolve().parents[2]
-ANALYSIS = ROOT / "notebooks" / "analysis"
-
-
-def untracked_under_notebooks() -> list[str]:
-    out = subprocess.run(
-        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all", "notebooks"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [line for line in out.splitlines() if line.startswith(("??", "!!"))]
+ANALYSIS = NOTEBOOKS / "analysis"
 
 
 def execute(name: str, executed: Path, **parameters: object) -> str:
-    papermill.execute_notebook(
-        str(ANALYSIS / name),
-        str(executed),
-        parameters=parameters,
-        kernel_name="beacon",
-        cwd=str(ANALYSIS),
-        progress_bar=False,
-    )
-    return executed.read_text()
+    return run_notebook(ANALYSIS / name, executed, **parameters)
 
 
 @pytest.mark.timeout(600)

@@ -11,14 +11,11 @@ from pathlib import Path
 import papermill
 import pytest
 
+from beacon.harness.checks import ALL_PASSED
 from beacon.harness.results import load_phase_results
 from beacon.harness.session import SESSION_FILE_ENV, write_session_file
-from beacon.harness.checks import ALL_PASSED
 from tests.harness.conftest import TOKENS, SeededRunner, seeded_runner  # noqa: F401 (the fixture)
-from tests.notebooks.test_analysis_notebooks import untracked_under_notebooks
-
-ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = ROOT / "notebooks"
+from tests.notebooks.support import NOTEBOOKS, run_notebook, untracked_under_notebooks
 
 
 @pytest.fixture
@@ -32,14 +29,7 @@ def lab_session(seeded_runner: SeededRunner, tmp_path: Path, monkeypatch: pytest
 
 
 def by_hand(name: str, executed: Path, **parameters: object) -> None:
-    papermill.execute_notebook(
-        str(NOTEBOOKS / name),
-        str(executed),
-        parameters=parameters,
-        kernel_name="beacon",
-        cwd=str(NOTEBOOKS),
-        progress_bar=False,
-    )
+    run_notebook(NOTEBOOKS / name, executed, **parameters)
 
 
 def statuses(path: Path) -> dict[str, str]:

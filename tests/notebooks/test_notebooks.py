@@ -109,7 +109,9 @@ def test_each_phase_passes_with_every_declared_check(day1: RunOutcome, phase_id:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_the_run_fails_no_criterion_names_what_it_did_not_exercise_and_attests_itself(day1: RunOutcome) -> None:
+def test_the_run_fails_no_criterion_names_what_it_did_not_exercise_and_attests_itself(
+    day1: RunOutcome,
+) -> None:
     failing = [f"{c['title']}: {c['reason']}" for c in day1.summary["criteria"] if c["status"] == "fail"]
     assert not failing, failing
     verdicts = {c["id"]: c for c in day1.summary["criteria"]}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,18 @@ def test_an_origin_the_runner_does_not_list_is_refused_and_the_console_says_cors
     assert smoke.step("open").rendered["connection"].startswith("the API at")
 
 
+def verify_receipts_with(
+    tab: Page, portal: PortalServer, job_id: str, pattern: str, rewrite: Callable[[str, bytes], bytes]
+) -> str:
+    """Open the job with the responses matching ``pattern`` rewritten, press "verify all": the verdict."""
+    tab.intercept_responses(pattern, rewrite)
+    tab.navigate(f"{portal.url}/#job={job_id}")
+    _state(tab, "#job", "completed", "failed", "cancelled", "timed_out", timeout_s=60)
+    tab.wait_for("!document.querySelector('#verify-all').disabled", 10)
+    tab.click("#verify-all")
+    return _state(tab, "#receipts", "valid", "invalid", timeout_s=60)
+
+
 def test_a_tampered_receipt_fails_verification_in_the_browser(
     browser: Browser, portal: PortalServer, smoke: Any
 ) -> None:
@@ -155,12 +167,10 @@ def test_a_tampered_receipt_fails_verification_in_the_browser(
 
     tab = browser.new_page()
     try:
-        tab.intercept_responses("*/api/v1/jobs/*include=executions*", tamper)
-        tab.navigate(f"{portal.url}/#job={job_id}")
-        _state(tab, "#job", "completed", "failed", "cancelled", "timed_out", timeout_s=60)
-        tab.wait_for("!document.querySelector('#verify-all').disabled", 10)
-        tab.click("#verify-all")
-        assert _state(tab, "#receipts", "valid", "invalid", timeout_s=60) == "invalid"
+        assert (
+            verify_receipts_with(tab, portal, job_id, "*/api/v1/jobs/*include=executions*", tamper)
+            == "invalid"
+        )
         verdicts = tab.evaluate(
             "[...document.querySelectorAll('#receipt-results > li')].map((li) => [li.dataset.verdict, li.textContent])"
         )
@@ -184,12 +194,7 @@ def test_a_runner_signing_key_that_is_not_the_runners_is_caught(
 
     tab = browser.new_page()
     try:
-        tab.intercept_responses("*/api/v1/keys", other_keys)
-        tab.navigate(f"{portal.url}/#job={job_id}")
-        _state(tab, "#job", "completed", "failed", "cancelled", "timed_out", timeout_s=60)
-        tab.wait_for("!document.querySelector('#verify-all').disabled", 10)
-        tab.click("#verify-all")
-        assert _state(tab, "#receipts", "valid", "invalid", timeout_s=60) == "invalid"
+        assert verify_receipts_with(tab, portal, job_id, "*/api/v1/keys", other_keys) == "invalid"
         assert "not one of the runner's keys" in tab.evaluate(
             "document.querySelector('#receipt-results').textContent"
         )
