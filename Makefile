@@ -83,7 +83,7 @@ ANVIL_NPM := @foundry-rs/anvil-linux-amd64@1.7.1
 	else echo "npm not found: no anvil, the Golem devnet's checks will be 'not exercised'"; fi
 
 lint: setup ## ruff (lint + format check)
-	$(BIN)/ruff check beacon tests bench conftest.py
+	$(BIN)/ruff check beacon tests bench notebooks conftest.py
 	$(BIN)/ruff format --check beacon tests bench conftest.py
 
 typecheck: setup ## mypy on beacon/
