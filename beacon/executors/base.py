@@ -80,6 +80,10 @@ class PermanentExecutorError(ExecutorError):
     """Trying again will not help (unknown model, bad request, region not servable)."""
 
 
+class ExecutorConfigError(PermanentExecutorError):
+    """The backend cannot serve this region with the current settings (raised at worker start)."""
+
+
 class ExecutorBase:
     """What an executor class declares about itself (class attributes, read before any instance exists).
 

@@ -56,6 +56,7 @@ import httpx
 from beacon.executors.base import (
     ExecutionRequest,
     ExecutionResult,
+    ExecutorConfigError,
     ExecutorError,
     PermanentExecutorError,
     TransientExecutorError,
@@ -191,8 +192,6 @@ class GolemExecutor:
 
     @classmethod
     def from_settings(cls, settings: Settings, region: str) -> GolemExecutor:
-        from beacon.executors.registry import ExecutorConfigError
-
         allowed = settings.golem_region_providers.get(region) or []
         if not allowed:
             raise ExecutorConfigError(
