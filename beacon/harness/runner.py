@@ -62,12 +62,12 @@ from beacon.harness.plan import (
     split_overrides,
 )
 from beacon.harness.results import load_phase_results, write_json_atomic
+from beacon.harness.summary import SUMMARY_SCHEMA
 from beacon.harness.topology import ServiceRunner, WorkerSupervisor
 from beacon.harness.trust import ENV as PINNED_KEYS_ENV
 from beacon.harness.trust import PinnedKeys
 from beacon.processes import describe_exit
 
-SUMMARY_SCHEMA = "beacon.run-summary/v1"
 KERNEL_GRACE_S = 20.0
 """Added to a phase's timeout for starting and stopping its kernel."""
 
