@@ -177,7 +177,7 @@ def plan(
     ]
 
 
-def retry_budget(spec: JobSpec) -> dict[str, int]:
-    """The outbox payload's ``max_attempts`` for a spec that sets ``constraints.max_retries`` (else none)."""
+def retry_budget(spec: JobSpec) -> int | None:
+    """The messages' ``max_attempts`` for a spec that sets ``constraints.max_retries`` (else None)."""
     retries = spec.constraints.max_retries
-    return {} if retries is None else {"max_attempts": retries + 1}
+    return None if retries is None else retries + 1

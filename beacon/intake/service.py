@@ -45,6 +45,7 @@ from beacon.metrics import JOBS_ACCEPTED, JOBS_REJECTED
 from beacon.models import field_errors
 from beacon.models.dialects import DialectError
 from beacon.models.jobspec import ID_PATTERN, JobSpec
+from beacon.queue.message import Message, outbox_row
 from beacon.runtime import Runtime
 from beacon.store import now
 
@@ -313,18 +314,9 @@ class Intake:
                 for p in planned
             ],
             outbox=[
-                {
-                    "topic": p.region,
-                    "payload": {
-                        "execution_id": p.id,
-                        "job_id": job_id,
-                        "region": p.region,
-                        "attempt": 0,
-                        "enqueued_at": accepted_at,
-                        **retry_budget(spec),
-                    },
-                    "created_at": accepted_at,
-                }
+                outbox_row(
+                    Message(p.id, job_id, p.region, enqueued_at=accepted_at, max_attempts=retry_budget(spec))
+                )
                 for p in planned
             ],
             nonce={
