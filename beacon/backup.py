@@ -31,7 +31,7 @@ from beacon import __version__
 from beacon.clock import iso_time
 from beacon.config import REGIONS
 from beacon.queue.base import Queue
-from beacon.queue.message import Message, MessageError, execution_message
+from beacon.queue.message import Message, MessageError, outbox_row
 from beacon.store import Database, now
 from beacon.store.tables import executions, metadata, outbox
 from beacon.worker.lifecycle import EXECUTION_ACTIVE
@@ -249,13 +249,9 @@ async def _requeue_live(conn: Any, live: list[tuple[str, Any]]) -> int:
     }
     at = now()
     rows = [
-        {
-            "topic": message.region,
-            "payload": execution_message(
-                message.execution_id, message.job_id, message.region, enqueued_at=at, reason="restore"
-            ),
-            "created_at": at,
-        }
+        outbox_row(
+            Message(message.execution_id, message.job_id, message.region, enqueued_at=at, reason="restore")
+        )
         for execution_id, message in wanted.items()
         if execution_id in active
     ]

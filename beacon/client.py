@@ -25,6 +25,7 @@ from urllib.parse import quote
 import httpx
 
 from beacon import __version__
+from beacon.worker.lifecycle import JOB_TERMINAL
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,7 +34,8 @@ JSON = dict[str, Any]
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 30.0
-TERMINAL_JOB_STATES = frozenset({"completed", "failed", "cancelled", "timed_out"})
+TERMINAL_JOB_STATES = JOB_TERMINAL
+"""The job states a wait ends on (the job state machine's own set, beacon.worker.lifecycle)."""
 USER_AGENT = f"beacon-client/{__version__}"
 
 

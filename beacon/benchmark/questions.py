@@ -26,6 +26,10 @@ Mode = Literal["simple", "advanced"]
 MODES: tuple[Mode, ...] = ("simple", "advanced")
 NEUTRAL_CONTEXT = "none"
 """The ``context`` of a context set's neutral variant (no framing)."""
+NOOP_QUESTION = "noop"
+"""The pseudo-question of the ``noop`` benchmark: no model is called."""
+CONTAINER_QUESTION = "container"
+"""The pseudo-question of a command-style JobSpec: the region's backend runs the spec's container."""
 
 
 @dataclass(frozen=True)

@@ -218,7 +218,8 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="With --compare: print the comparison as JSON."),
 ) -> None:
     """Re-render reports/<run-id>/index.html from its summary.json, or compare runs (--compare A B [C …])."""
-    from beacon.harness.report import load_summary, render_report
+    from beacon.harness.report import render_report
+    from beacon.harness.summary import load_summary
 
     console = Console()
     folders = list(run_dirs or [])

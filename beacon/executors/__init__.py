@@ -9,11 +9,12 @@ from beacon.executors.base import (
     ExecutionRequest,
     ExecutionResult,
     Executor,
+    ExecutorConfigError,
     ExecutorError,
     PermanentExecutorError,
     TransientExecutorError,
 )
-from beacon.executors.registry import BACKENDS, ExecutorConfigError, create_executor
+from beacon.executors.registry import BACKENDS, create_executor
 
 __all__ = [
     "BACKENDS",

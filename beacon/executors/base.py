@@ -7,8 +7,10 @@ again could help (:class:`TransientExecutorError`) or not (:class:`PermanentExec
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,10 @@ class PermanentExecutorError(ExecutorError):
     """Trying again will not help (unknown model, bad request, region not servable)."""
 
 
+class ExecutorConfigError(PermanentExecutorError):
+    """The backend cannot serve this region with the current settings (raised at worker start)."""
+
+
 class ExecutorBase:
     """What an executor class declares about itself (class attributes, read before any instance exists).
 
@@ -95,6 +101,36 @@ class ExecutorBase:
 def isolates_containers(executor: object) -> bool:
     """The ``isolates_containers`` capability of an executor class or instance (False if undeclared)."""
     return bool(getattr(executor, "isolates_containers", False))
+
+
+Resolved = TypeVar("Resolved")
+
+
+def admit_request(
+    request: ExecutionRequest,
+    region: str,
+    resolve_model: Callable[[str], Resolved],
+    *,
+    serving: str = "",
+    before: str = "call",
+) -> tuple[Resolved, float | None]:
+    """The checks every backend makes before it starts: (the resolved model, seconds left or None).
+
+    In this order: the request is for the executor's ``region`` (``region_mismatch``, permanent: there
+    is no fallback to another region); ``resolve_model`` maps its model id to what the backend runs
+    (raising ``model_not_available``); its deadline has not passed (``deadline_exceeded``, transient).
+    ``serving`` adds to the region in the refusal (an Ollama host); ``before`` names what did not start.
+    """
+    if request.region != region:
+        raise PermanentExecutorError(
+            "region_mismatch",
+            f"this executor serves {region}{serving}; refusing a request for {request.region}",
+        )
+    model = resolve_model(request.model)
+    remaining = None if request.deadline is None else request.deadline - time.time()
+    if remaining is not None and remaining <= 0:
+        raise TransientExecutorError("deadline_exceeded", f"the deadline passed before the {before} started")
+    return model, remaining
 
 
 @runtime_checkable

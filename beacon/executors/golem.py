@@ -56,9 +56,11 @@ import httpx
 from beacon.executors.base import (
     ExecutionRequest,
     ExecutionResult,
+    ExecutorConfigError,
     ExecutorError,
     PermanentExecutorError,
     TransientExecutorError,
+    admit_request,
 )
 from beacon.executors.golem_vm import encode_request
 
@@ -191,8 +193,6 @@ class GolemExecutor:
 
     @classmethod
     def from_settings(cls, settings: Settings, region: str) -> GolemExecutor:
-        from beacon.executors.registry import ExecutorConfigError
-
         allowed = settings.golem_region_providers.get(region) or []
         if not allowed:
             raise ExecutorConfigError(
@@ -387,23 +387,19 @@ class GolemExecutor:
             ) from exc
 
     # --- execution -----------------------------------------------------------------------------------
-    async def execute(self, request: ExecutionRequest) -> ExecutionResult:
-        started = time.perf_counter()
-        if request.region != self.region:
-            raise PermanentExecutorError(
-                "region_mismatch",
-                f"this executor serves {self.region}; refusing a request for {request.region}",
-            )
-        image = self.images.get(request.model)
+    def _image(self, model: str) -> GolemImage:
+        image = self.images.get(model)
         if image is None:
             known = ", ".join(sorted(self.images)) or "none"
             raise PermanentExecutorError(
                 "model_not_available",
-                f"model {request.model!r} has no Golem VM image (GOLEM_IMAGES); known: {known}",
+                f"model {model!r} has no Golem VM image (GOLEM_IMAGES); known: {known}",
             )
-        remaining = None if request.deadline is None else request.deadline - time.time()
-        if remaining is not None and remaining <= 0:
-            raise TransientExecutorError("deadline_exceeded", "the deadline passed before the task started")
+        return image
+
+    async def execute(self, request: ExecutionRequest) -> ExecutionResult:
+        started = time.perf_counter()
+        image, remaining = admit_request(request, self.region, self._image, before="task")
         Task = _yapapi().Task
         dispatched = False
         outcome: dict[str, Any] | None = None

@@ -44,6 +44,7 @@ from beacon.executors.base import (
     ExecutionResult,
     PermanentExecutorError,
     TransientExecutorError,
+    admit_request,
 )
 from beacon.executors.llamacpp_child import SAMPLER_DEFAULTS, Generation, StopSignal
 from beacon.processes import describe_exit, exit_details
@@ -514,14 +515,7 @@ class LlamaCppExecutor:
 
     async def execute(self, request: ExecutionRequest) -> ExecutionResult:
         started = time.perf_counter()
-        if request.region != self.region:
-            raise PermanentExecutorError(
-                "region_mismatch",
-                f"this executor serves {self.region}; refusing a request for {request.region}",
-            )
-        model = self._model(request.model)
-        if request.deadline is not None and time.time() >= request.deadline:
-            raise TransientExecutorError("deadline_exceeded", "the deadline passed before the model started")
+        model, _ = admit_request(request, self.region, self._model, before="model")
         stop = StopSignal(request.deadline)
         future = model.submit(chat_messages(request), request.options, stop)
         try:

@@ -27,6 +27,7 @@ from beacon.executors.base import (
     ExecutorError,
     PermanentExecutorError,
     TransientExecutorError,
+    admit_request,
 )
 
 log = logging.getLogger("beacon.executors.ollama")
@@ -158,15 +159,7 @@ class OllamaExecutor:
 
     async def execute(self, request: ExecutionRequest) -> ExecutionResult:
         started = time.perf_counter()
-        if request.region != self.region:
-            raise PermanentExecutorError(
-                "region_mismatch",
-                f"this executor serves {self.region} ({self.host}); refusing a request for {request.region}",
-            )
-        tag = self._tag(request.model)
-        remaining = None if request.deadline is None else request.deadline - time.time()
-        if remaining is not None and remaining <= 0:
-            raise TransientExecutorError("deadline_exceeded", "the deadline passed before the call started")
+        tag, remaining = admit_request(request, self.region, self._tag, serving=f" ({self.host})")
         try:
             async with asyncio.timeout(remaining):
                 version, digest = await asyncio.gather(self._version(), self._digest(tag))

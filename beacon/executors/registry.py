@@ -10,15 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from beacon.config import Settings
-from beacon.executors.base import Executor, PermanentExecutorError, isolates_containers
+from beacon.executors.base import Executor, ExecutorConfigError, isolates_containers
 from beacon.executors.llamacpp import SMOLLM2_MODEL_ID, smollm2_gguf_path
 from beacon.executors.stand_ins import StandInExecutor
 
 BACKENDS: tuple[str, ...] = ("llamacpp", "ollama", "golem")
-
-
-class ExecutorConfigError(PermanentExecutorError):
-    """The backend cannot serve this region with the current settings (raised at worker start)."""
 
 
 def llamacpp_model_paths(settings: Settings) -> dict[str, Path]:

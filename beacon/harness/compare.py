@@ -36,7 +36,8 @@ from markupsafe import Markup
 
 from beacon.harness import findings as bias_findings
 from beacon.harness.plots import png
-from beacon.harness.report import collect_calls, collect_table, load_summary
+from beacon.harness.report import collect_calls, collect_table
+from beacon.harness.summary import load_summary
 
 DRIFT_THRESHOLD = 0.05
 """A region pair's similarity moving by at least this much between runs is listed as drift."""

@@ -3,7 +3,7 @@
 ``python -m beacon.harness.execute SPEC.json`` runs one phase. With ``--standby --kernel K --cwd DIR``
 it starts kernel K first (and imports, silently, the modules every phase notebook uses), reports
 ``{"event": "standby"}`` and waits for the path of its SPEC.json on standard input: this is how
-:mod:`beacon.harness.runner` prepares the next phase while the current one runs. Running papermill in a child of its own lets the parent enforce a wall-clock budget and kill
+:mod:`beacon.harness.phase_executor` prepares the next phase while the current one runs. Running papermill in a child of its own lets the parent enforce a wall-clock budget and kill
 the whole tree (papermill, kernel) when a kernel hangs or dies without telling anyone — papermill's
 own known failure modes (nteract/papermill#125, #711) — instead of the run getting stuck.
 

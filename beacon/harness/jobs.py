@@ -17,10 +17,12 @@ from beacon.frames import execution_rows, inference_seconds
 from beacon.intake import sign_jobspec, stamp
 from beacon.keys import Ed25519Key
 from beacon.queue.relay import PUBLISHED_EVENT
+from beacon.worker.lifecycle import JobStatus
 
 __all__ = ["execution_rows", "inference_seconds"]  # the rows live in beacon.frames (the client uses them)
 
-JOB_STATES = ("created", "enqueued", "executing", "completed", "failed", "cancelled", "timed_out")
+JOB_STATES = tuple(JobStatus)
+"""Every job state, in the order a job passes through them (the terminal ones last)."""
 
 
 def new_job_id(prefix: str) -> str:

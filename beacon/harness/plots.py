@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.patches import Rectangle
 
+from beacon.worker.lifecycle import JobStatus
+
 STATUS_COLOURS = {
     "passed": "#2e7d32",
     "pass": "#2e7d32",
@@ -114,7 +116,7 @@ def job_timeline(timeline: pd.DataFrame) -> bytes | None:
     """Each job's life: created → enqueued → executing → completed, as coloured segments."""
     if timeline.empty:
         return None
-    order = ["created", "enqueued", "executing", "completed", "failed", "cancelled", "timed_out"]
+    order = list(JobStatus)  # created … the terminal states: the order of a job's life
     jobs = list(dict.fromkeys(timeline.sort_values("at")["job_id"]))
     start = timeline["at"].min()
     fig, ax = plt.subplots(figsize=(9, 0.5 * len(jobs) + 1.4))

@@ -29,20 +29,9 @@ from markupsafe import Markup
 from beacon.harness import findings as bias_findings
 from beacon.harness import plots
 from beacon.harness.monitor import read_monitor
-from beacon.harness.runner import SUMMARY_SCHEMA
+from beacon.harness.summary import load_summary
 
 TEMPLATE = "report.html.j2"
-
-
-def load_summary(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "summary.json"
-    try:
-        summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read the run summary ({exc})") from exc
-    if summary.get("schema") != SUMMARY_SCHEMA:
-        raise ValueError(f"{path}: not a Beacon run summary")
-    return summary
 
 
 def collect_table(summary: dict[str, Any], name: str) -> pd.DataFrame:

@@ -1,11 +1,12 @@
 """Running a plan: every phase notebook through papermill, in order, into ``reports/<run-id>/``.
 
 For each phase: parameters are resolved and validated (all phases, before the first one starts),
-the notebook runs in a child process (:mod:`beacon.harness.execute`) on the pinned ``beacon``
+the notebook runs in a child process (:mod:`beacon.harness.phase_executor`) on the pinned ``beacon``
 kernel with a wall-clock budget; a hang or a dead kernel becomes a failed phase and the run goes
 on (unless ``fail_fast``). Without a runner URL an embedded runner is started for the run and
-stopped at the end. Then: success criteria, ``summary.json``, HTML copies of the executed
-notebooks, the self-attestation, and ``index.html``.
+stopped at the end. Then: success criteria and ``summary.json`` (:mod:`beacon.harness.summary`),
+HTML copies of the executed notebooks, the self-attestation, and ``index.html``. This module is the
+orchestration: the order of things, the progress display, and what ends a run.
 
 Run folder layout::
 
@@ -20,23 +21,16 @@ Run folder layout::
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import queue
 import secrets
 import shutil
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import psutil
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -47,13 +41,12 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from beacon import __version__
 from beacon.harness.components import Served, served_components, served_rows
-from beacon.harness.criteria import evaluate_criteria, phase_check_status, run_verdict
-from beacon.harness.launcher import EmbeddedRunner, kill_tree, log_tail
+from beacon.harness.criteria import phase_check_status
+from beacon.harness.launcher import EmbeddedRunner
 from beacon.harness.monitor import RunMonitor
+from beacon.harness.phase_executor import KERNEL_GRACE_S, PhaseExecutor
 from beacon.harness.plan import (
-    PhaseSpec,
     Plan,
     PlanError,
     load_plan,
@@ -62,16 +55,12 @@ from beacon.harness.plan import (
     split_overrides,
 )
 from beacon.harness.results import load_phase_results, write_json_atomic
+from beacon.harness.summary import PhaseRun, build_summary, cell_timings
 from beacon.harness.topology import ServiceRunner, WorkerSupervisor
 from beacon.harness.trust import ENV as PINNED_KEYS_ENV
 from beacon.harness.trust import PinnedKeys
 from beacon.processes import describe_exit
 
-SUMMARY_SCHEMA = "beacon.run-summary/v1"
-KERNEL_GRACE_S = 20.0
-"""Added to a phase's timeout for starting and stopping its kernel."""
-
-PhaseStatus = Literal["passed", "failed", "error", "skipped"]
 Topology = Literal["embedded", "service"]
 TOPOLOGIES: tuple[Topology, ...] = ("embedded", "service")
 
@@ -122,53 +111,6 @@ class RunOptions:
 
 
 @dataclass
-class PhaseRun:
-    spec: PhaseSpec
-    parameters: dict[str, Any]
-    status: PhaseStatus = "skipped"
-    error: dict[str, Any] | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    notebook: str = ""
-    executed: str | None = None
-    html: str | None = None
-    results: str | None = None
-    log: str | None = None
-    document: dict[str, Any] | None = None
-    cells: list[dict[str, Any]] = field(default_factory=list)
-    accounting: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return self.finished_at - self.started_at
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.spec.id,
-            "title": self.spec.title,
-            "section": self.spec.section,
-            "status": self.status,
-            "error": self.error,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "duration_s": self.duration_s,
-            "timeout_s": self.spec.timeout_s,
-            "notebook": self.notebook,
-            "executed": self.executed,
-            "html": self.html,
-            "results_path": self.results,
-            "log": self.log,
-            "parameters": self.parameters,
-            "declared_checks": [{"id": c.id, "title": c.title, "plan": c.plan} for c in self.spec.checks],
-            "accounting": self.accounting,
-            "cells": self.cells,
-            "results": self.document,
-        }
-
-
-@dataclass
 class RunOutcome:
     run_dir: Path
     summary: dict[str, Any]
@@ -191,289 +133,6 @@ def require_kernel(name: str) -> None:
             f"the Jupyter kernel {name!r} is not installed; run `make setup` "
             f"(or: {sys.executable} -m ipykernel install --sys-prefix --name {name})"
         )
-
-
-def cell_timings(notebook_path: Path) -> list[dict[str, Any]]:
-    """Per-cell timing and status from papermill's metadata in an executed notebook."""
-    try:
-        notebook = json.loads(notebook_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return []
-    cells = []
-    for index, cell in enumerate(notebook.get("cells", [])):
-        if cell.get("cell_type") != "code":
-            continue
-        meta = cell.get("metadata", {}).get("papermill", {})
-        source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else source
-        first = next((line for line in source.splitlines() if line.strip()), "")
-        tags = cell.get("metadata", {}).get("tags", [])
-        cells.append(
-            {
-                "index": index,
-                "label": first[:100],
-                "tags": tags,
-                "status": meta.get("status"),
-                "start_time": meta.get("start_time"),
-                "end_time": meta.get("end_time"),
-                "duration_s": meta.get("duration"),
-                "exception": bool(meta.get("exception")),
-            }
-        )
-    return cells
-
-
-class _PhaseProcess:
-    """One ``beacon.harness.execute`` child: its events, its log and the processes it starts."""
-
-    def __init__(self, command: list[str], env: Mapping[str, str], cwd: Path, log_path: Path) -> None:
-        self.log_path = log_path
-        with log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                stdin=subprocess.PIPE,
-                env=dict(env),
-                cwd=cwd,
-                start_new_session=True,
-            )
-        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self.reader = threading.Thread(target=_read_events, args=(self.process, self.events), daemon=True)
-        self.reader.start()
-        self.family = _Family(self.process.pid)
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def hand_over(self, spec_path: Path) -> bool:
-        """Give a waiting (standby) process its phase; False if it is no longer able to take one."""
-        assert self.process.stdin is not None
-        try:
-            self.process.stdin.write(str(spec_path).encode() + b"\n")
-            self.process.stdin.close()
-        except OSError:
-            return False
-        return True
-
-    def kill(self) -> None:
-        if self.alive:
-            kill_tree(self.process.pid)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(10)
-        self.family.kill_survivors()
-        self.reader.join(5)
-
-
-class PhaseExecutor:
-    """Runs phase notebooks in child processes, each under a wall-clock budget.
-
-    With ``prewarm`` the next phase's process is started while the current one runs: it imports
-    papermill, starts its kernel (same kernel, environment and folder for every phase) and imports
-    the modules every phase notebook uses, silently, then waits for its notebook — so a phase does
-    not pay for interpreter and kernel start-up. Each phase still gets a fresh process and kernel.
-    """
-
-    def __init__(
-        self,
-        run_dir: Path,
-        kernel: str,
-        env: Mapping[str, str],
-        grace_s: float = KERNEL_GRACE_S,
-        *,
-        prewarm: bool = True,
-    ) -> None:
-        self.run_dir = run_dir
-        self.kernel = kernel
-        self.env = dict(env)
-        self.grace_s = grace_s
-        self.prewarm = prewarm
-        self._standby: _PhaseProcess | None = None
-        self._spawned = 0
-
-    def _spawn(self) -> _PhaseProcess:
-        logs = self.run_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        self._spawned += 1
-        command = [
-            sys.executable,
-            "-m",
-            "beacon.harness.execute",
-            "--standby",
-            "--kernel",
-            self.kernel,
-            "--cwd",
-            str(self.run_dir),
-            "--start-timeout",
-            str(max(self.grace_s, 10.0)),
-        ]
-        return _PhaseProcess(command, self.env, self.run_dir, logs / f".phase-process-{self._spawned}.log")
-
-    def warm_up(self) -> None:
-        """Start the process the next phase will use (if pre-warming is on and none is waiting)."""
-        if self.prewarm and (self._standby is None or not self._standby.alive):
-            self._standby = self._spawn()
-
-    def close(self) -> None:
-        """Stop a waiting process that no phase will use."""
-        if self._standby is not None:
-            self._standby.kill()
-            self._standby.log_path.unlink(missing_ok=True)
-            self._standby = None
-
-    def run(
-        self,
-        phase: PhaseSpec,
-        input_path: Path,
-        output_path: Path,
-        parameters: dict[str, Any],
-        on_event: Callable[[dict[str, Any]], None],
-        *,
-        more_to_come: bool = False,
-        runner_gone: Callable[[], str | None] | None = None,
-    ) -> dict[str, Any]:
-        """Execute; returns the final event (``outcome`` is ok, cell_error, kernel_died, cell_timeout,
-        timeout, runner_exited or harness_error). ``runner_gone`` says how the runner under test ended, if
-        it did: the phase is then stopped at once (it cannot pass without a runner)."""
-        logs = self.run_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        spec_path = logs / f"{slug(phase.id)}.spec.json"
-        write_json_atomic(
-            spec_path,
-            {
-                "input": str(input_path),
-                "output": str(output_path),
-                "parameters": parameters,
-                "kernel": self.kernel,
-                "cwd": str(self.run_dir),
-                "cell_timeout_s": phase.timeout_s,
-                "start_timeout_s": max(self.grace_s, 10.0),
-            },
-        )
-        log_path = logs / f"{slug(phase.id)}.log"
-        child, self._standby = self._standby, None
-        if child is None or not child.alive or not child.hand_over(spec_path):
-            if child is not None:
-                child.kill()
-            child = self._spawn()
-            child.hand_over(spec_path)
-        child.log_path.replace(log_path)  # the open file keeps being written under its new name
-        child.log_path = log_path
-        if more_to_come:
-            self.warm_up()
-        budget = phase.timeout_s + self.grace_s
-        try:
-            outcome = self._follow(child, time.monotonic() + budget, on_event, runner_gone)
-        finally:
-            child.family.kill_survivors()  # kernels run in sessions of their own: none may outlive the phase
-            child.reader.join(5)
-        if outcome is not None:
-            return {
-                **outcome,
-                "evalue": outcome["evalue"].format(
-                    budget=budget, timeout=phase.timeout_s, grace=self.grace_s
-                ),
-            }
-        if child.family.final is None:
-            return {
-                "event": "end",
-                "outcome": "harness_error",
-                "evalue": f"the phase process exited with status {child.process.returncode} without a result; "
-                f"last lines of {log_path.name}:\n{log_tail(log_path, 15)}",
-            }
-        return child.family.final
-
-    @staticmethod
-    def _follow(
-        child: _PhaseProcess,
-        deadline: float,
-        on_event: Callable[[dict[str, Any]], None],
-        runner_gone: Callable[[], str | None] | None = None,
-    ) -> dict[str, Any] | None:
-        """Relay events until the child exits; kill it at the deadline (returns the timeout outcome) or when
-        the runner under test has ended (the runner_exited outcome)."""
-        process, events, family = child.process, child.events, child.family
-        while True:
-            family.remember()
-            gone = runner_gone() if runner_gone is not None else None
-            if gone is not None and family.final is None:
-                kill_tree(process.pid)
-                process.wait(10)
-                return {
-                    "event": "end",
-                    "outcome": "runner_exited",
-                    "evalue": f"the runner under test {gone} during this phase; the phase was stopped",
-                }
-            try:
-                event = events.get(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
-            except queue.Empty:
-                event = {}
-            if event is None:  # the child closed stdout: it is exiting
-                break
-            if event:
-                if event.get("event") == "end":
-                    family.final = event
-                if event.get("event") != "standby":
-                    on_event(event)
-            if time.monotonic() >= deadline:
-                kill_tree(process.pid)
-                process.wait(10)
-                return {
-                    "event": "end",
-                    "outcome": "timeout",
-                    "evalue": "the phase ran past its budget of {budget:.0f}s (timeout {timeout:.0f}s + {grace:.0f}s "
-                    "for the kernel) and was killed with its kernel",
-                }
-        try:
-            process.wait(max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            kill_tree(process.pid)
-            process.wait(10)
-        return None
-
-
-class _Family:
-    """The processes a phase started (papermill, its kernel), remembered while they run."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.members: dict[int, float] = {}
-        self.final: dict[str, Any] | None = None
-        with contextlib.suppress(psutil.Error):  # the phase process itself (interrupted runs)
-            self.members[pid] = psutil.Process(pid).create_time()
-
-    def remember(self) -> None:
-        try:
-            for child in psutil.Process(self.pid).children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    self.members.setdefault(child.pid, child.create_time())
-        except psutil.Error:
-            pass
-
-    def kill_survivors(self) -> None:
-        survivors = []
-        for pid, created in self.members.items():
-            try:
-                process = psutil.Process(pid)
-                if process.create_time() == created:  # not a recycled pid
-                    process.kill()
-                    survivors.append(process)
-            except psutil.Error:
-                continue
-        psutil.wait_procs(survivors, timeout=5)
-
-
-def _read_events(process: subprocess.Popen[bytes], events: queue.Queue[dict[str, Any] | None]) -> None:
-    assert process.stdout is not None
-    for raw in process.stdout:
-        try:
-            event = json.loads(raw)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(event, dict):
-            events.put(event)
-    events.put(None)
 
 
 def _html_export(executed: Path, target: Path) -> None:
@@ -880,33 +539,13 @@ class Run:
 
     # --- after the phases ------------------------------------------------------------------------
     def _summarise(self, started: float) -> dict[str, Any]:
-        documents = {run.spec.id: run.document for run in self.phase_runs if run.document is not None}
-        ran = {run.spec.id for run in self.phase_runs if run.status != "skipped"}
-        criteria = evaluate_criteria(self.plan, documents, ran, self.served)
-        phases_failed = (
-            any(run.status not in ("passed", "skipped") for run in self.phase_runs)
-            or self.runner_exit is not None
-        )
-        status, exit_code = run_verdict(criteria, phases_failed, require_all=self.options.require_all)
-        finished = time.time()
-        return {
-            "schema": SUMMARY_SCHEMA,
-            "run_id": self.run_id,
-            "beacon_version": __version__,
-            "started_at": started,
-            "finished_at": finished,
-            "duration_s": finished - started,
-            "target_duration_s": self.plan.target_duration_s,
-            "inference_target_s": self.plan.inference_target_s,
-            "plan": {
-                "name": self.plan.name,
-                "title": self.plan.title,
-                "source": self.plan.source,
-                "path": "inputs/plan.yaml",
-                "selected": [run.spec.id for run in self.phase_runs],
-                "all_phases": [p.id for p in self.plan.phases],
-            },
-            "runner": {
+        return build_summary(
+            run_id=self.run_id,
+            plan=self.plan,
+            phase_runs=self.phase_runs,
+            started=started,
+            kernel=self.kernel,
+            runner={
                 "url": self.runner_url,
                 "embedded": isinstance(self.runner, EmbeddedRunner),
                 "topology": self.options.topology if self.runner is not None else "live",
@@ -914,31 +553,13 @@ class Run:
                 "exited": self.runner_exit,
                 **(self.runner.describe() if isinstance(self.runner, ServiceRunner) else {}),
             },
-            "kernel": self.kernel,
-            "host": _host_facts(),
-            "phases": [run.to_json() for run in self.phase_runs],
-            "criteria": criteria,
-            "manual": [item.model_dump() for item in self.plan.manual],
-            "monitor": "monitor.jsonl",
-            "served_by": {name: fact.to_json() for name, fact in self.served.items()},
-            "served_regions": self.served_rows,
-            "served_error": self.served_error,
-            "live": self.options.live,
-            "trust": {
-                "mode": "pinned" if self.options.pins else "trust_on_first_use",
-                "pins": {
-                    "runner": list(self.options.pins.runner),
-                    "log": list(self.options.pins.log),
-                    "source": self.options.pins.source,
-                }
-                if self.options.pins
-                else None,
-            },
-            "require_all": self.options.require_all,
-            "status": status.split(" ", 1)[0],
-            "status_line": status,
-            "exit_code": exit_code,
-        }
+            served=self.served,
+            served_rows=self.served_rows,
+            served_error=self.served_error,
+            live=self.options.live,
+            pins=self.options.pins,
+            require_all=self.options.require_all,
+        )
 
     def _attest(self, summary: dict[str, Any]) -> None:
         from beacon.harness.attest import attest_run
@@ -961,15 +582,6 @@ def _rel(path: Path, base: Path) -> str:
         return str(path.resolve().relative_to(base.resolve()))
     except ValueError:
         return str(path)
-
-
-def _host_facts() -> dict[str, Any]:
-    """The harness machine, in the receipts' shape (CPU, RAM, GPU, OS), plus its name."""
-    import platform
-
-    from beacon.receipts import host_facts
-
-    return {"hostname": platform.node(), **host_facts()}
 
 
 def run_plan(options: RunOptions, console: Console | None = None) -> RunOutcome:

@@ -2,8 +2,8 @@
 
 Where a JobSpec is verified: :func:`verify_jobspec` (signatures), :func:`evaluate_trust` (the
 trusted-key allowlist), :func:`check_freshness` (replay; the nonce is claimed in the job's own
-transaction, beacon.intake.writer), and :class:`Intake`, which runs them in order and writes the job,
-its plan and its outbox rows atomically.
+transaction, beacon.intake.writer), and :class:`Intake`, which runs them in order, plans the job's
+executions (beacon.intake.planner) and writes the job, its plan and its outbox rows atomically.
 """
 
 from beacon.intake.document import parse_document

@@ -30,6 +30,13 @@ from beacon.executors.registry import region_isolates_containers
 from beacon.intake import idempotency
 from beacon.intake.document import parse_document
 from beacon.intake.errors import IntakeError
+from beacon.intake.planner import (
+    ContainerCapability,
+    PlannedExecution,
+    UnplannableJobSpec,
+    plan,
+    retry_budget,
+)
 from beacon.intake.replay import check_freshness, purge_expired_nonces
 from beacon.intake.signatures import Scheme, Verification, verify_jobspec
 from beacon.intake.trust import TrustDecision, evaluate_trust
@@ -38,9 +45,9 @@ from beacon.metrics import JOBS_ACCEPTED, JOBS_REJECTED
 from beacon.models import field_errors
 from beacon.models.dialects import DialectError
 from beacon.models.jobspec import ID_PATTERN, JobSpec
+from beacon.queue.message import Message, outbox_row
 from beacon.runtime import Runtime
 from beacon.store import now
-from beacon.worker.planner import ContainerCapability, PlanError, PlannedExecution, plan, retry_budget
 
 log = logging.getLogger("beacon.intake")
 
@@ -164,7 +171,7 @@ def plan_job(
             default_models=default_models,
             container_capability=container_capability,
         )
-    except PlanError as exc:
+    except UnplannableJobSpec as exc:
         raise IntakeError(
             exc.code, str(exc), errors=[{"path": exc.path, "message": str(exc), "type": exc.code}]
         ) from None
@@ -307,18 +314,9 @@ class Intake:
                 for p in planned
             ],
             outbox=[
-                {
-                    "topic": p.region,
-                    "payload": {
-                        "execution_id": p.id,
-                        "job_id": job_id,
-                        "region": p.region,
-                        "attempt": 0,
-                        "enqueued_at": accepted_at,
-                        **retry_budget(spec),
-                    },
-                    "created_at": accepted_at,
-                }
+                outbox_row(
+                    Message(p.id, job_id, p.region, enqueued_at=accepted_at, max_attempts=retry_budget(spec))
+                )
                 for p in planned
             ],
             nonce={

@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 from beacon.portal.browser import Browser, BrowserError, Exchange, Page
 from beacon.portal.server import PortalServer
+from beacon.worker.lifecycle import JOB_TERMINAL
 
 PREFLIGHT_METHODS = ("POST",)
 PREFLIGHT_HEADERS = ("content-type", "idempotency-key")
-TERMINAL_JOB_STATES = ("completed", "failed", "cancelled", "timed_out")
 
 
 def origin_of(url: str) -> str:
@@ -234,7 +234,7 @@ def run_portal_smoke(
             _state(page, "#submission", ("accepted", "refused"), 30)
 
         def follow_job() -> None:
-            _state(page, "#job", TERMINAL_JOB_STATES, job_timeout_s)
+            _state(page, "#job", tuple(JOB_TERMINAL), job_timeout_s)
 
         def verify_receipts() -> None:
             page.wait_for("!document.querySelector('#verify-all').disabled", 10)

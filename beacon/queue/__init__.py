@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from beacon.config import REGIONS, Settings
 from beacon.queue.base import ControlEvent, DeadLetter, Delivery, Queue, QueueStats, QueueUnavailable
 from beacon.queue.inprocess import InProcessQueue
-from beacon.queue.message import Message, MessageError, execution_message
+from beacon.queue.message import Message, MessageError, execution_message, outbox_row
 from beacon.queue.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ __all__ = [
     "attach",
     "execution_message",
     "open_queue",
+    "outbox_row",
 ]
 
 

@@ -91,5 +91,16 @@ def execution_message(
     reason: str | None = None,
     max_attempts: int | None = None,
 ) -> dict[str, Any]:
-    """The payload of an outbox row for one execution (intake, sweeper and requeue all use this)."""
+    """The payload of the message that runs one execution (the ``payload`` of its outbox row)."""
     return Message(execution_id, job_id, region, attempt, enqueued_at, max_attempts, reason).to_payload()
+
+
+def outbox_row(message: Message) -> dict[str, Any]:
+    """The outbox row that publishes ``message`` to its region's stream, written when it is enqueued.
+
+    Intake, the sweeper, the dead-letter requeue and a restore all write these rows, and only these:
+    the relay publishes each ``payload`` to the stream named by ``topic``.
+    """
+    if message.enqueued_at is None:
+        raise ValueError("an outbox row is written when its message is enqueued: enqueued_at is required")
+    return {"topic": message.region, "payload": message.to_payload(), "created_at": message.enqueued_at}

@@ -22,8 +22,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached (connection refused, server shutting down, …)."""

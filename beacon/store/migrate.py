@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -9,7 +10,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from beacon.store.db import MIGRATIONS_DIR
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+"""The Alembic script directory (``beacon/store/migrations``)."""
 
 
 def alembic_config(connection: Any | None = None) -> Config:

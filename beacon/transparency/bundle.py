@@ -38,6 +38,7 @@ from beacon.transparency.checkpoint import CheckpointError, open_checkpoint
 from beacon.transparency.log import Leaf, StoredCheckpoint, TransparencyLog
 from beacon.transparency.note import Verifier
 from beacon.transparency.proof import TlogProof, TlogProofError, make_proof
+from beacon.worker.lifecycle import JOB_TERMINAL
 
 if TYPE_CHECKING:
     from beacon.runtime import Runtime
@@ -47,7 +48,6 @@ log = logging.getLogger("beacon.transparency.bundle")
 
 FORMAT = "beacon.bundle/v1"
 MEDIA_TYPE = "application/json"
-TERMINAL_STATES = frozenset({"completed", "failed", "cancelled", "timed_out"})
 
 
 class BundleError(Exception):
@@ -70,7 +70,7 @@ async def build_bundle(tlog: TransparencyLog, runtime: Runtime, job_id: str) -> 
                 sa.select(jobs.c.id, jobs.c.status, jobs.c.raw, jobs.c.spec_hash).where(jobs.c.id == job_id)
             )
         ).first()
-        if job is None or job.status not in TERMINAL_STATES:
+        if job is None or job.status not in JOB_TERMINAL:
             return None
         rows = (
             await conn.execute(

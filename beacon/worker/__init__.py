@@ -1,1 +1,1 @@
-"""Region workers: the planner (JobSpec → executions), the worker loop and the job state machine."""
+"""Region workers: the worker loop, the job state machine, the sweeper."""

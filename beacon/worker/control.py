@@ -32,6 +32,7 @@ from beacon.worker.lifecycle import (
     JOB_CANCELLED,
     JOB_TERMINAL,
     ExecutionStatus,
+    JobStatus,
     Outcome,
 )
 from beacon.worker.store import TermsCache, live_workers_among, lock_executions, settle_jobs
@@ -135,7 +136,7 @@ async def cancel_job(
         if job is None:
             raise JobNotFound(job_id)
         if job.status in JOB_TERMINAL:
-            if job.status == "cancelled":
+            if job.status == JobStatus.CANCELLED:
                 return CancelResult(job_id, job.status, [], [], True)
             raise JobAlreadyTerminal(job.status)
         already = bool(job.cancel_requested)

@@ -8,9 +8,8 @@ hidden); decoding options from the JobSpec's ``options``.
 from __future__ import annotations
 
 from beacon.benchmark.prompts import Variant, system_prompt
-from beacon.benchmark.questions import find_question, question_set
+from beacon.benchmark.questions import CONTAINER_QUESTION, find_question, question_set
 from beacon.executors.base import DecodingOptions, ExecutionRequest, PermanentExecutorError
-from beacon.worker.planner import CONTAINER_QUESTION
 
 NOOP_BENCHMARK = "noop"
 

@@ -24,11 +24,11 @@ from beacon.config import REGIONS
 from beacon.executors.base import ExecutionRequest, ExecutionResult, Executor, PermanentExecutorError
 from beacon.queue.base import Queue
 from beacon.queue.relay import OutboxRelay
-from beacon.queue.sweeper import Sweeper
 from beacon.runtime import Runtime
 from beacon.worker.finalize import finalizers_for
 from beacon.worker.loop import Worker
 from beacon.worker.registry import WorkerState, register_key
+from beacon.worker.sweeper import Sweeper
 
 log = logging.getLogger("beacon.pipeline")
 

@@ -47,6 +47,7 @@ from beacon.worker.lifecycle import (
     JOB_CANCELLED,
     JOB_DEADLINE_EXCEEDED,
     ExecutionStatus,
+    JobStatus,
     Outcome,
     lock_jobs,
     mark_executing,
@@ -341,7 +342,7 @@ class ExecutionStore:
                     ],
                 )
                 first_starts = {
-                    row.job_id for _, _, row in starting if job_rows[row.job_id].status == "enqueued"
+                    row.job_id for _, _, row in starting if job_rows[row.job_id].status == JobStatus.ENQUEUED
                 }
                 await mark_executing(conn, first_starts, at)
             await write_endings(conn, self.runtime, endings)

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from beacon.canonical import sha256_hex
+from beacon.intake.planner import execution_id
 from beacon.store import Database
 from beacon.store.tables import executions, jobs
-from beacon.worker.planner import execution_id
 
 Key = tuple[str, str, str, str]
 """(region, model, question_id, variant)."""

@@ -38,12 +38,13 @@ import pytest
 from beacon.executors.base import (
     DecodingOptions,
     ExecutionRequest,
+    ExecutorConfigError,
     PermanentExecutorError,
     TransientExecutorError,
 )
 from beacon.executors.golem import GolemExecutor, parse_vm_output, payment_platform
 from beacon.executors.llamacpp import SMOLLM2_MODEL_ID
-from beacon.executors.registry import ExecutorConfigError, create_executor
+from beacon.executors.registry import create_executor
 
 YAGNA = Path(sys.executable).with_name("yagna")
 IMAGE_HASH = "d646d7b93083d817846c2ae5c62c72ca0507782385a2e29291a3d376"

@@ -15,12 +15,13 @@ from beacon.executors.base import (
     DecodingOptions,
     ExecutionRequest,
     Executor,
+    ExecutorConfigError,
     PermanentExecutorError,
     TransientExecutorError,
 )
 from beacon.executors.llamacpp import SMOLLM2_MODEL_ID
 from beacon.executors.ollama import OllamaExecutor, ollama_url, public_host
-from beacon.executors.registry import ExecutorConfigError, create_executor
+from beacon.executors.registry import create_executor
 from beacon.standins.ollama import STANDIN_VERSION, OllamaStandin, default_models
 
 pytestmark = [pytest.mark.llm, pytest.mark.asyncio(loop_scope="module")]

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from beacon.executors.base import ExecutorConfigError
 from beacon.executors.golem import GolemExecutor
 from beacon.executors.llamacpp import SMOLLM2_MODEL_ID, LlamaCppExecutor, smollm2_gguf_path
 from beacon.executors.ollama import OllamaExecutor
-from beacon.executors.registry import ExecutorConfigError, create_executor, llamacpp_model_paths
+from beacon.executors.registry import create_executor, llamacpp_model_paths
 from beacon.executors.stand_ins import StandInExecutor, embedded_executor
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from beacon.queue.message import Message, MessageError, execution_message
+from beacon.queue.message import Message, MessageError, execution_message, outbox_row
 
 
 def test_an_intake_payload_round_trips() -> None:
@@ -26,6 +26,28 @@ def test_an_intake_payload_round_trips() -> None:
         None,
     )
     assert Message.parse(message.to_payload()) == message
+
+
+def test_an_outbox_row_publishes_its_message_to_the_region_stream() -> None:
+    row = outbox_row(Message("ex_1", "job-1", "ASIA", enqueued_at=7.0, max_attempts=2, reason="sweeper"))
+    assert row == {
+        "topic": "ASIA",
+        "payload": {
+            "execution_id": "ex_1",
+            "job_id": "job-1",
+            "region": "ASIA",
+            "attempt": 0,
+            "enqueued_at": 7.0,
+            "max_attempts": 2,
+            "reason": "sweeper",
+        },
+        "created_at": 7.0,
+    }
+    assert outbox_row(Message("ex_1", "job-1", "EU", enqueued_at=12.5))["payload"] == execution_message(
+        "ex_1", "job-1", "EU", enqueued_at=12.5
+    )
+    with pytest.raises(ValueError, match="enqueued_at"):
+        outbox_row(Message("ex_1", "job-1", "EU"))
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ from beacon.api.problems import Problem, request_id_of
 from beacon.clock import iso_time
 from beacon.config import REGIONS
 from beacon.queue.base import ControlEvent, Queue, QueueUnavailable
-from beacon.queue.message import Message, MessageError, execution_message
+from beacon.queue.message import Message, MessageError, outbox_row
 from beacon.queue.relay import OutboxRelay
 from beacon.runtime import Runtime
 from beacon.store import now
@@ -302,19 +302,10 @@ async def requeue_dead_letters(
                 )
             else:
                 requeued.append(dead_id)
-                outbox_rows.append(
-                    {
-                        "topic": message.region,
-                        "payload": execution_message(
-                            message.execution_id,
-                            message.job_id,
-                            message.region,
-                            enqueued_at=at,
-                            reason="requeue",
-                        ),
-                        "created_at": at,
-                    }
+                again = Message(
+                    message.execution_id, message.job_id, message.region, enqueued_at=at, reason="requeue"
                 )
+                outbox_rows.append(outbox_row(again))
         if outbox_rows:
             await conn.execute(outbox.insert(), outbox_rows)
         if requeued:

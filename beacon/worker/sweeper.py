@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from beacon.config import REGIONS
 from beacon.outage import Backoff, is_outage
 from beacon.queue.base import Queue
-from beacon.queue.message import execution_message
+from beacon.queue.message import Message, outbox_row
 from beacon.queue.relay import OutboxRelay, prune_published
 from beacon.runtime import Runtime
 from beacon.store import now
@@ -204,13 +204,7 @@ class Sweeper:
             await conn.execute(
                 outbox.insert(),
                 [
-                    {
-                        "topic": region,
-                        "payload": execution_message(
-                            row.id, row.job_id, region, enqueued_at=at, attempt=0, reason="sweeper"
-                        ),
-                        "created_at": at,
-                    }
+                    outbox_row(Message(row.id, row.job_id, region, enqueued_at=at, reason="sweeper"))
                     for row in lost
                 ],
             )

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from beacon.benchmark.questions import question_set
+from beacon.benchmark.questions import NOOP_QUESTION, question_set
+from beacon.intake.planner import UnplannableJobSpec, execution_id, plan
 from beacon.models.jobspec import JobSpec
-from beacon.worker.planner import NOOP_QUESTION, PlanError, execution_id, plan
 
 
 def spec(**fields: Any) -> JobSpec:
@@ -62,11 +62,11 @@ def test_only_questions_narrows_each_modes_set_and_refuses_an_id_no_set_asks() -
     # tiananmen_neutral is in both sets (one text): asked once
     assert [p.question_id for p in planned] == ["math_basic", "tiananmen_neutral", "tiananmen_china_context"]
     simple_only = spec(options={"only_questions": ["tiananmen_china_context"]})  # an advanced id, simple mode
-    with pytest.raises(PlanError) as refused:
+    with pytest.raises(UnplannableJobSpec) as refused:
         plan(simple_only, default_regions=["EU"], default_models=["m"])
     assert refused.value.code == "unknown_question" and refused.value.path == "options.only_questions.0"
     both = spec(questions=["math_basic"], options={"only_questions": ["math_basic"]})
-    with pytest.raises(PlanError) as refused:
+    with pytest.raises(UnplannableJobSpec) as refused:
         plan(both, default_regions=["EU"], default_models=["m"])
     assert refused.value.code == "invalid_questions"
 
@@ -97,13 +97,13 @@ def test_a_question_asked_twice_is_planned_once(benchmark: str) -> None:
     ],
 )
 def test_what_cannot_be_planned_is_refused_with_a_code(fields: dict[str, Any], code: str) -> None:
-    with pytest.raises(PlanError) as caught:
+    with pytest.raises(UnplannableJobSpec) as caught:
         plan(spec(**fields), default_regions=["EU"], default_models=["m"])
     assert caught.value.code == code and caught.value.path
 
 
 def test_no_region_or_model_anywhere_is_refused() -> None:
-    with pytest.raises(PlanError, match="no region"):
+    with pytest.raises(UnplannableJobSpec, match="no region"):
         plan(spec(), default_regions=[], default_models=["m"])
-    with pytest.raises(PlanError, match="no model"):
+    with pytest.raises(UnplannableJobSpec, match="no model"):
         plan(spec(), default_regions=["EU"], default_models=[])

@@ -11,20 +11,15 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from beacon.benchmark.questions import all_questions, set_for_mode
+from beacon.benchmark.questions import CONTAINER_QUESTION, NOOP_QUESTION, all_questions, set_for_mode
 from beacon.models.jobspec import JobSpec
-
-NOOP_QUESTION = "noop"
-"""The pseudo-question of the ``noop`` benchmark: no model is called."""
-CONTAINER_QUESTION = "container"
-"""The pseudo-question of a command-style JobSpec: the region's backend runs the spec's container."""
 
 ContainerCapability = Callable[[str], tuple[bool, str]]
 """Region → (whether its backend isolates a JobSpec's container, the backend's name)."""
 
 
-class PlanError(ValueError):
-    """The spec cannot be planned; ``code`` is the problem code intake answers with (400)."""
+class UnplannableJobSpec(ValueError):
+    """A JobSpec that cannot be planned into executions; ``code`` is the problem code intake answers with (400)."""
 
     def __init__(self, code: str, message: str, path: str) -> None:
         super().__init__(message)
@@ -52,10 +47,12 @@ def questions_for(spec: JobSpec) -> list[str]:
     name = spec.benchmark.name
     if name == "noop":
         if spec.questions:
-            raise PlanError("invalid_questions", "the noop benchmark takes no questions", "questions")
+            raise UnplannableJobSpec(
+                "invalid_questions", "the noop benchmark takes no questions", "questions"
+            )
         return [NOOP_QUESTION]
     if name not in ("bias-detection", "who-are-you"):
-        raise PlanError(
+        raise UnplannableJobSpec(
             "unknown_benchmark",
             f"unknown benchmark {name!r}; known: bias-detection, who-are-you, noop",
             "benchmark.name",
@@ -63,7 +60,7 @@ def questions_for(spec: JobSpec) -> list[str]:
     known = all_questions()
     if spec.questions:
         if spec.options.only_questions is not None:
-            raise PlanError(
+            raise UnplannableJobSpec(
                 "invalid_questions",
                 "options.only_questions narrows the modes' question sets; a job that lists its questions needs none",
                 "options.only_questions",
@@ -76,7 +73,7 @@ def questions_for(spec: JobSpec) -> list[str]:
         asked = _narrowed(asked, spec)
     for index, question_id in enumerate(asked):
         if question_id not in known:
-            raise PlanError(
+            raise UnplannableJobSpec(
                 "unknown_question",
                 f"unknown question id {question_id!r}; GET /api/v1/questions lists the known ones",
                 f"questions.{index}",
@@ -91,7 +88,7 @@ def _narrowed(asked: list[str], spec: JobSpec) -> list[str]:
         return asked
     for index, question_id in enumerate(only):
         if question_id not in asked:
-            raise PlanError(
+            raise UnplannableJobSpec(
                 "unknown_question",
                 f"options.only_questions names {question_id!r}, which the job's question sets "
                 f"({', '.join(spec.modes)}) do not ask",
@@ -110,7 +107,7 @@ def is_command_job(spec: JobSpec) -> bool:
 def plan_container_job(
     spec: JobSpec, regions: list[str], capability: ContainerCapability | None
 ) -> list[PlannedExecution]:
-    """One execution per region, each on a backend that isolates containers; PlanError otherwise.
+    """One execution per region, each on a backend that isolates containers; UnplannableJobSpec otherwise.
 
     A JobSpec's command is never run on the runner's host or next to a model server: only a backend
     whose executor class declares ``isolates_containers`` (a Golem provider's VM) may take it.
@@ -123,7 +120,7 @@ def plan_container_job(
         if not isolates:
             refused.append(f"{region} ({backend})")
     if refused:
-        raise PlanError(
+        raise UnplannableJobSpec(
             "container_isolation_unavailable",
             f"this JobSpec runs a container command ({' '.join(container.command or [])[:80]!r}); the backends "
             f"of {', '.join(refused)} cannot isolate a container, and this runner never runs a JobSpec's "
@@ -154,11 +151,11 @@ def plan(
     """Expand a job into executions (regions × models × questions × prompt variants)."""
     regions = spec.constraints.regions or default_regions
     if not regions:
-        raise PlanError(
+        raise UnplannableJobSpec(
             "no_regions", "the job names no region and no default is configured", "constraints.regions"
         )
     if spec.constraints.min_regions > len(regions):
-        raise PlanError(
+        raise UnplannableJobSpec(
             "invalid_constraints",
             f"min_regions is {spec.constraints.min_regions} but only {len(regions)} region(s) requested",
             "constraints.min_regions",
@@ -167,7 +164,7 @@ def plan(
         return plan_container_job(spec, regions, container_capability)
     models = spec.model_ids or default_models
     if not models:
-        raise PlanError("no_models", "the job names no model and no default is configured", "models")
+        raise UnplannableJobSpec("no_models", "the job names no model and no default is configured", "models")
     context = spec.options.prompt_context
     variants = ["neutral", "region"] if context == "both" else [context]
     questions = questions_for(spec)
@@ -180,7 +177,7 @@ def plan(
     ]
 
 
-def retry_budget(spec: JobSpec) -> dict[str, int]:
-    """The outbox payload's ``max_attempts`` for a spec that sets ``constraints.max_retries`` (else none)."""
+def retry_budget(spec: JobSpec) -> int | None:
+    """The messages' ``max_attempts`` for a spec that sets ``constraints.max_retries`` (else None)."""
     retries = spec.constraints.max_retries
-    return {} if retries is None else {"max_attempts": retries + 1}
+    return None if retries is None else retries + 1

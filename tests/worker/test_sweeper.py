@@ -11,11 +11,11 @@ import sqlalchemy as sa
 
 from beacon.queue.inprocess import InProcessQueue
 from beacon.queue.relay import OutboxRelay
-from beacon.queue.sweeper import Sweeper
 from beacon.runtime import Runtime
 from beacon.store import now
 from beacon.store.tables import executions, jobs, outbox
 from beacon.worker.registry import WorkerInfo, WorkerRegistry
+from beacon.worker.sweeper import Sweeper
 from tests.pipeline_support import Submitter
 
 
