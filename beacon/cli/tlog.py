@@ -1,6 +1,6 @@
 """CLI: ``beacon tlog verify-note | monitor``, ``beacon verify-receipt``, ``beacon verify-bundle``.
 
-Everything an auditor runs without trusting the runner. Exit codes: :class:`beacon.verify.ExitCode`
+Everything an auditor runs without trusting the runner. Exit codes: :class:`beacon.errors.ExitCode`
 (0 verified, 1 does not verify, 2 untrusted: the log forked (monitor), 3 unreadable input or
 unreachable runner). Receipts are checked by :func:`beacon.verify.verify_receipt` and nothing else.
 """
@@ -17,12 +17,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from beacon.errors import ExitCode, VerificationError
 from beacon.keys import KeyFileError, read_public_key
 from beacon.transparency.bundle import verify_bundle
 from beacon.transparency.checkpoint import Checkpoint, CheckpointError
 from beacon.transparency.cid import CIDError, compute_cid, parse_cid
 from beacon.transparency.note import NoteError, Verifier, open_note
-from beacon.verify import ExitCode, ReceiptError, VerificationError, verify_receipt
+from beacon.verify import ReceiptError, verify_receipt
 
 tlog_app = typer.Typer(
     name="tlog",
