@@ -238,12 +238,17 @@ def verify_receipt_command(
     keys = _public_keys(runner_key)
     if not keys:
         raise _fail(ExitCode.UNREADABLE, "give the runner's public key with --runner-key (GET /api/v1/keys)")
+    # An execution (GET /api/v1/executions/{id}) holds the output its receipt hashes: check that too.
+    held = document.get("output") if document is not receipt else None
+    output = held if isinstance(held, str) else None
     try:
         # The receipt's own claims first: a forged receipt is "not verified" even where no proof is at hand.
-        verified = verify_receipt(receipt, keys)
+        verified = verify_receipt(receipt, keys, output=output)
         proof_text = _proof_text(document, proof, runner, index)
         if proof_text is not None:
-            verified = verify_receipt(receipt, keys, proof=proof_text, log_keys=_verifiers(vkey) or None)
+            verified = verify_receipt(
+                receipt, keys, proof=proof_text, log_keys=_verifiers(vkey) or None, output=output
+            )
     except ReceiptError as exc:
         part = "inclusion" if exc.check == "inclusion" else "signature"
         raise _fail(ExitCode.NOT_VERIFIED, f"{part}: {exc}", receipt_id=receipt.get("receipt_id")) from exc
