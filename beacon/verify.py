@@ -142,7 +142,7 @@ def verify_receipt(
     parsed = proof if isinstance(proof, TlogProof) else _parse_proof(proof)
     if index is not None and parsed.index != index:
         raise ReceiptError(f"the tlog-proof is for leaf {parsed.index}, not {index}", "inclusion")
-    verifiers = list(log_keys) if log_keys else _runner_log_keys(keys, parsed.checkpoint_note)
+    verifiers = list(log_keys) if log_keys is not None else _runner_log_keys(keys, parsed.checkpoint_note)
     signed = verify_inclusion(jcs(receipt), parsed, verifiers)
     return VerifiedReceipt(verified.receipt_id, signer, signed, parsed.index)
 

@@ -148,6 +148,8 @@ def test_a_checkpoint_not_signed_by_a_trusted_log_key_fails_inclusion() -> None:
     genuine, _ = logged(receipt)
     check, _ = failed_check(receipt, KEY.public_key_b64, proof=genuine, log_keys=[stranger.verifier])
     assert check == "inclusion"
+    # No log key pinned at all is no key, not "fall back to the runner's".
+    assert failed_check(receipt, KEY.public_key_b64, proof=genuine, log_keys=[])[0] == "inclusion"
 
 
 def test_an_altered_receipt_is_not_the_logged_leaf() -> None:
