@@ -3,7 +3,7 @@
 Every execution that reaches a terminal state gets exactly one receipt, failed, cancelled and timed
 out ones included. A receipt is a JSON document signed by the runner's Ed25519 key over its RFC 8785
 bytes (``beacon.signing``, decision 0004); its transparency-log leaf is the JCS bytes of the signed
-document. An auditor verifies one offline with :func:`verify_receipt` and the key from
+document. An auditor verifies one offline with :func:`beacon.verify.verify_receipt` and the key from
 ``GET /api/v1/keys`` (``beacon verify-receipt FILE --runner-key …``).
 
 The receipt id is derived from (execution id, attempt), so the one attempt that ends an execution
@@ -23,9 +23,11 @@ from beacon import __version__
 from beacon.canonical import jcs, sha256_hex
 from beacon.clock import iso_time
 from beacon.keys import Ed25519Key
-from beacon.signing import SignatureError, sign_document, verify_document
+from beacon.signing import sign_document
 
 RECEIPT_SCHEMA = "beacon.receipt/v1"
+HARNESS_RECEIPT_SCHEMA = "beacon.harness-receipt/v1"
+"""What ``POST /api/v1/transparency/attestations`` signs and logs: a harness run's attestation."""
 
 REQUIRED_FIELDS = (
     "schema",
@@ -47,10 +49,6 @@ REQUIRED_FIELDS = (
     "kid",
     "issued_at",
 )
-
-
-class ReceiptError(SignatureError):
-    """A receipt is malformed or does not verify; the message says which."""
 
 
 def receipt_id(execution_id: str, attempt: int) -> str:
@@ -230,28 +228,3 @@ def issue_receipt_with_leaf(facts: ReceiptFacts, key: Ed25519Key) -> tuple[dict[
     signed = {**body, "public_key": key.public_key_b64, "signature": signature}
     leaf = _jcs_members({**members, "public_key": jcs(key.public_key_b64), "signature": jcs(signature)})
     return signed, leaf
-
-
-def verify_receipt(receipt: Any, public_key: bytes | str | None = None) -> None:
-    """Raise :class:`ReceiptError` unless ``receipt`` is a well-formed receipt signed by ``public_key``.
-
-    Without ``public_key`` only integrity is checked (the receipt's own key); pass the runner's key
-    from ``GET /api/v1/keys`` to check who signed it.
-    """
-    if not isinstance(receipt, dict):
-        raise ReceiptError("a receipt is a JSON object")
-    if receipt.get("schema") != RECEIPT_SCHEMA:
-        raise ReceiptError(f"unknown receipt schema {receipt.get('schema')!r}; expected {RECEIPT_SCHEMA}")
-    missing = [name for name in REQUIRED_FIELDS if name not in receipt]
-    if missing:
-        raise ReceiptError(f"the receipt lacks {', '.join(missing)}")
-    if receipt["receipt_id"] != receipt_id(str(receipt["execution_id"]), int(receipt["attempt"])):
-        raise ReceiptError("receipt_id does not match (execution_id, attempt)")
-    output = receipt.get("output") or {}
-    text = output.get("text")
-    if text is not None and output.get("sha256") != sha256_hex(str(text).encode()):
-        raise ReceiptError("output.sha256 does not match output.text")
-    try:
-        verify_document(receipt, public_key)
-    except SignatureError as exc:
-        raise ReceiptError(str(exc)) from exc

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from beacon.canonical import jcs
+from beacon.errors import VerificationError
 from beacon.keys import Ed25519Key, b64decode, verify
 
 SIGNATURE_FIELDS = ("signature", "public_key")
@@ -18,8 +19,10 @@ SIGNATURE_FIELDS = ("signature", "public_key")
 Key = TypeVar("Key", bytes, str)
 
 
-class SignatureError(ValueError):
+class SignatureError(VerificationError):
     """A signed document does not verify; the message says why."""
+
+    code = "bad_signature"
 
 
 def signing_bytes(document: dict[str, Any]) -> bytes:
@@ -63,8 +66,8 @@ def signed_by(
     """The first of ``public_keys`` that ``check`` accepts ``document`` under (a runner may have
     several keys: current and rotated). SignatureError with every distinct reason if none does.
 
-    ``check`` raises SignatureError (e.g. :func:`beacon.receipts.verify_receipt` for execution
-    receipts, which also checks their fields).
+    ``check`` raises SignatureError. To decide whether a receipt verifies, use
+    :func:`beacon.verify.verify_receipt`, which checks its fields too.
     """
     reasons: list[str] = []
     for key in public_keys:

@@ -26,10 +26,11 @@ import sqlalchemy as sa
 from beacon.canonical import jcs
 from beacon.intake import Intake, sign_jobspec, stamp
 from beacon.keys import Ed25519Key
-from beacon.receipts import receipt_id, verify_receipt
+from beacon.receipts import receipt_id
 from beacon.runtime import Runtime
 from beacon.store import Database
 from beacon.store.tables import executions, job_events, jobs, tlog_leaves
+from beacon.verify import verify_receipt
 from beacon.worker.service import Pipeline
 
 TERMINAL_JOBS = {"completed", "failed", "cancelled", "timed_out"}

@@ -1,10 +1,8 @@
-"""Receipts: what they state, how they are signed, and how an auditor checks one offline."""
+"""Receipts: what they state and how they are signed (how one is verified: tests/test_verify.py)."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
-from typing import Any
 
 import pytest
 
@@ -12,16 +10,15 @@ from beacon.canonical import jcs
 from beacon.keys import Ed25519Key
 from beacon.receipts import (
     RECEIPT_SCHEMA,
-    ReceiptError,
     ReceiptFacts,
     _jcs_members,
     host_facts,
     issue_receipt,
     issue_receipt_with_leaf,
     receipt_id,
-    verify_receipt,
 )
 from beacon.signing import signing_bytes
+from beacon.verify import verify_receipt
 
 FACTS = ReceiptFacts(
     execution_id="ex_0123456789abcdef0123456789abc",
@@ -110,41 +107,6 @@ def test_failed_executions_get_receipts_too(key: Ed25519Key) -> None:
     }
     assert receipt["output"] == {"text": None, "sha256": None} and receipt["timings"]["tokens_per_s"] is None
     verify_receipt(receipt, key.public_key_b64)
-
-
-@pytest.mark.parametrize(
-    ("path", "value", "reason"),
-    [
-        (("output", "text"), "something else", "output.sha256"),
-        (("region", "served"), "EU", "signature does not match"),
-        (("attempt",), 3, "receipt_id does not match"),
-        (("schema",), "beacon.receipt/v0", "unknown receipt schema"),
-    ],
-)
-def test_tampering_is_caught(key: Ed25519Key, path: tuple[str, ...], value: Any, reason: str) -> None:
-    receipt = copy.deepcopy(issue_receipt(FACTS, key))
-    target = receipt
-    for part in path[:-1]:
-        target = target[part]
-    target[path[-1]] = value
-    with pytest.raises(ReceiptError, match=reason):
-        verify_receipt(receipt, key.public_key_b64)
-
-
-def test_a_receipt_signed_by_another_key_is_refused(key: Ed25519Key) -> None:
-    receipt = issue_receipt(FACTS, Ed25519Key.generate())
-    verify_receipt(receipt)  # intact…
-    with pytest.raises(ReceiptError, match="different key"):
-        verify_receipt(receipt, key.public_key_b64)  # …but not the runner's
-
-
-def test_missing_fields_and_non_objects_are_refused(key: Ed25519Key) -> None:
-    receipt = issue_receipt(FACTS, key)
-    del receipt["host"]
-    with pytest.raises(ReceiptError, match="lacks host"):
-        verify_receipt(receipt, key.public_key_b64)
-    with pytest.raises(ReceiptError, match="JSON object"):
-        verify_receipt([1, 2], key.public_key_b64)
 
 
 def test_receipt_ids_are_per_attempt_and_stable() -> None:

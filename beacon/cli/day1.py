@@ -258,8 +258,9 @@ def verify_report_command(
 ) -> None:
     """Check a run folder offline: file hashes, the receipt's signature, its inclusion in the log.
 
-    Exits 0 when every check passes, 1 otherwise.
+    Exits 0 when every check passes, 1 otherwise (:class:`beacon.errors.ExitCode`).
     """
+    from beacon.errors import ExitCode
     from beacon.harness.attest import verify_report
 
     console = Console()
@@ -273,7 +274,7 @@ def verify_report_command(
     for note in verdict.notes:
         console.print(f"[dim]note: {note}[/]")
     console.print("[bold green]verified[/]" if verdict.ok else "[bold red]NOT verified[/]")
-    raise typer.Exit(0 if verdict.ok else 1)
+    raise typer.Exit(ExitCode.VERIFIED if verdict.ok else ExitCode.NOT_VERIFIED)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import typer
 
+from beacon.errors import ExitCode
 from beacon.intake import IntakeError, Scheme, check_document, parse_document, sign_jobspec, stamp
 from beacon.keys import (
     Ed25519Key,
@@ -25,8 +26,6 @@ from beacon.keys import (
 )
 
 keys_app = typer.Typer(help="Ed25519 keys for signing JobSpecs.", no_args_is_help=True)
-
-EXIT_VALID, EXIT_BAD_SIGNATURE, EXIT_UNTRUSTED, EXIT_UNREADABLE = 0, 1, 2, 3
 
 
 class KeyFormat(StrEnum):
@@ -64,7 +63,7 @@ def load_key(path: Path) -> Ed25519Key:
     try:
         return read_key_file(path)
     except (KeyFileError, ValueError) as exc:
-        raise _fail(f"cannot use the key in {path}: {exc}", EXIT_UNREADABLE) from None
+        raise _fail(f"cannot use the key in {path}: {exc}", ExitCode.UNREADABLE) from None
 
 
 def read_document(path: Path) -> tuple[dict[str, Any], bytes]:
@@ -72,11 +71,11 @@ def read_document(path: Path) -> tuple[dict[str, Any], bytes]:
     try:
         raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except OSError as exc:
-        raise _fail(f"cannot read {path}: {exc.strerror}", EXIT_UNREADABLE) from None
+        raise _fail(f"cannot read {path}: {exc.strerror}", ExitCode.UNREADABLE) from None
     try:
         return parse_document(raw), raw
     except IntakeError as exc:
-        raise _fail(f"{path}: {exc.detail}", EXIT_UNREADABLE) from None
+        raise _fail(f"{path}: {exc.detail}", ExitCode.UNREADABLE) from None
 
 
 def write_document(document: dict[str, Any], output: Path | None) -> None:
@@ -109,10 +108,10 @@ def load_trusted_keys(source: str) -> TrustedKeys:
     try:
         return TrustedKeys.from_entries(read_trusted_key_entries(source))
     except ValueError as exc:
-        raise _fail(f"trusted keys: {exc}", EXIT_UNREADABLE) from None
+        raise _fail(f"trusted keys: {exc}", ExitCode.UNREADABLE) from None
 
 
-def verify_file(path: Path, trusted_keys: str | None, *, legacy: bool) -> int:
+def verify_file(path: Path, trusted_keys: str | None, *, legacy: bool) -> ExitCode:
     document, _ = read_document(path)
     trusted = load_trusted_keys(trusted_keys) if trusted_keys is not None else None
     verdict = check_document(document, trusted, accept_go_strip=legacy, accept_portal_v1=legacy)

@@ -1,7 +1,8 @@
 """CLI: ``beacon tlog verify-note | monitor``, ``beacon verify-receipt``, ``beacon verify-bundle``.
 
-Everything an auditor runs without trusting the runner. Exit codes: 0 verified, 1 does not verify,
-2 the log forked (monitor), 3 unreadable input or unreachable runner.
+Everything an auditor runs without trusting the runner. Exit codes: :class:`beacon.errors.ExitCode`
+(0 verified, 1 does not verify, 2 untrusted: the log forked (monitor), 3 unreadable input or
+unreachable runner). Receipts are checked by :func:`beacon.verify.verify_receipt` and nothing else.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from beacon.canonical import jcs
+from beacon.errors import ExitCode, VerificationError
 from beacon.keys import KeyFileError, read_public_key
 from beacon.transparency.bundle import verify_bundle
 from beacon.transparency.checkpoint import Checkpoint, CheckpointError
 from beacon.transparency.cid import CIDError, compute_cid, parse_cid
-from beacon.transparency.note import NoteError, Verifier, open_note, split_note
-from beacon.transparency.proof import TlogProof, TlogProofError
+from beacon.transparency.note import NoteError, Verifier, open_note
+from beacon.verify import ReceiptError, verify_receipt
 
 tlog_app = typer.Typer(
     name="tlog",
@@ -30,8 +31,6 @@ tlog_app = typer.Typer(
     no_args_is_help=True,
 )
 err = Console(stderr=True)
-
-VERIFIED, NOT_VERIFIED, FORKED, UNREADABLE = 0, 1, 2, 3
 
 VkeyOption = Annotated[
     list[str] | None,
@@ -54,7 +53,7 @@ def _emit(verdict: dict[str, Any]) -> None:
     typer.echo(json.dumps(verdict, indent=2))
 
 
-def _fail(code: int, message: str, **facts: Any) -> typer.Exit:
+def _fail(code: ExitCode, message: str, **facts: Any) -> typer.Exit:
     _emit({"valid": False, "error": message, **facts})
     return typer.Exit(code)
 
@@ -63,7 +62,7 @@ def _read_text(source: str) -> str:
     try:
         return sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(UNREADABLE, f"cannot read {source}: {exc}") from exc
+        raise _fail(ExitCode.UNREADABLE, f"cannot read {source}: {exc}") from exc
 
 
 def _verifiers(vkeys: list[str] | None) -> list[Verifier]:
@@ -75,7 +74,7 @@ def _verifiers(vkeys: list[str] | None) -> list[Verifier]:
             try:
                 out.append(Verifier.parse(line))
             except NoteError as exc:
-                raise _fail(UNREADABLE, f"--vkey {line[:40]!r}: {exc}") from exc
+                raise _fail(ExitCode.UNREADABLE, f"--vkey {line[:40]!r}: {exc}") from exc
     return out
 
 
@@ -85,7 +84,7 @@ def _public_keys(values: list[str] | None) -> list[bytes]:
         try:
             keys.append(read_public_key(value))
         except (KeyFileError, ValueError, OSError) as exc:
-            raise _fail(UNREADABLE, f"--runner-key: {exc}") from exc
+            raise _fail(ExitCode.UNREADABLE, f"--runner-key: {exc}") from exc
     return keys
 
 
@@ -111,12 +110,12 @@ def verify_note(
     """Verify a C2SP signed note: exit 0 only if a known key verifies it (unknown signers are ignored)."""
     verifiers = _verifiers(vkey)
     if not verifiers:
-        raise _fail(UNREADABLE, "give at least one --vkey")
+        raise _fail(ExitCode.UNREADABLE, "give at least one --vkey")
     note = _read_text(file)
     try:
         opened = open_note(note, verifiers)
     except NoteError as exc:
-        raise _fail(NOT_VERIFIED, str(exc)) from exc
+        raise _fail(ExitCode.NOT_VERIFIED, str(exc)) from exc
     verdict: dict[str, Any] = {"valid": True, "verified_by": opened.verified_by()}
     try:
         checkpoint = Checkpoint.parse_text(opened.text)
@@ -157,18 +156,20 @@ def monitor(
     try:
         client = BeaconClient(url)
     except BeaconError as exc:
-        raise _fail(UNREADABLE, str(exc)) from exc
+        raise _fail(ExitCode.UNREADABLE, str(exc)) from exc
     try:
         if not verifiers:
             try:
                 verifiers = [Verifier.parse(k["vkey"]) for k in client.log_keys()["keys"]]
             except (BeaconError, KeyError, TypeError, NoteError) as exc:
-                raise _fail(UNREADABLE, f"cannot read the log's keys from {url}: {exc}") from exc
+                raise _fail(ExitCode.UNREADABLE, f"cannot read the log's keys from {url}: {exc}") from exc
             err.print(f"[yellow]trusting the runner's own log key on first use: {verifiers[0].vkey}[/]")
         try:
             follower = Monitor(client, verifiers, previous)
         except CheckpointError as exc:
-            raise _fail(UNREADABLE, f"--state holds a checkpoint these keys do not verify: {exc}") from exc
+            raise _fail(
+                ExitCode.UNREADABLE, f"--state holds a checkpoint these keys do not verify: {exc}"
+            ) from exc
         polls = 1 if once else max_polls
         done = 0
         while polls is None or done < polls:
@@ -186,13 +187,13 @@ def monitor(
                         "new_checkpoint": exc.new_note,
                     }
                 )
-                raise typer.Exit(FORKED) from exc
+                raise typer.Exit(exc.exit_code) from exc
             except CheckpointError as exc:
-                raise _fail(NOT_VERIFIED, f"checkpoint: {exc}") from exc
+                raise _fail(ExitCode.NOT_VERIFIED, f"checkpoint: {exc}") from exc
             except BeaconError as exc:
                 err.print(f"[red]poll {done}: {exc}[/]")
                 if polls == 1:
-                    raise typer.Exit(UNREADABLE) from exc
+                    raise typer.Exit(ExitCode.UNREADABLE) from exc
                 continue
             typer.echo(json.dumps({"poll": done, **result.as_dict()}))
             if state:
@@ -208,10 +209,10 @@ def _load_json(source: str) -> Any:
     try:
         return json.loads(_read_text(source))
     except json.JSONDecodeError as exc:
-        raise _fail(UNREADABLE, f"{source} is not JSON: {exc}") from exc
+        raise _fail(ExitCode.UNREADABLE, f"{source} is not JSON: {exc}") from exc
 
 
-def verify_receipt(
+def verify_receipt_command(
     file: Annotated[
         str,
         typer.Argument(
@@ -233,52 +234,44 @@ def verify_receipt(
     document = _load_json(file)
     receipt = document.get("receipt") if isinstance(document, dict) and "receipt" in document else document
     if not isinstance(receipt, dict):
-        raise _fail(UNREADABLE, "no receipt object in the input")
+        raise _fail(ExitCode.UNREADABLE, "no receipt object in the input")
     keys = _public_keys(runner_key)
     if not keys:
-        raise _fail(UNREADABLE, "give the runner's public key with --runner-key (GET /api/v1/keys)")
-    verdict: dict[str, Any] = {"receipt_id": receipt.get("receipt_id")}
+        raise _fail(ExitCode.UNREADABLE, "give the runner's public key with --runner-key (GET /api/v1/keys)")
+    # An execution (GET /api/v1/executions/{id}) holds the output its receipt hashes: check that too.
+    held = document.get("output") if document is not receipt else None
+    output = held if isinstance(held, str) else None
     try:
-        verdict["signed_by"] = _check_receipt_signature(receipt, keys)
-    except ValueError as exc:
-        raise _fail(NOT_VERIFIED, f"signature: {exc}", **verdict) from exc
-    proof_text = _proof_text(document, proof, runner, index)
-    if proof_text is None:
-        _emit(
-            {
-                "valid": True,
-                **verdict,
-                "inclusion": "not checked: give --runner URL (and --index) or --proof FILE",
-            }
-        )
+        # The receipt's own claims first: a forged receipt is "not verified" even where no proof is at hand.
+        verified = verify_receipt(receipt, keys, output=output)
+        proof_text = _proof_text(document, proof, runner, index)
+        if proof_text is not None:
+            verified = verify_receipt(
+                receipt, keys, proof=proof_text, log_keys=_verifiers(vkey) or None, output=output
+            )
+    except ReceiptError as exc:
+        part = "inclusion" if exc.check == "inclusion" else "signature"
+        raise _fail(ExitCode.NOT_VERIFIED, f"{part}: {exc}", receipt_id=receipt.get("receipt_id")) from exc
+    verdict: dict[str, Any] = {
+        "valid": True,
+        "receipt_id": receipt.get("receipt_id"),
+        "signed_by": verified.signed_by,
+    }
+    if verified.checkpoint is None:
+        _emit({**verdict, "inclusion": "not checked: give --runner URL (and --index) or --proof FILE"})
         return
-    try:
-        parsed = TlogProof.parse(proof_text)
-        origin = Checkpoint.parse_text(split_note(parsed.checkpoint_note)[0]).origin
-        signed = parsed.verify(_log_verifiers(_verifiers(vkey), keys, origin), entry=jcs(receipt))
-    except (TlogProofError, NoteError, CheckpointError) as exc:
-        raise _fail(NOT_VERIFIED, f"inclusion: {exc}", **verdict) from exc
     _emit(
         {
-            "valid": True,
             **verdict,
-            "leaf_index": parsed.index,
+            "leaf_index": verified.leaf_index,
             "checkpoint": {
-                "origin": signed.checkpoint.origin,
-                "size": signed.size,
-                "root": signed.root.hex(),
+                "origin": verified.checkpoint.checkpoint.origin,
+                "size": verified.checkpoint.size,
+                "root": verified.checkpoint.root.hex(),
             },
-            "checkpoint_signed_by": list(signed.verified_by),
+            "checkpoint_signed_by": list(verified.checkpoint.verified_by),
         }
     )
-
-
-def _check_receipt_signature(receipt: dict[str, Any], keys: list[bytes]) -> str:
-    """The runner key (base64) that signed ``receipt``; execution receipts get their field checks too."""
-    from beacon.harness.evidence import verify_runner_signature
-    from beacon.keys import b64encode
-
-    return verify_runner_signature(receipt, [b64encode(key) for key in keys])
 
 
 def _proof_text(document: Any, proof: str | None, runner: str | None, index: int | None) -> str | None:
@@ -291,14 +284,16 @@ def _proof_text(document: Any, proof: str | None, runner: str | None, index: int
     if index is None and isinstance(document, dict) and isinstance(document.get("leaf_index"), int):
         index = int(document["leaf_index"])
     if index is None:
-        raise _fail(UNREADABLE, "with --runner, give --index (the receipt's leaf index)")
+        raise _fail(ExitCode.UNREADABLE, "with --runner, give --index (the receipt's leaf index)")
     from beacon.client import BeaconClient, BeaconError
 
     try:
         with BeaconClient(runner) as client:
             return str(client.inclusion_proof(index)["tlog_proof"])
     except (BeaconError, KeyError) as exc:
-        raise _fail(UNREADABLE, f"cannot fetch the proof of leaf {index} from {runner}: {exc}") from exc
+        raise _fail(
+            ExitCode.UNREADABLE, f"cannot fetch the proof of leaf {index} from {runner}: {exc}"
+        ) from exc
 
 
 # --- verify-bundle ---------------------------------------------------------------------------------------
@@ -319,24 +314,22 @@ def verify_bundle_command(
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise _fail(UNREADABLE, f"cannot read {path}: {exc}") from exc
+            raise _fail(ExitCode.UNREADABLE, f"cannot read {path}: {exc}") from exc
         cid = compute_cid(data)
     else:
         try:
             cid = str(parse_cid(cid_or_file))
         except CIDError as exc:
-            raise _fail(UNREADABLE, f"{cid_or_file!r} is neither a file nor a CID: {exc}") from exc
+            raise _fail(ExitCode.UNREADABLE, f"{cid_or_file!r} is neither a file nor a CID: {exc}") from exc
         data = _fetch_bundle(cid, runner, gateway)
     try:
         bundle = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _fail(NOT_VERIFIED, f"the bundle is not JSON: {exc}", cid=cid) from exc
+        raise _fail(ExitCode.NOT_VERIFIED, f"the bundle is not JSON: {exc}", cid=cid) from exc
     keys = _public_keys(runner_key)
-    report = verify_bundle(
-        bundle, runner_public_key=keys[0] if keys else None, vkeys=_verifiers(vkey) or None
-    )
+    report = verify_bundle(bundle, runner_public_key=keys or None, vkeys=_verifiers(vkey) or None)
     _emit({"cid": cid, **report.as_dict()})
-    raise typer.Exit(VERIFIED if report.ok else NOT_VERIFIED)
+    raise typer.Exit(ExitCode.VERIFIED if report.ok else ExitCode.NOT_VERIFIED)
 
 
 def _fetch_bundle(cid: str, runner: str | None, gateway: str | None) -> bytes:
@@ -349,11 +342,11 @@ def _fetch_bundle(cid: str, runner: str | None, gateway: str | None) -> bytes:
             with BeaconClient(runner) as client:
                 data = client.bundle(cid)
         except BeaconError as exc:
-            raise _fail(UNREADABLE, f"cannot fetch {cid} from {runner}: {exc}") from exc
+            raise _fail(ExitCode.UNREADABLE, f"cannot fetch {cid} from {runner}: {exc}") from exc
         try:
             check_cid(cid, data)  # the runner checked it; so do we
         except CIDError as exc:
-            raise _fail(NOT_VERIFIED, str(exc), cid=cid) from exc
+            raise _fail(ExitCode.NOT_VERIFIED, str(exc), cid=cid) from exc
         return data
     if gateway:
         from beacon.transparency.ipfs import ContentError, fetch_from_gateway
@@ -361,12 +354,13 @@ def _fetch_bundle(cid: str, runner: str | None, gateway: str | None) -> bytes:
         try:
             return asyncio.run(fetch_from_gateway(gateway, cid))
         except ContentError as exc:
-            raise _fail(NOT_VERIFIED if "match" in str(exc) else UNREADABLE, str(exc), cid=cid) from exc
-    raise _fail(UNREADABLE, "to fetch a CID give --runner URL or --gateway URL (or pass a file)")
+            code = exc.exit_code if isinstance(exc, VerificationError) else ExitCode.UNREADABLE
+            raise _fail(code, str(exc), cid=cid) from exc
+    raise _fail(ExitCode.UNREADABLE, "to fetch a CID give --runner URL or --gateway URL (or pass a file)")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the ``beacon`` app."""
     app.add_typer(tlog_app)
-    app.command("verify-receipt")(verify_receipt)
+    app.command("verify-receipt")(verify_receipt_command)
     app.command("verify-bundle")(verify_bundle_command)

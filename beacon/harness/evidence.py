@@ -2,8 +2,9 @@
 
 Verification is separated from fetching (as in sigstore-python): these functions take the bytes
 and documents a notebook fetched with :class:`beacon.client.BeaconClient`, plus the keys to trust,
-and raise ``ValueError`` subclasses saying what failed. They use the transparency package's own
-RFC 6962 / C2SP code, never the runner's word.
+and raise :class:`EvidenceError` (a :class:`beacon.verify.VerificationError`) saying what failed.
+Receipts and leaves are checked by :mod:`beacon.verify`, the one path the auditor CLI uses too; the
+log's RFC 6962 / C2SP code is the transparency package's own, never the runner's word.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from beacon.receipts import RECEIPT_SCHEMA, verify_receipt
-from beacon.signing import SignatureError, signed_by, verify_document
 from beacon.transparency.checkpoint import CheckpointError, SignedCheckpoint, open_checkpoint
 from beacon.transparency.merkle import ProofError, verify_consistency
 from beacon.transparency.note import NoteError, Verifier
-from beacon.transparency.proof import TlogProof, TlogProofError
+from beacon.transparency.proof import TlogProof
+from beacon.verify import VerificationError, verify_inclusion, verify_receipt
 
 
-class EvidenceError(ValueError):
+class EvidenceError(VerificationError):
     """A receipt, checkpoint, proof or bundle did not verify; the message says which and why."""
+
+    code = "bad_evidence"
 
 
 def verifiers(vkeys: Iterable[str]) -> list[Verifier]:
@@ -40,13 +42,12 @@ def verify_runner_signature(receipt: dict[str, Any], public_keys: Sequence[str])
     """The runner key (base64) that signed ``receipt`` (or any Beacon document: a difference report …);
     EvidenceError if none of ``public_keys`` did.
 
-    An execution receipt is checked as a receipt (its id from execution and attempt, its output
-    hash), not only its signature — the same check as ``beacon verify-receipt`` and ``verify-bundle``.
+    A receipt is checked as :func:`beacon.verify.verify_receipt` checks it (its id, its output hash,
+    its signature), the same check as ``beacon verify-receipt`` and ``verify-bundle``.
     """
-    check = verify_receipt if receipt.get("schema") == RECEIPT_SCHEMA else verify_document
     try:
-        return signed_by(receipt, public_keys, check)
-    except SignatureError as exc:
+        return verify_receipt(receipt, public_keys).signed_by
+    except VerificationError as exc:
         raise EvidenceError(f"receipt signature: {exc}") from exc
 
 
@@ -65,6 +66,20 @@ def _hashes(values: Sequence[str]) -> list[bytes]:
         raise EvidenceError(f"proof hashes must be hex: {exc}") from exc
 
 
+def tlog_proof(index: int, proof: Sequence[str] | str, checkpoint_note: str) -> TlogProof:
+    """The proof of leaf ``index``: an audit path as hex hashes (bound to ``checkpoint_note``) or a whole
+    ``c2sp.org/tlog-proof@v1`` text, which carries its own checkpoint."""
+    if isinstance(proof, str):
+        try:
+            parsed = TlogProof.parse(proof)
+        except VerificationError as exc:
+            raise EvidenceError(f"tlog-proof: {exc}") from exc
+        if parsed.index != index:
+            raise EvidenceError(f"the tlog-proof is for leaf {parsed.index}, not {index}")
+        return parsed
+    return TlogProof(index, tuple(_hashes(proof)), checkpoint_note)
+
+
 def verify_receipt_inclusion(
     entry: bytes,
     index: int,
@@ -73,23 +88,12 @@ def verify_receipt_inclusion(
     vkeys: Iterable[str],
     origin: str | None = None,
 ) -> SignedCheckpoint:
-    """Check that ``entry`` (the leaf data: JCS bytes of a receipt) is leaf ``index`` of the log.
-
-    ``proof`` is either the audit path as hex hashes (bound to ``checkpoint_note``) or a whole
-    ``c2sp.org/tlog-proof@v1`` text, which carries its own checkpoint.
-    """
-    if isinstance(proof, str):
-        try:
-            parsed = TlogProof.parse(proof)
-        except TlogProofError as exc:
-            raise EvidenceError(f"tlog-proof: {exc}") from exc
-        if parsed.index != index:
-            raise EvidenceError(f"the tlog-proof is for leaf {parsed.index}, not {index}")
-    else:
-        parsed = TlogProof(index, tuple(_hashes(proof)), checkpoint_note)
+    """Check that ``entry`` (the leaf data: JCS bytes of a receipt) is leaf ``index`` of the log
+    (:func:`beacon.verify.verify_inclusion`); ``proof`` as :func:`tlog_proof` takes it."""
+    parsed, keys = tlog_proof(index, proof, checkpoint_note), verifiers(vkeys)
     try:
-        return parsed.verify(verifiers(vkeys), entry=entry, origin=origin)
-    except TlogProofError as exc:
+        return verify_inclusion(entry, parsed, keys, origin=origin)
+    except VerificationError as exc:
         raise EvidenceError(f"leaf {index}: {exc}") from exc
 
 

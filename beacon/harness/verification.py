@@ -2,8 +2,8 @@
 
 The notebook ``07-results-verification`` calls these functions in order and shows their tables;
 each records its checks in the phase's :class:`~beacon.harness.results.PhaseResults`. Verification
-is the one code the auditor CLI uses: receipts through
-:func:`beacon.harness.evidence.verify_runner_signature` (receipt fields *and* signature, as
+is the one code the auditor CLI uses: receipts through :func:`beacon.verify.verify_receipt`
+(fields, signature by a trusted key and inclusion under a signed checkpoint, as
 ``beacon verify-receipt``), bundles through :func:`beacon.transparency.bundle.verify_bundle` with the
 runner key pinned (as ``beacon verify-bundle --runner-key``). The keys are the pinned ones where the
 harness pins them (:mod:`beacon.harness.trust`), else trusted on first use; the first checkpoint seen
@@ -27,9 +27,10 @@ from beacon.harness import findings
 from beacon.harness.evidence import (
     EvidenceError,
     open_signed_checkpoint,
+    tlog_proof,
+    verifiers,
     verify_checkpoint_consistency,
     verify_receipt_inclusion,
-    verify_runner_signature,
 )
 from beacon.harness.results import PhaseResults, load_phase_results
 from beacon.harness.trust import PinnedKeys, TrustDecision, keys_to_trust, load_pins
@@ -38,6 +39,8 @@ from beacon.transparency.bundle import verify_bundle
 from beacon.transparency.checkpoint import SignedCheckpoint
 from beacon.transparency.cid import compute_cid
 from beacon.transparency.note import Verifier
+from beacon.transparency.proof import TlogProof
+from beacon.verify import ReceiptError, VerificationError, verify_inclusion, verify_receipt
 
 
 @dataclass
@@ -132,6 +135,10 @@ def verify_receipts(
 ) -> list[dict[str, Any]]:
     """Every execution's receipt: served, a valid receipt signed by the runner, included in the log."""
     problems: dict[str, list[str]] = {"retrieve": [], "signature": [], "inclusion": []}
+    try:
+        log_keys = verifiers(state.trust.vkeys)
+    except EvidenceError:
+        log_keys = []  # every inclusion then fails: no key to trust a checkpoint with
     rows = state.receipts
     receipts_file = state.artefacts / "receipts.jsonl"
     for job_id in job_ids:
@@ -164,29 +171,20 @@ def verify_receipts(
             with receipts_file.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(receipt) + "\n")
             row["receipt_id"] = receipt.get("receipt_id", row["receipt_id"])
-            try:
-                verify_runner_signature(receipt, state.trust.public_keys)
-                row["signature_verified"] = True
-            except EvidenceError as exc:
-                problems["signature"].append(f"{execution['id']}: {exc}")
+            proof: TlogProof | None = None
             if row["leaf_index"] is None:
                 problems["inclusion"].append(f"{execution['id']}: no leaf index")
-                continue
-            try:
-                proof = state.client.inclusion_proof(int(row["leaf_index"]))
-                signed = verify_receipt_inclusion(
-                    jcs(receipt),
-                    int(row["leaf_index"]),
-                    proof["proof"],
-                    proof["checkpoint"],
-                    state.trust.vkeys,
-                )
-            except (EvidenceError, BeaconError, KeyError, ValueError) as exc:
-                problems["inclusion"].append(f"{execution['id']}: {exc}")
-                continue
-            state.remember(signed)
-            row["proof_verified"] = True
-            row["checkpoint_size"] = signed.size
+            else:
+                try:
+                    answer = state.client.inclusion_proof(int(row["leaf_index"]))
+                    proof = tlog_proof(int(row["leaf_index"]), answer["proof"], answer["checkpoint"])
+                except (EvidenceError, BeaconError, KeyError, TypeError) as exc:
+                    problems["inclusion"].append(f"{execution['id']}: {exc}")
+            signature_problem, inclusion_problem = _verify_receipt_row(state, row, receipt, proof, log_keys)
+            if signature_problem:
+                problems["signature"].append(f"{execution['id']}: {signature_problem}")
+            if inclusion_problem:
+                problems["inclusion"].append(f"{execution['id']}: {inclusion_problem}")
     results.table("receipts", rows)
     n = len(rows)
     served = n - len(problems["retrieve"])
@@ -212,6 +210,38 @@ def verify_receipts(
         detail=_problems(problems["inclusion"] + problems["retrieve"]),
     )
     return rows
+
+
+def _verify_receipt_row(
+    state: Verification,
+    row: dict[str, Any],
+    receipt: dict[str, Any],
+    proof: TlogProof | None,
+    log_keys: list[Verifier],
+) -> tuple[str | None, str | None]:
+    """Verify one receipt (:func:`beacon.verify.verify_receipt`) and mark ``row``; the problems found
+    with the receipt and with its inclusion. A receipt that fails its own checks still gets its leaf
+    checked, so the two checks of T+45 stay independent."""
+    try:
+        verified = verify_receipt(receipt, state.trust.public_keys, proof=proof, log_keys=log_keys)
+    except ReceiptError as exc:
+        if exc.check == "inclusion":
+            row["signature_verified"] = True
+            return None, str(exc)
+        if proof is None:
+            return str(exc), None
+        try:
+            signed = verify_inclusion(jcs(receipt), proof, log_keys)
+        except VerificationError as inclusion:
+            return str(exc), str(inclusion)
+        state.remember(signed)
+        row.update(proof_verified=True, checkpoint_size=signed.size)
+        return str(exc), None
+    row["signature_verified"] = True
+    if verified.checkpoint is not None:
+        state.remember(verified.checkpoint)
+        row.update(proof_verified=True, checkpoint_size=verified.checkpoint.size)
+    return None, None
 
 
 def verify_transparency(
@@ -309,7 +339,7 @@ def verify_transparency(
 
 def verify_bundles(state: Verification, results: PhaseResults) -> list[dict[str, Any]]:
     """Each job's bundle: served under its CID (recomputed here) and verified as ``beacon verify-bundle`` does."""
-    runner_key = b64decode(state.trust.current_key) if state.trust.current_key else None
+    runner_keys = [b64decode(key) for key in state.trust.public_keys]
     vkeys = [Verifier.parse(v) for v in state.trust.vkeys]
     rows = []
     for job_id, job in state.jobs.items():
@@ -328,7 +358,7 @@ def verify_bundles(state: Verification, results: PhaseResults) -> list[dict[str,
         row["cid_matches"] = compute_cid(data) == cid
         (state.artefacts / f"bundle-{cid}.json").write_bytes(data)
         try:
-            report = verify_bundle(json.loads(data), runner_public_key=runner_key, vkeys=vkeys)
+            report = verify_bundle(json.loads(data), runner_public_key=runner_keys or None, vkeys=vkeys)
         except ValueError as exc:
             row["problem"] = f"not a bundle: {exc}"
             continue

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from beacon.errors import ExitCode
 from beacon.intake.errors import IntakeError
 from beacon.intake.signatures import verify_jobspec
 from beacon.intake.trust import evaluate_trust
@@ -27,13 +28,13 @@ class Verdict:
     unsigned_fields: list[str] = field(default_factory=list)
 
     @property
-    def exit_code(self) -> int:
-        """0 valid (and trusted, when trusted keys were given), 1 bad signature, 2 untrusted key."""
+    def exit_code(self) -> ExitCode:
+        """VERIFIED (and trusted, when trusted keys were given), NOT_VERIFIED (bad signature), UNTRUSTED."""
         if not self.valid:
-            return 1
+            return ExitCode.NOT_VERIFIED
         if self.key_status not in ("trusted", "unchecked"):
-            return 2
-        return 0
+            return ExitCode.UNTRUSTED
+        return ExitCode.VERIFIED
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)

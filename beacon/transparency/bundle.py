@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,13 +31,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beacon.canonical import jcs, sha256_hex
-from beacon.receipts import verify_receipt
-from beacon.signing import SignatureError, sign_document, verify_document
+from beacon.keys import b64encode
+from beacon.signing import SignatureError, sign_document, signed_by, verify_document
 from beacon.store.tables import diff_reports, executions, jobs
 from beacon.transparency.checkpoint import CheckpointError, open_checkpoint
 from beacon.transparency.log import Leaf, StoredCheckpoint, TransparencyLog
 from beacon.transparency.note import Verifier
-from beacon.transparency.proof import TlogProof, TlogProofError, make_proof
+from beacon.transparency.proof import TlogProof, make_proof
+from beacon.verify import VerificationError, verify_inclusion, verify_receipt
 from beacon.worker.lifecycle import JOB_TERMINAL
 
 if TYPE_CHECKING:
@@ -212,26 +213,31 @@ class BundleReport:
 
 
 def verify_bundle(
-    bundle: Any, *, runner_public_key: bytes | None = None, vkeys: list[Verifier] | None = None
+    bundle: Any,
+    *,
+    runner_public_key: bytes | Sequence[bytes] | None = None,
+    vkeys: list[Verifier] | None = None,
 ) -> BundleReport:
     """Check a bundle without contacting anyone: signatures, JobSpec hash, proofs, one checkpoint.
 
-    The log key comes from ``vkeys`` or from ``runner_public_key`` (the runner signs its log); if
-    neither is given, the bundle's own claims are used and the report says so.
+    ``runner_public_key``: the pinned runner key(s) (current and rotated); the bundle and every document
+    in it must be signed by one. The log key comes from ``vkeys`` or from the runner key (the runner
+    signs its log). Without keys, the bundle's own claims are used and the report says so.
     """
     report = BundleReport()
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         report.add("format", False, f"not a {FORMAT} document")
         return report
     report.add("format", True, FORMAT)
+    pinned = [runner_public_key] if isinstance(runner_public_key, bytes) else list(runner_public_key or [])
+    own_key = bundle.get("public_key")
+    signers = [b64encode(key) for key in pinned] or ([own_key] if isinstance(own_key, str) else [])
     try:
-        verify_document(bundle, runner_public_key)
+        signed_by(bundle, signers) if signers else verify_document(bundle)
         report.add(
             "bundle signature",
             True,
-            "runner key"
-            if runner_public_key
-            else "its own embedded key only (pass the runner key to pin it)",
+            "runner key" if pinned else "its own embedded key only (pass the runner key to pin it)",
         )
     except SignatureError as exc:
         report.add("bundle signature", False, str(exc))
@@ -243,8 +249,8 @@ def verify_bundle(
         report.add("jobspec hash", False, "no verbatim jobspec")
     origin = (bundle.get("log") or {}).get("origin")
     verifiers = list(vkeys or [])
-    if not verifiers and runner_public_key is not None and isinstance(origin, str):
-        verifiers = [Verifier(origin, runner_public_key)]
+    if not verifiers and pinned and isinstance(origin, str):
+        verifiers = [Verifier(origin, key) for key in pinned]
     if not verifiers:
         try:
             verifiers = [Verifier.parse(str((bundle.get("log") or {}).get("vkey", "")))]
@@ -264,16 +270,17 @@ def verify_bundle(
     if not isinstance(receipts, list) or not isinstance(proofs, list) or len(receipts) != len(proofs):
         report.add("receipts", False, "receipts and proofs must be lists of the same length")
         return report
-    # Receipts get the receipt checks too (receipt_id from execution and attempt, output hash), not only
-    # their signature: the bundle signature covers them, but each must also stand on its own.
-    items: list[tuple[str, Any, Any, Callable[[dict[str, Any]], None]]] = [
-        (f"receipt {i}", r, p, verify_receipt) for i, (r, p) in enumerate(zip(receipts, proofs, strict=True))
+    # Each document is checked as beacon.verify checks a receipt (its id, output hash and signature by
+    # the runner key), not only its signature: the bundle signature covers them, but each must also stand
+    # on its own. Its inclusion is a check of its own, so that the report names every failure.
+    items: list[tuple[str, Any, Any]] = [
+        (f"receipt {i}", r, p) for i, (r, p) in enumerate(zip(receipts, proofs, strict=True))
     ]
     diff = bundle.get("diff")
     if isinstance(diff, dict) and diff.get("proof") is not None:
-        items.append(("diff report", diff.get("report"), diff.get("proof"), verify_document))
-    for name, document, proof_text, check in items:
-        _verify_item(report, name, document, proof_text, check, verifiers, checkpoint_note, bundle)
+        items.append(("diff report", diff.get("report"), diff.get("proof")))
+    for name, document, proof_text in items:
+        _verify_item(report, name, document, proof_text, signers, verifiers, checkpoint_note, bundle)
     return report
 
 
@@ -282,7 +289,7 @@ def _verify_item(
     name: str,
     document: Any,
     proof_text: Any,
-    check: Callable[[dict[str, Any]], None],
+    signers: list[str],
     verifiers: list[Verifier],
     checkpoint_note: Any,
     bundle: dict[str, Any],
@@ -291,9 +298,9 @@ def _verify_item(
         report.add(name, False, "not a JSON object")
         return
     try:
-        check(document)
-        report.add(f"{name} signature", True, f"key {document.get('public_key')}")
-    except SignatureError as exc:  # ReceiptError included
+        verified = verify_receipt(document, signers)
+        report.add(f"{name} signature", True, f"key {verified.signed_by}")
+    except VerificationError as exc:
         report.add(f"{name} signature", False, str(exc))
     if "job_id" in document and document["job_id"] != bundle.get("job_id"):
         report.add(f"{name} job", False, f"belongs to job {document['job_id']!r}")
@@ -304,7 +311,7 @@ def _verify_item(
         if proof.checkpoint_note != checkpoint_note:
             report.add(f"{name} proof", False, "bound to another checkpoint than the bundle's")
             return
-        proof.verify(verifiers, entry=jcs(document))
+        verify_inclusion(jcs(document), proof, verifiers)
         report.add(f"{name} inclusion", True, f"leaf {proof.index}")
-    except (TlogProofError, ValueError) as exc:
+    except VerificationError as exc:
         report.add(f"{name} inclusion", False, str(exc))

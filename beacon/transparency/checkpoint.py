@@ -12,12 +12,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from beacon.errors import VerificationError
 from beacon.transparency.merkle import HASH_SIZE
 from beacon.transparency.note import Note, NoteError, Signer, Verifier, b64decode_strict, open_note, sign_note
 
 
-class CheckpointError(ValueError):
+class CheckpointError(VerificationError):
     """A checkpoint is malformed, unsigned by a known key, or from another log."""
+
+    code = "bad_checkpoint"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 from multiformats import CID, multihash
 
+from beacon.errors import VerificationError
+
 CHUNK_SIZE = 262_144
 MAX_LINKS = 174
 RAW = "raw"
@@ -30,8 +32,10 @@ DAG_PB = "dag-pb"
 UNIXFS_FILE = 2
 
 
-class CIDError(ValueError):
+class CIDError(VerificationError):
     """A string is not a CID this module can check, or content does not match its CID."""
+
+    code = "bad_cid"
 
 
 # --- protobuf, the four encodings dag-pb and UnixFS need -------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from beacon.errors import VerificationError
 from beacon.store import Database
 from beacon.store.db import now
 from beacon.store.tables import content
@@ -34,8 +35,10 @@ class ContentNotFound(ContentError):
     """No store that was asked has this CID."""
 
 
-class ContentIntegrityError(ContentError):
+class ContentIntegrityError(ContentError, VerificationError):
     """Bytes that do not hash to the CID they were fetched under."""
+
+    code = "content_mismatch"
 
 
 class IpfsError(ContentError):

@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
+from beacon.errors import VerificationError
+
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 """MTH({}) = SHA-256 of the empty string."""
@@ -37,8 +39,10 @@ Node = tuple[int, int]
 """A perfect subtree ``(level, index)``: the ``2**level`` leaves starting at ``index * 2**level``."""
 
 
-class ProofError(ValueError):
+class ProofError(VerificationError):
     """A proof did not verify; the message says which check failed."""
+
+    code = "bad_merkle_proof"
 
 
 # --- hashing ------------------------------------------------------------------------------------------

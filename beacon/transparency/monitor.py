@@ -14,13 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from beacon.errors import ExitCode, VerificationError
 from beacon.transparency.checkpoint import SignedCheckpoint, open_checkpoint
 from beacon.transparency.merkle import ProofError, verify_consistency
 from beacon.transparency.note import Verifier
 
 
-class ForkDetected(Exception):
+class ForkDetected(VerificationError):
     """Two signed checkpoints of the log that are not consistent with each other."""
+
+    code = "log_forked"
+    exit_code = (
+        ExitCode.UNTRUSTED
+    )  # each checkpoint verifies; the log that signed both does not deserve trust
 
     def __init__(self, message: str, old_note: str, new_note: str) -> None:
         super().__init__(message)

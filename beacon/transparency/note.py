@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from beacon.errors import VerificationError
 from beacon.keys import Ed25519Key
 
 ALG_ED25519 = 0x01
@@ -31,8 +32,10 @@ MAX_SIGNATURES = 100
 """More than the spec's minimum of 16; Go's sumdb uses the same bound."""
 
 
-class NoteError(ValueError):
+class NoteError(VerificationError):
     """A note, key or signature is malformed, or the note does not verify."""
+
+    code = "bad_note"
 
 
 def _check_name(name: str) -> None:

@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from beacon.errors import VerificationError
 from beacon.transparency.checkpoint import CheckpointError, SignedCheckpoint, open_checkpoint
 from beacon.transparency.merkle import HASH_SIZE, ProofError, leaf_hash, verify_inclusion
 from beacon.transparency.note import NoteError, Verifier, b64decode_strict
@@ -28,8 +29,10 @@ from beacon.transparency.note import NoteError, Verifier, b64decode_strict
 HEADER = "c2sp.org/tlog-proof@v1"
 
 
-class TlogProofError(ValueError):
+class TlogProofError(VerificationError):
     """A tlog-proof is malformed or does not verify; the message says which part failed."""
+
+    code = "bad_inclusion_proof"
 
 
 @dataclass(frozen=True)

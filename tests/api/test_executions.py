@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from beacon.receipts import verify_receipt
 from beacon.runtime import Runtime
+from beacon.verify import verify_receipt
 from beacon.worker.service import Pipeline
 from tests.api.conftest import auth
 from tests.pipeline_support import wait_for_jobs

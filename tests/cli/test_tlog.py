@@ -236,6 +236,12 @@ def test_verify_receipt_checks_an_execution_receipt_with_each_runner_key(tmp_pat
     path.write_text(json.dumps(sign_document({**receipt, "attempt": 3}, KEY)))
     code, verdict = run("verify-receipt", str(path), *keys)
     assert code == 1 and "receipt_id does not match" in verdict["error"]
+    # An execution document's output must be the output its receipt hashes.
+    path.write_text(json.dumps({"receipt": receipt, "output": receipt["output"]["text"]}))
+    assert run("verify-receipt", str(path), *keys)[0] == 0
+    path.write_text(json.dumps({"receipt": receipt, "output": "another answer"}))
+    code, verdict = run("verify-receipt", str(path), *keys)
+    assert code == 1 and "output given" in verdict["error"]
 
 
 def test_verify_bundle_file_and_cid(tmp_path: Path, runner: Runner) -> None:

@@ -25,9 +25,10 @@ from beacon.executors.llamacpp_child import MID_GENERATION
 from beacon.harness import jobs
 from beacon.harness.launcher import EmbeddedRunner
 from beacon.keys import read_key_file
-from beacon.receipts import receipt_id, verify_receipt
+from beacon.receipts import receipt_id
 from beacon.store import Database
 from beacon.store.tables import dead_letters, executions
+from beacon.verify import verify_receipt
 from tests.faults.conftest import Cluster
 from tests.pipeline_support import audit_pipeline, wait_for_jobs, wait_until
 

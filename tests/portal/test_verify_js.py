@@ -7,7 +7,6 @@ test time, so the JS reads exactly what the runner issues. Each tampering must b
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -15,12 +14,14 @@ import pytest
 from beacon.canonical import jcs
 from beacon.keys import Ed25519Key
 from beacon.portal.browser import Page
-from beacon.receipts import ReceiptFacts, build_receipt, verify_receipt
+from beacon.receipts import ReceiptFacts, build_receipt
 from beacon.signing import sign_document
 from beacon.transparency.checkpoint import Checkpoint
 from beacon.transparency.merkle import InMemoryTree, leaf_hash
 from beacon.transparency.note import Signer
+from beacon.verify import verify_receipt
 from tests.portal.conftest import run_js
+from tests.test_verify import tampered
 
 ORIGIN = "beacon.test/log"
 RUNNER = Ed25519Key.from_seed(bytes(range(32)))
@@ -112,15 +113,6 @@ def test_every_logged_receipt_verifies_in_the_browser(modules: Page, logged: dic
         assert _verify(modules, logged, index) == {"ok": True, "size": 7}, index
 
 
-def _tampered(receipt: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
-    copied = copy.deepcopy(receipt)
-    target = copied
-    for name in path[:-1]:
-        target = target[name]
-    target[path[-1]] = value
-    return copied
-
-
 @pytest.mark.parametrize(
     ("path", "value", "reason"),
     [
@@ -134,7 +126,7 @@ def _tampered(receipt: dict[str, Any], path: tuple[str, ...], value: Any) -> dic
 def test_a_tampered_receipt_fails_with_the_reason(
     modules: Page, logged: dict[str, Any], path: tuple[str, ...], value: Any, reason: str
 ) -> None:
-    result = _verify(modules, logged, 3, receipt=_tampered(logged["receipts"][3], path, value))
+    result = _verify(modules, logged, 3, receipt=tampered(logged["receipts"][3], path, value))
     assert result["ok"] is False and reason in result["error"]
 
 

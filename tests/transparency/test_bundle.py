@@ -72,8 +72,9 @@ def receipt_facts(i: int) -> ReceiptFacts:
 async def make_job(
     runtime: Runtime, *, status: str = "completed", executions_n: int = 3, logged: bool = True
 ) -> str:
-    """A terminal job whose executions have signed, logged receipts (as the pipeline writes them)."""
-    worker_key = Ed25519Key.generate()
+    """A terminal job whose executions have signed, logged receipts (as the pipeline writes them: signed
+    by the runner key)."""
+    worker_key = runtime.runner_key
     t = now()
     async with runtime.db.begin() as conn:
         await conn.execute(
@@ -202,6 +203,10 @@ async def test_tampering_is_detected_offline(runtime: Runtime) -> None:
         {**forged["receipts"][0], "receipt_id": "rc_forged"}, Ed25519Key.generate()
     )
     assert "receipt 0 signature" in failed(forged)
+    # An intact receipt signed by a key that is not the pinned runner key's is refused (beacon.verify).
+    foreign = copy.deepcopy(bundle)
+    foreign["receipts"][2] = sign_document(foreign["receipts"][2], Ed25519Key.generate())
+    assert "receipt 2 signature" in failed(foreign, runner_public_key=key)
     swapped = copy.deepcopy(bundle)
     swapped["proofs"].reverse()
     assert "receipt 0 inclusion" in failed(swapped)

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 
 from beacon.executors.golem import GolemExecutor
 from beacon.executors.llamacpp import SMOLLM2_MODEL_ID
-from beacon.receipts import verify_receipt
 from beacon.runtime import Runtime
 from beacon.store.tables import executions
+from beacon.verify import verify_receipt
 from tests.pipeline_support import Submitter, wait_for_jobs
 from tests.worker.conftest import make_worker, running
 

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 
 from beacon.canonical import sha256_hex
 from beacon.executors.llamacpp import smollm2_gguf_path
-from beacon.receipts import verify_receipt
 from beacon.runtime import Runtime
 from beacon.store.tables import executions
+from beacon.verify import verify_receipt
 from beacon.worker.control import cancel_job
 from beacon.worker.service import build_executor
 from tests.pipeline_support import Submitter, wait_for_jobs, wait_until

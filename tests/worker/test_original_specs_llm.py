@@ -12,9 +12,9 @@ from beacon.benchmark.originals import original_path
 from beacon.benchmark.report import create_difference_report
 from beacon.executors.llamacpp import smollm2_gguf_path
 from beacon.intake import Intake, sign_jobspec, stamp
-from beacon.receipts import verify_receipt
 from beacon.runtime import Runtime
 from beacon.store.tables import executions
+from beacon.verify import verify_receipt
 from beacon.worker.service import build_executor
 from tests.pipeline_support import Submitter, wait_for_jobs
 from tests.worker.conftest import make_worker, running

@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from beacon.queue.message import execution_message
-from beacon.receipts import verify_receipt
 from beacon.runtime import Runtime
 from beacon.store.tables import dead_letters, executions, job_events, job_finalizations, jobs, outbox
+from beacon.verify import verify_receipt
 from beacon.worker.control import cancel_job
 from tests.pipeline_support import Submitter, audit_pipeline, wait_for_jobs, wait_until
 from tests.worker.conftest import ScriptedExecutor, make_worker, running

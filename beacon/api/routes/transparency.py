@@ -19,6 +19,7 @@ from beacon.api.params import Cid
 from beacon.api.problems import Problem
 from beacon.canonical import CanonicalizationError, jcs, jcs_sha256
 from beacon.clock import iso_time
+from beacon.receipts import HARNESS_RECEIPT_SCHEMA
 from beacon.runtime import Runtime
 from beacon.signing import sign_document
 from beacon.store.db import now
@@ -29,7 +30,6 @@ from beacon.transparency.log import InclusionProof, LogCorruption, NotFound, Sto
 
 router = APIRouter(prefix="/api/v1/transparency", tags=["transparency"])
 
-HARNESS_RECEIPT_SCHEMA = "beacon.harness-receipt/v1"
 MAX_INDEX = (1 << 63) - 1
 """Indices and sizes beyond a 64-bit database integer cannot be in the log (404, never a 500)."""
 MAX_ATTESTATION_BYTES = 256 << 10
