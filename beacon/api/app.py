@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import cache
 
 from fastapi import Depends, FastAPI
@@ -22,6 +22,7 @@ from beacon.api.openapi import install_openapi
 from beacon.api.problems import install_problem_handlers
 from beacon.api.ratelimit import EXEMPT_PREFIXES, enforce_rate_limit
 from beacon.api.routing import api_routes
+from beacon.boot import open_runtime
 from beacon.config import Settings, load_settings
 from beacon.runtime import Runtime
 
@@ -41,18 +42,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = runtime is None
-        rt = runtime or await Runtime.start(settings)
-        app.state.runtime = rt
-        # Everything built so far lives as long as the process: keep it out of the cyclic GC's scans,
-        # which otherwise grow with it and show up as latency spikes under load.
-        gc.collect()
-        gc.freeze()
-        try:
+        async with AsyncExitStack() as stack:
+            rt = runtime or await stack.enter_async_context(open_runtime(settings))
+            app.state.runtime = rt
+            # Everything built so far lives as long as the process: keep it out of the cyclic GC's
+            # scans, which otherwise grow with it and show up as latency spikes under load.
+            gc.collect()
+            gc.freeze()
             yield
-        finally:
-            if owned:
-                await rt.stop()
 
     app = FastAPI(
         title="Beacon runner",

@@ -26,7 +26,6 @@ from typing import Protocol
 from fastapi import Request
 from redis.asyncio import Redis
 
-from beacon.admin_config import current_admin_config
 from beacon.api.auth import resolve_role, token_fingerprint
 from beacon.api.deps import get_runtime
 from beacon.api.problems import Problem
@@ -201,7 +200,7 @@ async def enforce_rate_limit(request: Request) -> None:
     if template is None or template.startswith(EXEMPT_PREFIXES):
         return
     runtime = await get_runtime(request)
-    config = await current_admin_config(runtime)
+    config = (await runtime.admin_config.current()).config
     if (request.method, template) in SUBMIT_ROUTES:
         policy, limit = "submit", config.rate_limits.submit_per_minute
     else:

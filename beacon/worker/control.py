@@ -110,7 +110,7 @@ class JobAlreadyTerminal(Exception):
 
 async def cancel_job(
     runtime: Runtime,
-    queue: Queue | None,
+    queue: Queue,
     job_id: str,
     *,
     actor: str,
@@ -172,13 +172,12 @@ async def cancel_job(
             by=actor_id("cancel"),
             lease_s=runtime.settings.worker_lease_s,
         )
-    if queue is not None:
-        try:
-            await queue.signal(ControlEvent("cancel", job_id=job_id))
-        except QueueUnavailable:
-            log.warning(
-                "cancel signal for %s not sent (queue away); workers see it on their next heartbeat", job_id
-            )
+    try:
+        await queue.signal(ControlEvent("cancel", job_id=job_id))
+    except QueueUnavailable:
+        log.warning(
+            "cancel signal for %s not sent (queue away); workers see it on their next heartbeat", job_id
+        )
     status, running = await _job_state(runtime, job_id)
     deadline = time.monotonic() + wait_s
     while running and time.monotonic() < deadline:

@@ -125,8 +125,6 @@ class Pipeline:
         concurrency: int | None = None,
         preload: bool = False,
     ) -> None:
-        if runtime.queue is None:
-            raise RuntimeError("the runtime has no queue (beacon.queue.attach was not called)")
         self.runtime = runtime
         self.queue: Queue = runtime.queue
         self.concurrency = concurrency

@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 
 from beacon.api import create_app
+from beacon.boot import open_runtime
 from beacon.config import without_settings
 from beacon.intake import sign_jobspec, stamp
 from beacon.keys import Ed25519Key
@@ -67,9 +68,8 @@ async def runtime(
         trusted_keys=json.dumps([{"kid": "dev", "public_key": signing_key.public_key_b64}]),
         **settings_overrides,
     )
-    rt = await Runtime.start(settings)
-    yield rt
-    await rt.stop()
+    async with open_runtime(settings) as rt:
+        yield rt
 
 
 @pytest.fixture

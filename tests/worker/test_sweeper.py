@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from beacon.boot import open_runtime
 from beacon.queue.inprocess import InProcessQueue
 from beacon.queue.relay import OutboxRelay
 from beacon.runtime import Runtime
@@ -36,9 +37,8 @@ async def runtime(
         heartbeat_interval_s=0.1,
         max_queue_wait_s=3600,
     )
-    rt = await Runtime.start(settings)
-    yield rt
-    await rt.stop()
+    async with open_runtime(settings) as rt:
+        yield rt
 
 
 def sweeper(runtime: Runtime, queue: InProcessQueue | None = None) -> Sweeper:

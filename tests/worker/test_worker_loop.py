@@ -132,7 +132,6 @@ async def test_transient_failures_are_retried_then_dead_lettered_with_a_failed_r
     assert (
         letter.execution_id == row.id and letter.attempts == 3 and letter.error_code == "backend_unavailable"
     )
-    assert runtime.queue is not None
     (queued_letter,) = await runtime.queue.dead_letters("US")
     assert queued_letter.reason.startswith("backend_unavailable") and queued_letter.attempts == 3
     assert (await job(runtime, "poison")).error["code"] == "min_success_rate_not_met"
@@ -246,7 +245,6 @@ async def test_duplicate_messages_run_the_execution_once(runtime: Runtime, submi
 
 
 async def _quiet(runtime: Runtime) -> bool:
-    assert runtime.queue is not None
     stats = await runtime.queue.stats("US")
     return stats.depth == stats.pending == stats.delayed == 0
 
