@@ -7,19 +7,18 @@ Every process (``beacon serve``, ``beacon worker``, the CLI, tests) gets its :cl
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from beacon.admin_config import AdminConfigStore
-from beacon.benchmark.report import FINALIZER_ORDER as DIFF_REPORT_ORDER
 from beacon.benchmark.report import finalize_difference_report
 from beacon.config import REGIONS, Settings
 from beacon.keys import TrustedKeys, load_or_create_key
 from beacon.queue import Queue, open_queue
-from beacon.runtime import HealthCheck, Runtime
+from beacon.runtime import HealthCheck, JobFinalizer, Runtime
 from beacon.store import Database
-from beacon.transparency.bundle import BUNDLE_FINALIZER_ORDER, finalize_job_bundle
+from beacon.transparency.bundle import finalize_job_bundle
 from beacon.transparency.ipfs import ContentStore, KuboClient
 from beacon.transparency.log import TransparencyLog
 from beacon.transparency.note import Signer
@@ -27,15 +26,26 @@ from beacon.worker.registry import regions_without_workers
 
 log = logging.getLogger("beacon.boot")
 
+JOB_FINALIZERS: tuple[tuple[str, JobFinalizer], ...] = (
+    ("diff-report", finalize_difference_report),
+    ("bundle", finalize_job_bundle),  # after the report: the bundle references it
+)
+"""What runs after a job is terminal, in this order (a failure holds back the ones after it)."""
+
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, migrate: bool = True, publish_checkpoints: bool = True
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    publish_checkpoints: bool = True,
+    job_finalizers: Sequence[tuple[str, JobFinalizer]] = JOB_FINALIZERS,
 ) -> AsyncIterator[Runtime]:
     """The process's runtime: database (migrated unless ``migrate`` is False), keys, transparency log,
     content store, queue, admin config and job finalizers; closed in reverse order on exit.
 
-    ``publish_checkpoints`` starts the log's background checkpoint publisher.
+    ``publish_checkpoints`` starts the log's background checkpoint publisher; ``job_finalizers``
+    replaces :data:`JOB_FINALIZERS` (a benchmark of the pipeline alone passes none).
     """
     async with AsyncExitStack() as stack:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -64,9 +74,8 @@ async def open_runtime(
             tlog=tlog,
             content=content,
             admin_config=AdminConfigStore(db, settings),
+            job_finalizers=tuple(job_finalizers),
         )
-        runtime.add_finalizer(DIFF_REPORT_ORDER, "diff-report", finalize_difference_report)
-        runtime.add_finalizer(BUNDLE_FINALIZER_ORDER, "bundle", finalize_job_bundle)
         runtime.health_checks.update(
             transparency_log=tlog.health,
             content_store=content.health,

@@ -7,7 +7,7 @@ builds it from Settings and closes what it holds; this module imports none of th
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,13 +44,9 @@ class Runtime:
     """Bundles and other documents by CID (pinned in kubo when ``IPFS_URL`` is set)."""
     admin_config: AdminConfigStore
     """The versioned admin configuration (cached, cheap to read)."""
-    job_finalizers: list[tuple[int, str, JobFinalizer]] = field(default_factory=list)
-    """(order, name, finalizer): run in ascending order after a job is terminal (diffs 10, bundle 20)."""
+    job_finalizers: Sequence[tuple[str, JobFinalizer]]
+    """(name, finalizer), in the order they run after a job is terminal (see ``beacon.boot.JOB_FINALIZERS``)."""
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     """Components reported by /health and /health/ready."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Services created on first use by subsystems (intake, rate limiter, finalizers, pipeline)."""
-
-    def add_finalizer(self, order: int, name: str, finalizer: JobFinalizer) -> None:
-        self.job_finalizers.append((order, name, finalizer))
-        self.job_finalizers.sort(key=lambda item: item[0])

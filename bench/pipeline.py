@@ -86,7 +86,7 @@ async def run_beacon(
 ) -> dict[str, Any]:
     import sqlalchemy as sa
 
-    from beacon.boot import open_runtime
+    from beacon.boot import JOB_FINALIZERS, open_runtime
     from beacon.config import Settings
     from beacon.store.tables import executions
     from beacon.store.tables import jobs as jobs_table
@@ -109,9 +109,10 @@ async def run_beacon(
         submit_rate_limit_per_minute=0,
     )
     services = contextlib.AsyncExitStack()
-    runtime = await services.enter_async_context(open_runtime(settings))
-    if not finalizers:
-        runtime.job_finalizers.clear()  # measure the pipeline alone: no bundles or diff reports per job
+    # without finalizers: the pipeline alone, no bundles or diff reports per job
+    runtime = await services.enter_async_context(
+        open_runtime(settings, job_finalizers=JOB_FINALIZERS if finalizers else ())
+    )
     pipeline = Pipeline(runtime, sweeper=False)
     await pipeline.start()
     env = child_environment(

@@ -40,7 +40,6 @@ log = logging.getLogger("beacon.benchmark.report")
 
 REPORT_VERSION = "1.0"
 ANALYSIS_TYPE = "cross_region_bias"
-FINALIZER_ORDER = 10
 SKIPPED_BENCHMARKS = frozenset({"noop"})
 """Benchmarks whose executions call no model: nothing to compare."""
 

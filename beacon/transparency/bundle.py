@@ -47,7 +47,6 @@ log = logging.getLogger("beacon.transparency.bundle")
 
 FORMAT = "beacon.bundle/v1"
 MEDIA_TYPE = "application/json"
-BUNDLE_FINALIZER_ORDER = 20
 
 
 class BundleError(Exception):

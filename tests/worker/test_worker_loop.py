@@ -280,9 +280,7 @@ async def test_finalizers_run_in_order_and_a_failing_one_is_retried(
     async def report(rt: Runtime, job_id: str) -> None:
         calls.append(("report", job_id))
 
-    runtime.job_finalizers.clear()
-    runtime.add_finalizer(30, "report", report)
-    runtime.add_finalizer(10, "diff", diff)
+    runtime.job_finalizers = (("diff", diff), ("report", report))
     from beacon.worker.finalize import finalizers_for
 
     finalizers = finalizers_for(runtime)
