@@ -177,7 +177,7 @@ async def _serve(
             concurrency=concurrency,
             preload=True,
         )
-        app = create_app(settings, runtime=runtime)
+        app = create_app(settings, runtime=runtime, pipeline=pipeline)
         config = uvicorn.Config(
             app,
             log_config=uvicorn_log_config(settings),

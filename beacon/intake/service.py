@@ -396,12 +396,3 @@ class Intake:
                 )
         except Exception:
             log.warning("could not purge expired nonces/idempotency keys; will retry", exc_info=True)
-
-
-def intake_for(runtime: Runtime) -> Intake:
-    """The runtime's Intake, created on first use."""
-    intake = runtime.extras.get("intake")
-    if not isinstance(intake, Intake):
-        intake = Intake(runtime)
-        runtime.extras["intake"] = intake
-    return intake

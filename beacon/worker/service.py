@@ -137,7 +137,6 @@ class Pipeline:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: asyncio.Task[None] | None = None
-        runtime.extras["pipeline"] = self
 
     @classmethod
     def embedded(cls, runtime: Runtime, **kwargs: Any) -> Pipeline:

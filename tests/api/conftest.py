@@ -73,8 +73,11 @@ async def runtime(
 
 
 @pytest.fixture
-def app(runtime: Runtime) -> FastAPI:
-    return create_app(runtime.settings, runtime)
+async def app(runtime: Runtime) -> AsyncIterator[FastAPI]:
+    app = create_app(runtime.settings, runtime)
+    yield app
+    await app.state.intake.aclose()  # what the lifespan does (in-process clients do not run it)
+    await app.state.rate_limiter.aclose()
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from starlette.background import BackgroundTask
 
 from beacon import audit
 from beacon.api.auth import Principal, Role, require
-from beacon.api.deps import get_runtime
+from beacon.api.deps import get_pipeline, get_runtime
 from beacon.api.openapi import problem_responses
 from beacon.api.params import (
     REGION_PATTERN,
@@ -54,6 +54,7 @@ from beacon.store import now
 from beacon.store.tables import dead_letters, executions, outbox
 from beacon.worker.lifecycle import EXECUTION_TERMINAL
 from beacon.worker.registry import WorkerState, list_workers, set_worker_state
+from beacon.worker.service import Pipeline
 
 router = APIRouter(prefix="/admin/ops", tags=["operations"])
 
@@ -249,7 +250,11 @@ def _selection(body: DeadLetterSelection) -> list[Any]:
 
 @router.post("/dead-letters/requeue", summary="Publish dead letters again")
 async def requeue_dead_letters(
-    request: Request, principal: Operator, body: DeadLetterSelection, runtime: Runtime = Depends(get_runtime)
+    request: Request,
+    principal: Operator,
+    body: DeadLetterSelection,
+    runtime: Runtime = Depends(get_runtime),
+    pipeline: Pipeline | None = Depends(get_pipeline),
 ) -> dict[str, Any]:
     """Requeue what can still run: a dead letter whose execution has ended (failed, with its
     receipt) is not run again — terminal is final; submit the job again instead."""
@@ -311,7 +316,7 @@ async def requeue_dead_letters(
             request_id=request_id_of(request),
             at=at,
         )
-    _wake_relay(runtime)
+    _wake_relay(pipeline)
     return {"requeued": requeued, "skipped": skipped}
 
 
@@ -349,11 +354,9 @@ async def purge_dead_letters(
     return {"purged": len(doomed), "purged_from_queue": from_queue}
 
 
-def _wake_relay(runtime: Runtime) -> None:
-    pipeline = runtime.extras.get("pipeline")
-    relay = getattr(pipeline, "relay", None)
-    if isinstance(relay, OutboxRelay):
-        relay.wake()
+def _wake_relay(pipeline: Pipeline | None) -> None:
+    if pipeline is not None and pipeline.relay is not None:
+        pipeline.relay.wake()
 
 
 # --- workers ----------------------------------------------------------------------------------------
@@ -422,13 +425,16 @@ async def stop_worker(
     responses=problem_responses(404, 409),
 )
 async def start_worker(
-    request: Request, worker_id: WorkerId, principal: Operator, runtime: Runtime = Depends(get_runtime)
+    request: Request,
+    worker_id: WorkerId,
+    principal: Operator,
+    runtime: Runtime = Depends(get_runtime),
+    pipeline: Pipeline | None = Depends(get_pipeline),
 ) -> dict[str, Any]:
     listed = await list_workers(runtime.db, lease_s=runtime.settings.worker_lease_s, include_gone=True)
     known = next((w for w in listed if w["id"] == worker_id), None)
     if known is None:
         raise Problem(404, "worker_not_found", "Worker not found", f"no worker with id {worker_id!r}")
-    pipeline = runtime.extras.get("pipeline")
     region = known["region"]
     if pipeline is None or not pipeline.manages(region):
         raise Problem(
