@@ -82,7 +82,6 @@ async def open_runtime(
             queue=_queue_health(queue),
             workers=_workers_health(db, lease_s=settings.worker_lease_s),
         )
-        stack.push_async_callback(_close_extras, runtime)
         if publish_checkpoints:
             tlog.start()
         log.info(
@@ -94,19 +93,6 @@ async def open_runtime(
             },
         )
         yield runtime
-
-
-async def _close_extras(runtime: Runtime) -> None:
-    for name, service in reversed(list(runtime.extras.items())):
-        close = getattr(service, "aclose", None) or getattr(service, "close", None)
-        if close is None:
-            continue
-        try:
-            result = close()
-            if hasattr(result, "__await__"):
-                await result
-        except Exception:
-            log.exception("error while closing %s", name)
 
 
 def _queue_health(queue: Queue) -> HealthCheck:

@@ -48,5 +48,3 @@ class Runtime:
     """(name, finalizer), in the order they run after a job is terminal (see ``beacon.boot.JOB_FINALIZERS``)."""
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     """Components reported by /health and /health/ready."""
-    extras: dict[str, Any] = field(default_factory=dict)
-    """Services created on first use by subsystems (intake, rate limiter, finalizers, pipeline)."""

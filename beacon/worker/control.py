@@ -26,7 +26,7 @@ from beacon.runtime import Runtime
 from beacon.store import now
 from beacon.store.tables import executions, jobs
 from beacon.worker.endings import Ending, EndingItem, write_endings
-from beacon.worker.finalize import finalizers_for
+from beacon.worker.finalize import Finalizers
 from beacon.worker.lifecycle import (
     EXECUTION_ACTIVE,
     JOB_CANCELLED,
@@ -113,6 +113,7 @@ async def cancel_job(
     queue: Queue,
     job_id: str,
     *,
+    finalizers: Finalizers | None,
     actor: str,
     request_id: str | None = None,
     wait_s: float = 0.0,
@@ -122,7 +123,8 @@ async def cancel_job(
 
     Raises JobNotFound, or JobAlreadyTerminal for a job that ended otherwise than cancelled.
     Waits up to ``wait_s`` for running attempts to stop, so that when it returns with an empty
-    ``running`` list no backend call of the job continues.
+    ``running`` list no backend call of the job continues. The finalizers of a job it decides run on
+    ``finalizers`` (the process's pipeline); with None they wait for a sweeper (their rows are pending).
     """
     db = runtime.db
     terms = terms or TermsCache()
@@ -183,8 +185,8 @@ async def cancel_job(
     while running and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
         status, running = await _job_state(runtime, job_id)
-    if ended.decided:
-        finalizers_for(runtime).schedule(job for job, _ in ended.decided)
+    if ended.decided and finalizers is not None:
+        finalizers.schedule(job for job, _ in ended.decided)
     return CancelResult(job_id, status, ended.executions, running, already)
 
 

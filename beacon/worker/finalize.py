@@ -52,6 +52,8 @@ async def plan_finalizers(conn: AsyncConnection, runtime: Runtime, job_ids: Iter
 
 
 class Finalizers:
+    """Runs the finalizer chain of terminal jobs in the background; one per pipeline or worker process."""
+
     def __init__(
         self,
         runtime: Runtime,
@@ -204,10 +206,6 @@ class Finalizers:
         self.schedule(job_ids)
         return len(job_ids)
 
-    async def aclose(self) -> None:
-        """Called by ``Runtime.stop``: give running finalizers a moment, then cancel them."""
-        await self.wait(timeout_s=5.0)
-
     async def wait(self, timeout_s: float) -> None:
         """Give running finalizers up to ``timeout_s`` to end, then cancel them (the sweeper resumes)."""
         tasks = list(self._tasks.values())
@@ -218,12 +216,3 @@ class Finalizers:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-
-
-def finalizers_for(runtime: Runtime) -> Finalizers:
-    """The process's finalizer runner (one per runtime, created on first use)."""
-    finalizers = runtime.extras.get("finalizers")
-    if not isinstance(finalizers, Finalizers):
-        finalizers = Finalizers(runtime)
-        runtime.extras["finalizers"] = finalizers
-    return finalizers

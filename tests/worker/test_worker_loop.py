@@ -197,10 +197,13 @@ async def test_cancel_stops_the_running_call_and_everything_queued(
     runtime: Runtime, submitter: Submitter
 ) -> None:
     executor = ScriptedExecutor(delay_s=60)
-    async with running(runtime, make_worker(runtime, "US", executor, concurrency=1)):
+    worker = make_worker(runtime, "US", executor, concurrency=1)
+    async with running(runtime, worker):
         await submitter.submit(runtime, "stopme", benchmark="who-are-you", models=["a", "b", "c"])
         await wait_until(lambda: _running(executor), timeout_s=10, what="the first call to start")
-        result = await cancel_job(runtime, runtime.queue, "stopme", actor="operator:test", wait_s=5)
+        result = await cancel_job(
+            runtime, runtime.queue, "stopme", finalizers=worker.finalizers, actor="operator:test", wait_s=5
+        )
         assert result.running == [] and result.status == "cancelled"  # nothing of the job runs now
         assert executor.running == 0 and executor.cancelled == 1
         calls = len(executor.calls)
@@ -210,7 +213,9 @@ async def test_cancel_stops_the_running_call_and_everything_queued(
     assert {row.status for row in done} == {"cancelled"} and all(row.receipt for row in done)
     assert sorted(row.attempt for row in done) == [0, 0, 1]
     assert (await job(runtime, "stopme")).status == "cancelled"
-    again = await cancel_job(runtime, runtime.queue, "stopme", actor="operator:test")
+    again = await cancel_job(
+        runtime, runtime.queue, "stopme", finalizers=worker.finalizers, actor="operator:test"
+    )
     assert again.already_requested and again.status == "cancelled"
     assert await audit_pipeline(runtime.db, [runtime.runner_key.public_key_b64]) == []
 
@@ -281,11 +286,10 @@ async def test_finalizers_run_in_order_and_a_failing_one_is_retried(
         calls.append(("report", job_id))
 
     runtime.job_finalizers = (("diff", diff), ("report", report))
-    from beacon.worker.finalize import finalizers_for
-
-    finalizers = finalizers_for(runtime)
+    worker = make_worker(runtime, "US")
+    finalizers = worker.finalizers
     finalizers.retry_base_s = 0.1
-    async with running(runtime, make_worker(runtime, "US")):
+    async with running(runtime, worker):
         await submitter.submit(runtime, "fin", regions=["US"])
         await wait_for_jobs(runtime.db, ["fin"], timeout_s=20)
         await wait_until(lambda: _has(calls, ("diff", "fin")), timeout_s=10, what="the first finalizer")
