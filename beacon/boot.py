@@ -1,7 +1,8 @@
 """The composition root: builds one process's services in order and closes them in reverse.
 
-Every process (``beacon serve``, ``beacon worker``, the CLI, tests) gets its :class:`Runtime` from
-:func:`open_runtime`; nothing else constructs the database, the log or the queue of a process.
+Every runner process (``beacon serve``, ``beacon worker``, the API factory, tests) gets its
+:class:`Runtime` from :func:`open_runtime`. Maintenance commands that need the database alone
+(``beacon db upgrade``, ``beacon backup`` / ``restore``) open just that.
 """
 
 from __future__ import annotations
