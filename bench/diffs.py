@@ -151,7 +151,7 @@ async def report_seconds(records: list[ExecutionRecord], variants: tuple[str, ..
     from beacon.store.tables import executions, jobs
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(  # type: ignore[call-arg]
+        settings = Settings(
             _env_file=None, database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", data_dir=Path(tmp)
         )
         async with open_runtime(settings, publish_checkpoints=False) as runtime:
