@@ -1,8 +1,8 @@
 """The runtime admin configuration: validated, versioned, persisted, cheap to read.
 
 ``GET/PUT /admin/config`` and ``POST /admin/config/revert`` operate on it; intake, the rate
-limiter and the portal-facing routes read it with :func:`current_admin_config`. Every change is a
-new row in ``admin_config_versions`` (who, when, what) plus an ``audit_log`` row, written in one
+limiter and the portal-facing routes read it through ``runtime.admin_config`` (the process's
+:class:`AdminConfigStore`, built by ``beacon.boot``). Every change is a new row in ``admin_config_versions`` (who, when, what) plus an ``audit_log`` row, written in one
 transaction. Version 0 is the safe default built from the settings; it is never stored, so
 reverting to it always works.
 
@@ -30,7 +30,6 @@ from beacon.clock import iso_time
 from beacon.config import Settings, canonical_region
 from beacon.keys import b64decode
 from beacon.models import field_errors
-from beacon.runtime import Runtime
 from beacon.store import Database, now
 from beacon.store.tables import admin_config_versions
 
@@ -401,17 +400,3 @@ class AdminConfigStore:
         async with self.db.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [self._row_to_version(row) for row in rows]
-
-
-def admin_config_store(runtime: Runtime) -> AdminConfigStore:
-    """The runtime's admin-config store, created on first use."""
-    store = runtime.extras.get("admin_config")
-    if not isinstance(store, AdminConfigStore):
-        store = AdminConfigStore(runtime.db, runtime.settings)
-        runtime.extras["admin_config"] = store
-    return store
-
-
-async def current_admin_config(runtime: Runtime) -> AdminConfig:
-    """The admin config in force (cheap: cached, re-read at most every second)."""
-    return (await admin_config_store(runtime).current()).config

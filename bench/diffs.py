@@ -146,63 +146,55 @@ def rate(count: int, seconds: float) -> str:
 
 async def report_seconds(records: list[ExecutionRecord], variants: tuple[str, ...]) -> float:
     from beacon.benchmark.report import create_difference_report
+    from beacon.boot import open_runtime
     from beacon.config import Settings
-    from beacon.keys import Ed25519Key, TrustedKeys
-    from beacon.runtime import Runtime
-    from beacon.store import Database
     from beacon.store.tables import executions, jobs
-    from beacon.transparency import attach
 
     with tempfile.TemporaryDirectory() as tmp:
-        db = Database(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}")
-        await db.migrate()
-        runtime = Runtime(
-            settings=Settings(_env_file=None, database_url=db.url),  # type: ignore[call-arg]
-            db=db,
-            trusted_keys=TrustedKeys(),
-            runner_key=Ed25519Key.generate(),
+        settings = Settings(
+            _env_file=None, database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", data_dir=Path(tmp)
         )
-        attach(runtime, start_publisher=False)
-        now = time.time()
-        async with db.begin() as conn:
-            await conn.execute(
-                jobs.insert().values(
-                    id="bench",
-                    status="completed",
-                    benchmark="bias-detection",
-                    spec={"options": {"prompt_context": "both" if len(variants) == 2 else "neutral"}},
-                    raw="{}",
-                    spec_hash="0" * 64,
-                    signature_scheme="jcs",
-                    public_key="bench",
-                    regions=list(REGIONS),
-                    created_at=now,
-                    updated_at=now,
+        async with open_runtime(settings, publish_checkpoints=False) as runtime:
+            db = runtime.db
+            now = time.time()
+            async with db.begin() as conn:
+                await conn.execute(
+                    jobs.insert().values(
+                        id="bench",
+                        status="completed",
+                        benchmark="bias-detection",
+                        spec={"options": {"prompt_context": "both" if len(variants) == 2 else "neutral"}},
+                        raw="{}",
+                        spec_hash="0" * 64,
+                        signature_scheme="jcs",
+                        public_key="bench",
+                        regions=list(REGIONS),
+                        created_at=now,
+                        updated_at=now,
+                    )
                 )
-            )
-            await conn.execute(
-                executions.insert(),
-                [
-                    {
-                        "id": r.id,
-                        "job_id": "bench",
-                        "region": r.region,
-                        "model": r.model,
-                        "question_id": r.question_id,
-                        "variant": r.variant,
-                        "status": r.status,
-                        "output": r.output,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for r in records
-                ],
-            )
-        started = time.perf_counter()
-        report = await create_difference_report(runtime, "bench")
-        seconds = time.perf_counter() - started
-        assert report is not None
-        await runtime.stop()
+                await conn.execute(
+                    executions.insert(),
+                    [
+                        {
+                            "id": r.id,
+                            "job_id": "bench",
+                            "region": r.region,
+                            "model": r.model,
+                            "question_id": r.question_id,
+                            "variant": r.variant,
+                            "status": r.status,
+                            "output": r.output,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                        for r in records
+                    ],
+                )
+            started = time.perf_counter()
+            report = await create_difference_report(runtime, "bench")
+            seconds = time.perf_counter() - started
+            assert report is not None
         return seconds
 
 

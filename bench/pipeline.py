@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import statistics
@@ -85,8 +86,8 @@ async def run_beacon(
 ) -> dict[str, Any]:
     import sqlalchemy as sa
 
+    from beacon.boot import JOB_FINALIZERS, open_runtime
     from beacon.config import Settings
-    from beacon.runtime import Runtime
     from beacon.store.tables import executions
     from beacon.store.tables import jobs as jobs_table
     from beacon.worker.service import Pipeline
@@ -107,9 +108,11 @@ async def run_beacon(
         data_dir=workdir / "api",
         submit_rate_limit_per_minute=0,
     )
-    runtime = await Runtime.start(settings)
-    if not finalizers:
-        runtime.job_finalizers.clear()  # measure the pipeline alone: no bundles or diff reports per job
+    services = contextlib.AsyncExitStack()
+    # without finalizers: the pipeline alone, no bundles or diff reports per job
+    runtime = await services.enter_async_context(
+        open_runtime(settings, job_finalizers=JOB_FINALIZERS if finalizers else ())
+    )
     pipeline = Pipeline(runtime, sweeper=False)
     await pipeline.start()
     env = child_environment(
@@ -182,7 +185,7 @@ async def run_beacon(
             except subprocess.TimeoutExpired:
                 process.kill()
         await pipeline.stop(timeout_s=5)
-        await runtime.stop()
+        await services.aclose()
         await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -7,6 +7,7 @@ are real ``beacon worker`` processes; the checks read the database like an audit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from beacon.boot import open_runtime
 from beacon.canonical import jcs
 from beacon.intake import Intake, sign_jobspec, stamp
 from beacon.keys import Ed25519Key
@@ -406,6 +408,7 @@ async def make_cluster(
 ) -> AsyncIterator[Callable[..., Any]]:
     """Build a Cluster on a database and a Redis; stop its workers and services afterwards."""
     made: list[Cluster] = []
+    runtimes = contextlib.AsyncExitStack()
 
     async def build(
         database_url: str,
@@ -440,7 +443,7 @@ async def make_cluster(
             sweep_interval_s=0.5,
             **extra,
         )
-        runtime = await Runtime.start(settings)
+        runtime = await runtimes.enter_async_context(open_runtime(settings))
         pipeline = Pipeline(runtime, relay=relay, sweeper=sweeper)
         await pipeline.start()
         cluster = Cluster(runtime, pipeline, submitter, child_environment(settings_env), tmp_path / "logs")
@@ -452,7 +455,7 @@ async def make_cluster(
         for process in cluster.workers:
             process.kill()
         await asyncio.wait_for(cluster.pipeline.stop(timeout_s=5), 30)
-        await asyncio.wait_for(cluster.runtime.stop(), 30)
+    await asyncio.wait_for(runtimes.aclose(), 30)
 
 
 def server_url(process: BeaconProcess, timeout_s: float = 30.0) -> str:

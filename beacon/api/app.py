@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import cache
 
 from fastapi import Depends, FastAPI
@@ -20,10 +20,13 @@ from beacon.api.auth import minimum_role
 from beacon.api.middleware import install_middleware
 from beacon.api.openapi import install_openapi
 from beacon.api.problems import install_problem_handlers
-from beacon.api.ratelimit import EXEMPT_PREFIXES, enforce_rate_limit
+from beacon.api.ratelimit import EXEMPT_PREFIXES, enforce_rate_limit, open_limiter
 from beacon.api.routing import api_routes
+from beacon.boot import open_runtime
 from beacon.config import Settings, load_settings
+from beacon.intake import Intake
 from beacon.runtime import Runtime
+from beacon.worker.service import Pipeline
 
 DESCRIPTION = """\
 Accepts Ed25519-signed JobSpecs, plans them into executions (region × model × question), runs
@@ -35,24 +38,29 @@ job submission is authorised by the JobSpec's own signature.
 """
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    """Build the API. Without ``runtime`` it starts (and stops) one from ``settings`` in the lifespan."""
+def create_app(
+    settings: Settings | None = None, runtime: Runtime | None = None, *, pipeline: Pipeline | None = None
+) -> FastAPI:
+    """Build the API. Without ``runtime`` it opens (and closes) one from ``settings`` in the lifespan.
+
+    The routes' services live in ``app.state``: ``runtime``, ``intake`` (signed JobSpecs in),
+    ``rate_limiter`` and ``pipeline`` (the relay, sweeper and in-process workers of ``beacon serve``;
+    None where this process runs none). The lifespan closes the intake and the limiter.
+    """
     settings = settings or (runtime.settings if runtime else load_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = runtime is None
-        rt = runtime or await Runtime.start(settings)
-        app.state.runtime = rt
-        # Everything built so far lives as long as the process: keep it out of the cyclic GC's scans,
-        # which otherwise grow with it and show up as latency spikes under load.
-        gc.collect()
-        gc.freeze()
-        try:
+        async with AsyncExitStack() as stack:
+            if runtime is None:
+                _install_runtime(app, await stack.enter_async_context(open_runtime(settings)))
+            stack.push_async_callback(app.state.intake.aclose)
+            stack.push_async_callback(app.state.rate_limiter.aclose)
+            # Everything built so far lives as long as the process: keep it out of the cyclic GC's
+            # scans, which otherwise grow with it and show up as latency spikes under load.
+            gc.collect()
+            gc.freeze()
             yield
-        finally:
-            if owned:
-                await rt.stop()
 
     app = FastAPI(
         title="Beacon runner",
@@ -68,8 +76,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.rate_limiter = open_limiter(settings)
+    app.state.pipeline = pipeline
     if runtime is not None:
-        app.state.runtime = runtime  # usable before the lifespan runs (e.g. by in-process test clients)
+        _install_runtime(app, runtime)  # usable before the lifespan runs (e.g. by in-process test clients)
     install_problem_handlers(app)
     install_middleware(
         app,
@@ -100,6 +110,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rate_limited=lambda path: not path.startswith(EXEMPT_PREFIXES),
     )
     return app
+
+
+def _install_runtime(app: FastAPI, runtime: Runtime) -> None:
+    app.state.runtime = runtime
+    app.state.intake = Intake(runtime)
 
 
 def app_from_environment() -> FastAPI:

@@ -26,14 +26,12 @@ from typing import Protocol
 from fastapi import Request
 from redis.asyncio import Redis
 
-from beacon.admin_config import current_admin_config
 from beacon.api.auth import resolve_role, token_fingerprint
 from beacon.api.deps import get_runtime
 from beacon.api.problems import Problem
 from beacon.api.routing import route_template
 from beacon.config import Settings
 from beacon.metrics import RATE_LIMITED, RATE_LIMITER_ERRORS
-from beacon.runtime import Runtime
 
 log = logging.getLogger("beacon.ratelimit")
 
@@ -88,6 +86,8 @@ def gcra(tat: float | None, now: float, limit: int) -> tuple[Decision, float | N
 class Limiter(Protocol):
     async def hit(self, key: str, limit: int) -> Decision: ...
 
+    async def aclose(self) -> None: ...
+
 
 class MemoryLimiter:
     """GCRA in a bounded dict (least recently used keys are dropped first)."""
@@ -98,6 +98,9 @@ class MemoryLimiter:
 
     async def hit(self, key: str, limit: int) -> Decision:
         return self.hit_now(key, limit, time.time())
+
+    async def aclose(self) -> None:
+        return None
 
     def hit_now(self, key: str, limit: int, now: float) -> Decision:
         decision, new_tat = gcra(self._tat.get(key), now, limit)
@@ -165,17 +168,11 @@ class RedisLimiter:
         await self.redis.aclose()
 
 
-def limiter_for(runtime: Runtime) -> Limiter:
-    """The runtime's limiter (Redis when ``REDIS_URL`` is set), created on first use."""
-    limiter = runtime.extras.get("rate_limiter")
-    if limiter is None:
-        settings = runtime.settings
-        if settings.redis_url:
-            limiter = RedisLimiter(settings.redis_url, settings.redis_prefix)
-        else:
-            limiter = MemoryLimiter()
-        runtime.extras["rate_limiter"] = limiter
-    return limiter
+def open_limiter(settings: Settings) -> Limiter:
+    """The limiter these settings describe: Redis (shared by API replicas) when ``REDIS_URL`` is set."""
+    if settings.redis_url:
+        return RedisLimiter(settings.redis_url, settings.redis_prefix)
+    return MemoryLimiter()
 
 
 def client_identity(request: Request, settings: Settings) -> str:
@@ -201,13 +198,14 @@ async def enforce_rate_limit(request: Request) -> None:
     if template is None or template.startswith(EXEMPT_PREFIXES):
         return
     runtime = await get_runtime(request)
-    config = await current_admin_config(runtime)
+    config = (await runtime.admin_config.current()).config
     if (request.method, template) in SUBMIT_ROUTES:
         policy, limit = "submit", config.rate_limits.submit_per_minute
     else:
         policy, limit = "default", config.rate_limits.default_per_minute
     identity = client_identity(request, runtime.settings)
-    decision = await limiter_for(runtime).hit(f"{policy}:{identity}:{request.method} {template}", limit)
+    limiter: Limiter = request.app.state.rate_limiter
+    decision = await limiter.hit(f"{policy}:{identity}:{request.method} {template}", limit)
     headers = decision.headers(policy)
     request.state.rate_limit_headers = headers
     if not decision.allowed:

@@ -40,7 +40,6 @@ log = logging.getLogger("beacon.benchmark.report")
 
 REPORT_VERSION = "1.0"
 ANALYSIS_TYPE = "cross_region_bias"
-FINALIZER_ORDER = 10
 SKIPPED_BENCHMARKS = frozenset({"noop"})
 """Benchmarks whose executions call no model: nothing to compare."""
 
@@ -396,11 +395,10 @@ async def create_difference_report(
                 for execution_id, c in analysis.classifications.items()
             ],
         )
-        if runtime.tlog is not None:
-            leaf_index = await runtime.tlog.append(conn, kind="diff-report", ref=report_id, entry=jcs(signed))
-            await conn.execute(
-                diff_reports.update().where(diff_reports.c.id == report_id).values(leaf_index=leaf_index)
-            )
+        leaf_index = await runtime.tlog.append(conn, kind="diff-report", ref=report_id, entry=jcs(signed))
+        await conn.execute(
+            diff_reports.update().where(diff_reports.c.id == report_id).values(leaf_index=leaf_index)
+        )
     log.info(
         "difference report created",
         extra={
@@ -414,11 +412,6 @@ async def create_difference_report(
     return signed
 
 
-async def _finalize(runtime: Runtime, job_id: str) -> None:
+async def finalize_difference_report(runtime: Runtime, job_id: str) -> None:
+    """Job finalizer: the job's difference report (before the bundle, which references it)."""
     await create_difference_report(runtime, job_id)
-
-
-def attach(runtime: Runtime) -> None:
-    """Register the report as a job finalizer (order 10: before the bundle, which references it)."""
-    if not any(name == "diff-report" for _, name, _ in runtime.job_finalizers):
-        runtime.add_finalizer(FINALIZER_ORDER, "diff-report", _finalize)

@@ -7,6 +7,7 @@ import contextlib
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +38,9 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-async def start_runtime_or_exit(settings: Settings, *, migrate: bool = True) -> Runtime:
-    """The runtime, once its database answers.
+@contextlib.asynccontextmanager
+async def runtime_or_exit(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Runtime]:
+    """The runtime, once its database answers; closed when the block ends.
 
     A database that is away at start (restarting, not up yet) is waited out with backoff for
     ``BEACON_START_WAIT_SECONDS``; past that it is one line naming its variable, and exit 2. Without
@@ -46,26 +48,25 @@ async def start_runtime_or_exit(settings: Settings, *, migrate: bool = True) -> 
     """
     import logging
 
+    from beacon.boot import open_runtime
     from beacon.logging import redact
     from beacon.outage import Backoff, is_outage
-    from beacon.runtime import Runtime
     from beacon.store.migrate import current_revision, head_revision
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.start_wait_s
     backoff = Backoff(log=logging.getLogger("beacon.cli"))
     while True:
-        runtime: Runtime | None = None
+        stack = contextlib.AsyncExitStack()
         try:
-            runtime = await Runtime.start(settings, migrate=migrate)
+            runtime = await stack.enter_async_context(open_runtime(settings, migrate=migrate))
             revision = head_revision()
             if not migrate:
                 async with runtime.db.connect() as conn:
                     revision = await conn.run_sync(current_revision)
             break
         except Exception as exc:
-            if runtime is not None:
-                await runtime.stop()
+            await stack.aclose()
             if not is_outage(exc):
                 raise
             if loop.time() < deadline:
@@ -80,16 +81,16 @@ async def start_runtime_or_exit(settings: Settings, *, migrate: bool = True) -> 
                 err=True,
             )
             raise typer.Exit(2) from None
-    if revision != head_revision():
-        await runtime.stop()
-        typer.secho(
-            f"the database is at revision {revision}, this worker needs {head_revision()}: "
-            "run `beacon db upgrade` (or start the API, which upgrades it)",
-            fg=typer.colors.RED,
-            err=True,
-        )
-        raise typer.Exit(2)
-    return runtime
+    async with stack:
+        if revision != head_revision():
+            typer.secho(
+                f"the database is at revision {revision}, this worker needs {head_revision()}: "
+                "run `beacon db upgrade` (or start the API, which upgrades it)",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            raise typer.Exit(2)
+        yield runtime
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -166,62 +167,61 @@ async def _serve(
     from beacon.worker.service import Pipeline
 
     configure_logging(settings)
-    runtime = await start_runtime_or_exit(settings)
-    in_process = runtime.queue is not None and runtime.queue.kind == "inprocess"
-    pipeline = Pipeline(
-        runtime,
-        relay=relay,
-        sweeper=sweeper,
-        worker_regions=REGIONS if in_process else (),
-        concurrency=concurrency,
-        preload=True,
-    )
-    app = create_app(settings, runtime=runtime)
-    config = uvicorn.Config(
-        app,
-        log_config=uvicorn_log_config(settings),
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        # uvicorn would trust X-Forwarded-For from loopback peers; the app reads it only from
-        # BEACON_TRUSTED_PROXIES (beacon.api.middleware).
-        proxy_headers=False,
-    )
-    server = uvicorn.Server(config)
-    loop = asyncio.get_running_loop()
-    signals = 0
-
-    def on_signal(signum: int, frame: object) -> None:
-        # uvicorn handles SIGTERM/SIGINT while it serves, then re-raises them to the handlers it
-        # found: these. The first lets the workers drain; another during the drain stops them.
-        nonlocal signals
-        signals += 1
-        if signals > 1:
-            loop.call_soon_threadsafe(pipeline.hard_stop)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    try:
-        await pipeline.start()
-        bound_host, bound_port = sock.getsockname()[:2]
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        mode = (
-            "embedded: in-process queue, workers for " + ", ".join(REGIONS)
-            if in_process
-            else "service: Redis queue"
+    async with runtime_or_exit(settings) as runtime:
+        in_process = runtime.queue.kind == "inprocess"
+        pipeline = Pipeline(
+            runtime,
+            relay=relay,
+            sweeper=sweeper,
+            worker_regions=REGIONS if in_process else (),
+            concurrency=concurrency,
+            preload=True,
         )
-        print(f"Beacon listening on http://{shown}:{bound_port} ({mode})", flush=True)
-        if session_file is not None:
-            from beacon.harness.session import write_session_file
+        app = create_app(settings, runtime=runtime, pipeline=pipeline)
+        config = uvicorn.Config(
+            app,
+            log_config=uvicorn_log_config(settings),
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            # uvicorn would trust X-Forwarded-For from loopback peers; the app reads it only from
+            # BEACON_TRUSTED_PROXIES (beacon.api.middleware).
+            proxy_headers=False,
+        )
+        server = uvicorn.Server(config)
+        loop = asyncio.get_running_loop()
+        signals = 0
 
-            write_session_file(
-                session_file, runner_url=f"http://{shown}:{bound_port}", run_dir=session_file.parent
+        def on_signal(signum: int, frame: object) -> None:
+            # uvicorn handles SIGTERM/SIGINT while it serves, then re-raises them to the handlers it
+            # found: these. The first lets the workers drain; another during the drain stops them.
+            nonlocal signals
+            signals += 1
+            if signals > 1:
+                loop.call_soon_threadsafe(pipeline.hard_stop)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, on_signal)
+        try:
+            await pipeline.start()
+            bound_host, bound_port = sock.getsockname()[:2]
+            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+            mode = (
+                "embedded: in-process queue, workers for " + ", ".join(REGIONS)
+                if in_process
+                else "service: Redis queue"
             )
-            print(f"session file {session_file} (export BEACON_SESSION_FILE={session_file})", flush=True)
-        await server.serve(sockets=[sock])
-    finally:
-        await pipeline.stop(drain=True, timeout_s=drain_timeout)
-        await runtime.stop()
-        sock.close()
+            print(f"Beacon listening on http://{shown}:{bound_port} ({mode})", flush=True)
+            if session_file is not None:
+                from beacon.harness.session import write_session_file
+
+                write_session_file(
+                    session_file, runner_url=f"http://{shown}:{bound_port}", run_dir=session_file.parent
+                )
+                print(f"session file {session_file} (export BEACON_SESSION_FILE={session_file})", flush=True)
+            await server.serve(sockets=[sock])
+        finally:
+            await pipeline.stop(drain=True, timeout_s=drain_timeout)
+            sock.close()
 
 
 def worker(
@@ -263,9 +263,7 @@ async def _worker(
     from beacon.worker.service import build_executor, warm_up
 
     configure_logging(settings)
-    runtime = await start_runtime_or_exit(settings, migrate=False)
-    try:
-        assert runtime.queue is not None
+    async with runtime_or_exit(settings, migrate=False) as runtime:
         try:
             executor = await build_executor(runtime, region, backend, strict=True)
         except PermanentExecutorError as exc:
@@ -303,8 +301,6 @@ async def _worker(
             with contextlib.suppress(Exception):
                 await executor.aclose()
         return 0
-    finally:
-        await runtime.stop()
 
 
 @db_app.command("upgrade")

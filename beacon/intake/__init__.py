@@ -9,7 +9,7 @@ executions (beacon.intake.planner) and writes the job, its plan and its outbox r
 from beacon.intake.document import parse_document
 from beacon.intake.errors import IntakeError
 from beacon.intake.replay import Freshness, check_freshness, stamp
-from beacon.intake.service import Intake, IntakeResponse, intake_for, job_path
+from beacon.intake.service import Intake, IntakeResponse, job_path
 from beacon.intake.signatures import (
     JOBSPEC_CONTEXT,
     Scheme,
@@ -37,7 +37,6 @@ __all__ = [
     "check_document",
     "check_freshness",
     "evaluate_trust",
-    "intake_for",
     "job_path",
     "legacy_shape_problem",
     "parse_document",

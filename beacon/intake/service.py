@@ -23,7 +23,7 @@ from urllib.parse import quote
 import orjson
 from pydantic import ValidationError
 
-from beacon.admin_config import AdminConfig, current_admin_config
+from beacon.admin_config import AdminConfig
 from beacon.canonical import sha256_hex
 from beacon.clock import iso_time
 from beacon.executors.registry import region_isolates_containers
@@ -228,7 +228,7 @@ class Intake:
     ) -> IntakeResponse:
         runtime = self.runtime
         settings = runtime.settings
-        config = await current_admin_config(runtime)
+        config = (await runtime.admin_config.current()).config
         if config.submissions_paused:
             raise IntakeError(
                 "submissions_paused",
@@ -396,12 +396,3 @@ class Intake:
                 )
         except Exception:
             log.warning("could not purge expired nonces/idempotency keys; will retry", exc_info=True)
-
-
-def intake_for(runtime: Runtime) -> Intake:
-    """The runtime's Intake, created on first use."""
-    intake = runtime.extras.get("intake")
-    if not isinstance(intake, Intake):
-        intake = Intake(runtime)
-        runtime.extras["intake"] = intake
-    return intake

@@ -62,7 +62,7 @@ def _observe(jobs: int, seconds: float) -> None:
 
 
 class SubmissionWriter:
-    """Writes prepared jobs in shared transactions; one per process (``intake_for(runtime).writer``)."""
+    """Writes prepared jobs in shared transactions; one per API process (``Intake.writer``)."""
 
     def __init__(self, db: Database, *, max_batch: int = 200) -> None:
         self.db = db
@@ -75,7 +75,7 @@ class SubmissionWriter:
         await self._batcher.submit(job)
 
     async def aclose(self) -> None:
-        """Finish what is waiting (Runtime.stop closes the intake, which closes this)."""
+        """Finish what is waiting (the app's lifespan closes the intake, which closes this)."""
         await self._batcher.aclose()
 
     async def _flush(self, batch: list[PreparedJob]) -> list[BaseException | None]:

@@ -25,25 +25,23 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beacon.canonical import jcs, sha256_hex
 from beacon.keys import b64encode
+from beacon.runtime import Runtime
 from beacon.signing import SignatureError, sign_document, signed_by, verify_document
 from beacon.store.tables import diff_reports, executions, jobs
 from beacon.transparency.checkpoint import CheckpointError, open_checkpoint
+from beacon.transparency.ipfs import ContentStore
 from beacon.transparency.log import Leaf, StoredCheckpoint, TransparencyLog
 from beacon.transparency.note import Verifier
 from beacon.transparency.proof import TlogProof, make_proof
 from beacon.verify import VerificationError, verify_inclusion, verify_receipt
 from beacon.worker.lifecycle import JOB_TERMINAL
-
-if TYPE_CHECKING:
-    from beacon.runtime import Runtime
-    from beacon.transparency.ipfs import ContentStore
 
 log = logging.getLogger("beacon.transparency.bundle")
 
@@ -149,13 +147,11 @@ def bundle_bytes(bundle: dict[str, Any]) -> bytes:
 
 
 async def finalize_job_bundle(runtime: Runtime, job_id: str) -> None:
-    """Job finalizer (order 20): build, store and pin the job's bundle; record its CID on the job.
+    """Job finalizer (after the difference report): build, store and pin the job's bundle; record its CID on the job.
 
     Idempotent: a job that has a bundle keeps it; only a missing kubo pin is retried.
     """
-    from beacon.transparency import content_store_of, log_of
-
-    tlog, store = log_of(runtime), content_store_of(runtime)
+    tlog, store = runtime.tlog, runtime.content
     async with runtime.db.connect() as conn:
         existing = await conn.scalar(sa.select(jobs.c.bundle_cid).where(jobs.c.id == job_id))
     if existing:

@@ -140,7 +140,7 @@ def _validate(item: LeafInput) -> None:
 
 
 class TransparencyLog:
-    """The runner's log; implements ``beacon.runtime.LogAppender``."""
+    """The runner's log: RFC 6962 tree in the database, appended inside the caller's transaction."""
 
     def __init__(
         self,

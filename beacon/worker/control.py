@@ -26,7 +26,7 @@ from beacon.runtime import Runtime
 from beacon.store import now
 from beacon.store.tables import executions, jobs
 from beacon.worker.endings import Ending, EndingItem, write_endings
-from beacon.worker.finalize import finalizers_for
+from beacon.worker.finalize import Finalizers
 from beacon.worker.lifecycle import (
     EXECUTION_ACTIVE,
     JOB_CANCELLED,
@@ -110,9 +110,10 @@ class JobAlreadyTerminal(Exception):
 
 async def cancel_job(
     runtime: Runtime,
-    queue: Queue | None,
+    queue: Queue,
     job_id: str,
     *,
+    finalizers: Finalizers | None,
     actor: str,
     request_id: str | None = None,
     wait_s: float = 0.0,
@@ -122,7 +123,8 @@ async def cancel_job(
 
     Raises JobNotFound, or JobAlreadyTerminal for a job that ended otherwise than cancelled.
     Waits up to ``wait_s`` for running attempts to stop, so that when it returns with an empty
-    ``running`` list no backend call of the job continues.
+    ``running`` list no backend call of the job continues. The finalizers of a job it decides run on
+    ``finalizers`` (the process's pipeline); with None they wait for a sweeper (their rows are pending).
     """
     db = runtime.db
     terms = terms or TermsCache()
@@ -172,20 +174,19 @@ async def cancel_job(
             by=actor_id("cancel"),
             lease_s=runtime.settings.worker_lease_s,
         )
-    if queue is not None:
-        try:
-            await queue.signal(ControlEvent("cancel", job_id=job_id))
-        except QueueUnavailable:
-            log.warning(
-                "cancel signal for %s not sent (queue away); workers see it on their next heartbeat", job_id
-            )
+    try:
+        await queue.signal(ControlEvent("cancel", job_id=job_id))
+    except QueueUnavailable:
+        log.warning(
+            "cancel signal for %s not sent (queue away); workers see it on their next heartbeat", job_id
+        )
     status, running = await _job_state(runtime, job_id)
     deadline = time.monotonic() + wait_s
     while running and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
         status, running = await _job_state(runtime, job_id)
-    if ended.decided:
-        finalizers_for(runtime).schedule(job for job, _ in ended.decided)
+    if ended.decided and finalizers is not None:
+        finalizers.schedule(job for job, _ in ended.decided)
     return CancelResult(job_id, status, ended.executions, running, already)
 
 

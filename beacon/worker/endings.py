@@ -147,13 +147,9 @@ async def write_endings(
         for item in items
     ]
     receipts = [receipt for receipt, _ in issued]
-    leaves: list[int | None] = [None] * len(items)
-    if runtime.tlog is not None:
-        leaves = list(
-            await runtime.tlog.append_many(
-                conn, [LeafInput("receipt", r["receipt_id"], entry) for r, entry in issued]
-            )
-        )
+    leaves = await runtime.tlog.append_many(
+        conn, [LeafInput("receipt", r["receipt_id"], entry) for r, entry in issued]
+    )
     params = []
     for item, receipt, leaf in zip(items, receipts, leaves, strict=True):
         ending, result = item.ending, item.ending.result

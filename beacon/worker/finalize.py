@@ -1,10 +1,10 @@
 """Job finalizers: what runs after a job is terminal (the diff report, the bundle, …).
 
-Subsystems register them with ``runtime.add_finalizer(order, name, fn)``. When a job becomes
-terminal, the deciding transaction also writes one ``job_finalizations`` row per registered
+They are listed, in order, in one place: ``beacon.boot.JOB_FINALIZERS`` (``runtime.job_finalizers``).
+When a job becomes terminal, the deciding transaction also writes one ``job_finalizations`` row per
 finalizer, so a crash right after the decision loses nothing: the sweeper picks pending rows up.
 
-They run in ascending order, off the worker loop (background tasks, a bounded number at a time),
+They run in that order, off the worker loop (background tasks, a bounded number at a time),
 each under ``BEACON_FINALIZER_TIMEOUT_SECONDS``. A failure is retried with backoff and stops the
 chain for that job (later finalizers may build on earlier ones); after ``max_attempts`` it is marked
 ``failed`` and the chain goes on. A claim with a lease keeps two processes from running the same
@@ -34,13 +34,13 @@ async def plan_finalizers(conn: AsyncConnection, runtime: Runtime, job_ids: Iter
         {
             "job_id": job_id,
             "name": name,
-            "position": order,
+            "position": position,
             "state": "pending",
             "attempts": 0,
             "updated_at": at,
         }
         for job_id in sorted(set(job_ids))
-        for order, name, _ in runtime.job_finalizers
+        for position, (name, _) in enumerate(runtime.job_finalizers, start=1)
     ]
     if rows:
         await conn.execute(
@@ -52,6 +52,8 @@ async def plan_finalizers(conn: AsyncConnection, runtime: Runtime, job_ids: Iter
 
 
 class Finalizers:
+    """Runs the finalizer chain of terminal jobs in the background; one per pipeline or worker process."""
+
     def __init__(
         self,
         runtime: Runtime,
@@ -96,8 +98,8 @@ class Finalizers:
                 )
 
     async def run_job(self, job_id: str) -> None:
-        for order, name, finalizer in self.runtime.job_finalizers:
-            state = await self._claim(job_id, name, order)
+        for position, (name, finalizer) in enumerate(self.runtime.job_finalizers, start=1):
+            state = await self._claim(job_id, name, position)
             if state in ("done", "failed"):
                 continue
             if state != "claimed":
@@ -114,7 +116,7 @@ class Finalizers:
             await self._set(job_id, name, state="done", last_error=None, lease_until=None)
             log.info("finalizer %s done for job %s", name, job_id)
 
-    async def _claim(self, job_id: str, name: str, order: int) -> str:
+    async def _claim(self, job_id: str, name: str, position: int) -> str:
         at = now()
         claimable = sa.or_(
             job_finalizations.c.state == "pending",
@@ -124,7 +126,9 @@ class Finalizers:
         async with self.runtime.db.begin() as conn:
             await conn.execute(
                 self.runtime.db.insert(job_finalizations)
-                .values(job_id=job_id, name=name, position=order, state="pending", attempts=0, updated_at=at)
+                .values(
+                    job_id=job_id, name=name, position=position, state="pending", attempts=0, updated_at=at
+                )
                 .on_conflict_do_nothing(index_elements=[job_finalizations.c.job_id, job_finalizations.c.name])
             )
             claimed = await conn.execute(
@@ -202,10 +206,6 @@ class Finalizers:
         self.schedule(job_ids)
         return len(job_ids)
 
-    async def aclose(self) -> None:
-        """Called by ``Runtime.stop``: give running finalizers a moment, then cancel them."""
-        await self.wait(timeout_s=5.0)
-
     async def wait(self, timeout_s: float) -> None:
         """Give running finalizers up to ``timeout_s`` to end, then cancel them (the sweeper resumes)."""
         tasks = list(self._tasks.values())
@@ -216,12 +216,3 @@ class Finalizers:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-
-
-def finalizers_for(runtime: Runtime) -> Finalizers:
-    """The process's finalizer runner (one per runtime, created on first use)."""
-    finalizers = runtime.extras.get("finalizers")
-    if not isinstance(finalizers, Finalizers):
-        finalizers = Finalizers(runtime)
-        runtime.extras["finalizers"] = finalizers
-    return finalizers

@@ -35,7 +35,7 @@ from beacon.receipts import host_facts
 from beacon.runtime import Runtime
 from beacon.store.tables import jobs
 from beacon.worker.endings import Ending
-from beacon.worker.finalize import Finalizers, finalizers_for
+from beacon.worker.finalize import Finalizers
 from beacon.worker.registry import WorkerInfo, WorkerRegistry, WorkerState, new_worker_id
 from beacon.worker.runner import AttemptControl, AttemptRunner
 from beacon.worker.store import Claim, DeadLetterOrder, ExecutionStore
@@ -113,7 +113,7 @@ class Worker:
         self.registry = WorkerRegistry(
             runtime.db, WorkerInfo(self.id, region, backend_name, self.concurrency), runtime.runner_key
         )
-        self.finalizers = finalizers or finalizers_for(runtime)
+        self.finalizers = finalizers or Finalizers(runtime)
         self.local_finalizers = local_finalizers
         """False: announce terminal jobs on the control channel; the serve process runs their finalizers."""
         self.state = WorkerState.RUNNING

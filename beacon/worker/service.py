@@ -25,7 +25,7 @@ from beacon.executors.base import ExecutionRequest, ExecutionResult, Executor, P
 from beacon.queue.base import Queue
 from beacon.queue.relay import OutboxRelay
 from beacon.runtime import Runtime
-from beacon.worker.finalize import finalizers_for
+from beacon.worker.finalize import Finalizers
 from beacon.worker.loop import Worker
 from beacon.worker.registry import WorkerState, register_key
 from beacon.worker.sweeper import Sweeper
@@ -125,21 +125,22 @@ class Pipeline:
         concurrency: int | None = None,
         preload: bool = False,
     ) -> None:
-        if runtime.queue is None:
-            raise RuntimeError("the runtime has no queue (beacon.queue.attach was not called)")
         self.runtime = runtime
         self.queue: Queue = runtime.queue
         self.concurrency = concurrency
         self.preload = preload
+        self.finalizers = Finalizers(runtime)
+        """This process's finalizer runner: shared by the sweeper, the in-process workers and cancel."""
         self.relay = (
             OutboxRelay(runtime.db, self.queue, batch=runtime.settings.relay_batch) if relay else None
         )
-        self.sweeper = Sweeper(runtime, self.queue, relay=self.relay) if sweeper else None
+        self.sweeper = (
+            Sweeper(runtime, self.queue, relay=self.relay, finalizers=self.finalizers) if sweeper else None
+        )
         self._slots = {region: _Slot(region, backend) for region in worker_regions}
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: asyncio.Task[None] | None = None
-        runtime.extras["pipeline"] = self
 
     @classmethod
     def embedded(cls, runtime: Runtime, **kwargs: Any) -> Pipeline:
@@ -150,7 +151,6 @@ class Pipeline:
             await register_key(self.runtime.db, self.runtime.runner_key)
         except Exception as exc:
             log.warning("could not record this process's signing key yet: %s", exc)
-        finalizers_for(self.runtime)
         self._listener = asyncio.create_task(self._finalize_on_signal(), name="finalize-signals")
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))
@@ -161,12 +161,11 @@ class Pipeline:
 
     async def _finalize_on_signal(self) -> None:
         """Run the finalizers of jobs that worker processes announce as terminal (until cancelled)."""
-        finalizers = finalizers_for(self.runtime)
         while True:
             try:
                 async for event in self.queue.control_events():
                     if event.kind == "finalize" and event.job_id:
-                        finalizers.schedule([event.job_id])
+                        self.finalizers.schedule([event.job_id])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the sweeper covers what is missed meanwhile
@@ -206,6 +205,7 @@ class Pipeline:
                     executor=executor,
                     backend=slot.backend or self.runtime.settings.backend_for(slot.region),
                     concurrency=self.concurrency,
+                    finalizers=self.finalizers,
                 )
                 slot.worker = worker
                 slot.history.append(worker.id)
@@ -256,4 +256,4 @@ class Pipeline:
             await asyncio.gather(self._listener, return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        await finalizers_for(self.runtime).wait(timeout_s=5.0)
+        await self.finalizers.wait(timeout_s=5.0)

@@ -38,7 +38,7 @@ from beacon.store import now
 from beacon.store.tables import executions, jobs, outbox
 from beacon.worker.control import actor_id, end_executions
 from beacon.worker.endings import Ending
-from beacon.worker.finalize import Finalizers, finalizers_for
+from beacon.worker.finalize import Finalizers
 from beacon.worker.lifecycle import (
     EXECUTION_ACTIVE,
     JOB_CANCELLED,
@@ -84,8 +84,8 @@ class Sweeper:
         *,
         relay: OutboxRelay | None = None,
         regions: Sequence[str] = REGIONS,
+        finalizers: Finalizers,
         grace_s: float | None = None,
-        finalizers: Finalizers | None = None,
     ) -> None:
         settings = runtime.settings
         self.runtime = runtime
@@ -95,7 +95,8 @@ class Sweeper:
         self.lease_s = queue.lease_s
         self.grace_s = grace_s if grace_s is not None else self.lease_s
         self.max_queue_wait_s = settings.max_queue_wait_s
-        self.finalizers = finalizers or finalizers_for(runtime)
+        self.finalizers = finalizers
+        """Shared with the process's workers (the pipeline's): decided jobs and due finalizers run here."""
         self.terms = TermsCache()
         self._sweeps = 0
         self.by = actor_id("sweeper")

@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 
 from beacon.api import create_app
+from beacon.boot import open_runtime
 from beacon.config import without_settings
 from beacon.intake import sign_jobspec, stamp
 from beacon.keys import Ed25519Key
@@ -67,14 +68,16 @@ async def runtime(
         trusted_keys=json.dumps([{"kid": "dev", "public_key": signing_key.public_key_b64}]),
         **settings_overrides,
     )
-    rt = await Runtime.start(settings)
-    yield rt
-    await rt.stop()
+    async with open_runtime(settings) as rt:
+        yield rt
 
 
 @pytest.fixture
-def app(runtime: Runtime) -> FastAPI:
-    return create_app(runtime.settings, runtime)
+async def app(runtime: Runtime) -> AsyncIterator[FastAPI]:
+    app = create_app(runtime.settings, runtime)
+    yield app
+    await app.state.intake.aclose()  # what the lifespan does (in-process clients do not run it)
+    await app.state.rate_limiter.aclose()
 
 
 @pytest.fixture

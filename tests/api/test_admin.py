@@ -10,6 +10,7 @@ import pytest
 
 from beacon.admin_config import safe_default
 from beacon.api import create_app
+from beacon.boot import open_runtime
 from beacon.runtime import Runtime
 from tests.api.conftest import TOKENS, auth
 
@@ -191,13 +192,10 @@ async def test_the_config_survives_a_restart(
     client: httpx.AsyncClient, runtime: Runtime, make_settings: Callable[..., Any]
 ) -> None:
     await put(client, PLAN_BODY)
-    again = await Runtime.start(runtime.settings)
-    try:
+    async with open_runtime(runtime.settings) as again:
         transport = httpx.ASGITransport(app=create_app(again.settings, again))
         async with httpx.AsyncClient(transport=transport, base_url="http://restarted") as fresh:
             body = (await fresh.get("/admin/config", headers=auth("admin"))).json()
-    finally:
-        await again.stop()
     assert body["version"] == 1
     assert body["config"]["constraints"]["default_region"] == "EU"
 

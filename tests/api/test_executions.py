@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from beacon.runtime import Runtime
 from beacon.verify import verify_receipt
@@ -30,8 +31,9 @@ def settings_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def pipeline(runtime: Runtime) -> AsyncIterator[Pipeline]:
+async def pipeline(runtime: Runtime, app: FastAPI) -> AsyncIterator[Pipeline]:
     pipeline = Pipeline.embedded(runtime)
+    app.state.pipeline = pipeline  # what create_app(..., pipeline=) does in `beacon serve`
     await pipeline.start()
     yield pipeline
     await pipeline.stop(timeout_s=10)

@@ -11,9 +11,8 @@ import pytest
 
 from beacon.api import create_app
 from beacon.api.routes import health as health_routes
-from beacon.keys import Ed25519Key, TrustedKeys
+from beacon.boot import open_runtime
 from beacon.runtime import Runtime
-from beacon.store import Database
 
 
 async def test_health_lists_the_database_and_registered_components(
@@ -83,12 +82,10 @@ async def test_a_hanging_check_is_reported_down_in_bounded_time(
 @pytest.fixture
 async def unreachable_db_client(make_settings: Any) -> AsyncIterator[httpx.AsyncClient]:
     settings = make_settings(database_url="postgresql://postgres@127.0.0.1:9/nowhere")
-    db = Database(settings.effective_database_url)
-    runtime = Runtime(settings=settings, db=db, trusted_keys=TrustedKeys(), runner_key=Ed25519Key.generate())
-    transport = httpx.ASGITransport(app=create_app(settings, runtime))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        yield http
-    await db.close()
+    async with open_runtime(settings, migrate=False, publish_checkpoints=False) as runtime:
+        transport = httpx.ASGITransport(app=create_app(settings, runtime))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
 
 
 async def test_an_unreachable_database_is_503_and_never_500(unreachable_db_client: httpx.AsyncClient) -> None:

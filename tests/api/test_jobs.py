@@ -145,7 +145,6 @@ async def test_the_relay_records_when_it_published_and_t0_checks_it(
     assert check["passed"] is False
     assert check["actual"]["regions_without_publish"] == ["US", "EU"]
 
-    assert runtime.queue is not None
     await OutboxRelay(runtime.db, runtime.queue).publish_batch()
     job = (await client.get("/api/v1/jobs/day1-minimal")).json()
     published = [e for e in job["timeline"] if e["status"] == "published"]

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 
 from beacon.queue.base import Delivery
 from beacon.queue.message import execution_message
@@ -31,8 +32,9 @@ def settings_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def pipeline(runtime: Runtime) -> AsyncIterator[Pipeline]:
+async def pipeline(runtime: Runtime, app: FastAPI) -> AsyncIterator[Pipeline]:
     pipeline = Pipeline.embedded(runtime)
+    app.state.pipeline = pipeline  # what create_app(..., pipeline=) does in `beacon serve`
     await pipeline.start()
     yield pipeline
     await pipeline.stop(timeout_s=10)

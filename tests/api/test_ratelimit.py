@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
-from beacon.api.ratelimit import MemoryLimiter, RedisLimiter, gcra, limiter_for
+from beacon.api.ratelimit import MemoryLimiter, RedisLimiter, gcra
 from beacon.metrics import RATE_LIMITER_ERRORS
 from beacon.runtime import Runtime
 from tests.api.conftest import MINIMAL, auth
@@ -128,8 +129,8 @@ async def test_a_zero_submit_limit_halts_submissions_only(
     assert again.status_code == 202
 
 
-async def test_service_mode_limits_in_redis(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    assert isinstance(limiter_for(runtime), RedisLimiter if runtime.settings.redis_url else MemoryLimiter)
+async def test_service_mode_limits_in_redis(app: FastAPI, runtime: Runtime) -> None:
+    assert isinstance(app.state.rate_limiter, RedisLimiter if runtime.settings.redis_url else MemoryLimiter)
 
 
 # --- X-Forwarded-For is believed only from a configured proxy (issue 16, item 2) ------------------

@@ -11,10 +11,10 @@ import pytest
 from multiformats import CID
 
 from beacon.api.app import create_app
+from beacon.boot import open_runtime
 from beacon.canonical import jcs
 from beacon.runtime import Runtime
 from beacon.signing import verify_document
-from beacon.transparency import content_store_of, log_of
 from beacon.transparency.checkpoint import open_checkpoint
 from beacon.transparency.cid import compute_cid
 from beacon.transparency.log import LeafInput
@@ -35,9 +35,8 @@ async def runtime(database_url: str, make_settings: Callable[..., Any]) -> Async
         checkpoint_interval_s=3600,
         checkpoint_max_leaves=10**6,
     )
-    rt = await Runtime.start(settings)
-    yield rt
-    await rt.stop()
+    async with open_runtime(settings) as rt:
+        yield rt
 
 
 @pytest.fixture
@@ -52,7 +51,7 @@ async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
 async def append(runtime: Runtime, n: int, start: int = 0) -> list[bytes]:
     entries = [jcs({"receipt_id": f"r{i}", "n": i}) for i in range(start, start + n)]
     async with runtime.db.begin() as conn:
-        await log_of(runtime).append_many(
+        await runtime.tlog.append_many(
             conn, [LeafInput("receipt", f"r{i + start}", e) for i, e in enumerate(entries)]
         )
     return entries
@@ -182,7 +181,7 @@ async def test_a_bundle_is_found_by_its_cid_in_any_multibase_or_case(
 ) -> None:
     # Issue 16, item 8: the stored (base32) CID asked for as base58btc or upper case was a 404.
     data = b'{"bundle":"forms"}'
-    cid = await content_store_of(runtime).put(data, "application/json")
+    cid = await runtime.content.put(data, "application/json")
     parsed = CID.decode(cid)
     for form in (cid, cid.upper(), str(parsed.set(base="base58btc")), str(parsed.set(base="base36"))):
         response = await client.get(f"/api/v1/transparency/bundles/{form}")
@@ -192,7 +191,7 @@ async def test_a_bundle_is_found_by_its_cid_in_any_multibase_or_case(
 
 async def test_bundles_by_cid_are_rechecked(client: httpx.AsyncClient, runtime: Runtime) -> None:
     data = b'{"bundle":true}'
-    cid = await content_store_of(runtime).put(data, "application/json")
+    cid = await runtime.content.put(data, "application/json")
     response = await client.get(f"/api/v1/transparency/bundles/{cid}")
     assert response.status_code == 200 and response.content == data
     assert compute_cid(response.content) == cid

@@ -19,7 +19,6 @@ from beacon.executors.base import ExecutionRequest, ExecutionResult
 from beacon.runtime import Runtime
 from beacon.signing import verify_document
 from beacon.store.tables import diff_reports, executions, jobs
-from beacon.transparency import content_store_of
 from beacon.transparency.bundle import verify_bundle
 from tests.pipeline_support import Submitter, wait_for_jobs, wait_until
 from tests.worker.conftest import make_worker, running, runtime, submitter, worker_settings
@@ -115,7 +114,7 @@ async def test_finished_job_gets_a_signed_report_inside_its_bundle(
     receipts = {r["execution_id"]: r["receipt_ref"] for r in report["receipts"]}
     assert len(receipts) == 6 and all(receipts.values())
 
-    bundle = json.loads(await content_store_of(runtime).get(str(cid)))
+    bundle = json.loads(await runtime.content.get(str(cid)))
     assert bundle["diff"]["id"] == report["id"]
     assert bundle["diff"]["report"] == report
     assert bundle["diff"]["leaf_index"] == row["leaf_index"]

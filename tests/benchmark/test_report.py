@@ -9,14 +9,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from beacon.benchmark.report import ANALYSIS_TYPE, attach, create_difference_report, report_id_for
+from beacon.benchmark.report import ANALYSIS_TYPE, create_difference_report, report_id_for
+from beacon.boot import open_runtime
 from beacon.canonical import jcs, sha256_hex
-from beacon.keys import Ed25519Key, TrustedKeys
+from beacon.keys import Ed25519Key
 from beacon.runtime import Runtime
 from beacon.signing import SignatureError, verify_document
-from beacon.store import Database
 from beacon.store.tables import diff_reports, executions, tlog_leaves
-from beacon.transparency import attach as attach_transparency
 from tests.benchmark.jobdata import insert_job
 
 M = "smollm2-135m"
@@ -43,19 +42,9 @@ def job_outputs(
 
 
 @pytest.fixture
-async def runtime(db: Database, make_settings: Callable[..., Any]) -> AsyncIterator[Runtime]:
-    rt = Runtime(
-        settings=make_settings(database_url=db.url),
-        db=db,
-        trusted_keys=TrustedKeys(),
-        runner_key=Ed25519Key.generate(),
-    )
-    attach_transparency(rt, start_publisher=False)
-    attach(rt)
-    yield rt
-    tlog = rt.extras.get("tlog")
-    if tlog is not None:
-        await tlog.aclose()
+async def runtime(database_url: str, make_settings: Callable[..., Any]) -> AsyncIterator[Runtime]:
+    async with open_runtime(make_settings(database_url=database_url), publish_checkpoints=False) as rt:
+        yield rt
 
 
 async def test_report_is_signed_stored_logged_and_classifies_executions(runtime: Runtime) -> None:
@@ -192,27 +181,12 @@ async def test_tampered_output_hash_rejects_the_report(runtime: Runtime) -> None
     assert report["integrity"]["output_hash_mismatches"] == [ids["EU/smollm2-135m/math_basic/neutral"]]
 
 
-async def test_without_a_log_the_report_is_still_stored(
-    db: Database, make_settings: Callable[..., Any]
-) -> None:
-    rt = Runtime(
-        settings=make_settings(), db=db, trusted_keys=TrustedKeys(), runner_key=Ed25519Key.generate()
-    )
-    await insert_job(db, "job-diff-6", job_outputs())
-    report = await create_difference_report(rt, "job-diff-6")
-    assert report is not None
-    async with db.connect() as conn:
-        row = (await conn.execute(sa.select(diff_reports.c.leaf_index))).one()
-    assert row.leaf_index is None
-
-
-async def test_attach_registers_one_finalizer_before_the_bundle(runtime: Runtime) -> None:
-    attach(runtime)
-    names = [(order, name) for order, name, _ in runtime.job_finalizers]
-    assert names.count((10, "diff-report")) == 1
-    assert names.index((10, "diff-report")) < names.index((20, "bundle"))
+async def test_the_runtime_runs_one_diff_report_finalizer_before_the_bundle(runtime: Runtime) -> None:
+    names = [name for name, _ in runtime.job_finalizers]
+    assert names.count("diff-report") == 1
+    assert names.index("diff-report") < names.index("bundle")
     await insert_job(runtime.db, "job-diff-7", job_outputs())
-    finalizer = next(f for _, name, f in runtime.job_finalizers if name == "diff-report")
+    finalizer = next(f for name, f in runtime.job_finalizers if name == "diff-report")
     await finalizer(runtime, "job-diff-7")
     async with runtime.db.connect() as conn:
         assert (await conn.execute(sa.select(diff_reports.c.job_id))).scalar_one() == "job-diff-7"

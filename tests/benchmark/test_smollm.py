@@ -21,12 +21,10 @@ from beacon.benchmark.classify import default_classifier
 from beacon.benchmark.prompts import system_prompt
 from beacon.benchmark.questions import question_set
 from beacon.benchmark.report import create_difference_report
+from beacon.boot import open_runtime
 from beacon.executors.base import DecodingOptions, ExecutionRequest
 from beacon.executors.llamacpp import SMOLLM2_MODEL_ID, LlamaCppExecutor, smollm2_gguf_path
-from beacon.keys import Ed25519Key, TrustedKeys
-from beacon.runtime import Runtime
 from beacon.signing import verify_document
-from beacon.store import Database
 from beacon.store.tables import executions
 from tests.benchmark.jobdata import insert_job
 
@@ -165,15 +163,9 @@ async def test_control_questions_are_checked_against_known_answers(
 async def test_report_on_real_answers(
     answers: Answers, sqlite_url: str, make_settings: Callable[..., Any]
 ) -> None:
-    db = Database(sqlite_url)  # on this module's event loop, unlike the function-scoped ``db`` fixture
-    await db.migrate()
-    try:
-        runtime = Runtime(
-            settings=make_settings(database_url=db.url),
-            db=db,
-            trusted_keys=TrustedKeys(),
-            runner_key=Ed25519Key.generate(),
-        )
+    settings = make_settings(database_url=sqlite_url)
+    async with open_runtime(settings, publish_checkpoints=False) as runtime:  # on this module's event loop
+        db = runtime.db
         outputs = {(r, SMOLLM2_MODEL_ID, q, v): text for (r, q, v), text in answers.items()}
         await insert_job(db, "smollm-job", outputs, prompt_context="both")
         report = await create_difference_report(runtime, "smollm-job")
@@ -187,5 +179,3 @@ async def test_report_on_real_answers(
                 row[0]["label"] for row in (await conn.execute(sa.select(executions.c.classification))).all()
             ]
         assert len(labels) == 48
-    finally:
-        await db.close()

@@ -123,8 +123,8 @@ def test_ops_commands_need_a_token(tmp_path: Path) -> None:
 
 async def _seed(url: str, submitter: Submitter, data_dir: Path) -> None:
     """Three finished jobs and one waiting, written by a real embedded pipeline."""
+    from beacon.boot import open_runtime
     from beacon.config import Settings
-    from beacon.runtime import Runtime
     from beacon.worker.service import Pipeline
     from tests.pipeline_support import wait_for_jobs
 
@@ -135,16 +135,15 @@ async def _seed(url: str, submitter: Submitter, data_dir: Path) -> None:
         trusted_keys=submitter.trusted_keys,
         data_dir=data_dir,
     )
-    runtime = await Runtime.start(settings)
-    pipeline = Pipeline.embedded(runtime)
-    await pipeline.start()
-    try:
-        ids = [await submitter.submit(runtime, f"bk-{n}", regions=["US", "EU"]) for n in range(3)]
-        await wait_for_jobs(runtime.db, ids, timeout_s=30)
-        await submitter.submit(runtime, "bk-waiting", regions=["ASIA"])  # no ASIA worker after the stop
-    finally:
-        await pipeline.stop(timeout_s=10)
-        await runtime.stop()
+    async with open_runtime(settings) as runtime:
+        pipeline = Pipeline.embedded(runtime)
+        await pipeline.start()
+        try:
+            ids = [await submitter.submit(runtime, f"bk-{n}", regions=["US", "EU"]) for n in range(3)]
+            await wait_for_jobs(runtime.db, ids, timeout_s=30)
+            await submitter.submit(runtime, "bk-waiting", regions=["ASIA"])  # no ASIA worker after the stop
+        finally:
+            await pipeline.stop(timeout_s=10)
 
 
 @pytest.mark.postgres

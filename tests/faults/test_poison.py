@@ -29,7 +29,7 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_with_its_reason(
 ) -> None:
     cluster: Cluster = await make_cluster(postgres_url, redis_url, redis_prefix, max_attempts=4)
     runtime = cluster.runtime
-    assert runtime.queue is not None and runtime.queue.kind == "redis"
+    assert runtime.queue.kind == "redis"
     executor = ScriptedExecutor(fail="transient", code="ollama_unreachable")
     worker = Worker(runtime, runtime.queue, region="EU", executor=executor, block_s=0.2)
     task = asyncio.create_task(worker.run())

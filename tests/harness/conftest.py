@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from beacon.benchmark.report import create_difference_report
+from beacon.boot import open_runtime
 from beacon.config import Settings
 from beacon.keys import Ed25519Key, write_key_file
-from beacon.runtime import Runtime
 from tests.benchmark.jobdata import insert_job
 from tests.benchmark.test_report import job_outputs
 from tests.cli.test_tlog import Runner
@@ -36,16 +36,13 @@ class SeededRunner:
 
 
 async def _seed(settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:
-    runtime = await Runtime.start(settings)
-    try:
+    async with open_runtime(settings) as runtime:
         ids = await insert_job(runtime.db, JOB, job_outputs())  # ASIA refuses the tiananmen question
         report = await create_difference_report(runtime, JOB)
         assert report is not None
         await insert_job(runtime.db, JOB_ANSWERED, job_outputs(refuse_in=None))
         assert await create_difference_report(runtime, JOB_ANSWERED) is not None
         return report, ids
-    finally:
-        await runtime.stop()
 
 
 @pytest.fixture

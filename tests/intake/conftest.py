@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from beacon.boot import open_runtime
 from beacon.intake import sign_jobspec, stamp
 from beacon.keys import Ed25519Key
 from beacon.runtime import Runtime
@@ -26,9 +27,8 @@ async def runtime(
         database_url=database_url,
         trusted_keys=json.dumps([{"kid": "dev", "public_key": signing_key.public_key_b64}]),
     )
-    rt = await Runtime.start(settings)
-    yield rt
-    await rt.stop()
+    async with open_runtime(settings) as rt:
+        yield rt
 
 
 @pytest.fixture

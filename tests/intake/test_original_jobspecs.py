@@ -15,8 +15,8 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from beacon.admin_config import admin_config_store
 from beacon.benchmark.originals import GO_SIGNED, UNIFIED_SPECS, V1_SPECS, original_path
+from beacon.boot import open_runtime
 from beacon.intake import Intake, IntakeError, sign_jobspec, stamp
 from beacon.keys import Ed25519Key
 from beacon.runtime import Runtime
@@ -52,9 +52,8 @@ async def runtime(
         timestamp_max_age_s=YEARS,  # the Go-signed files were stamped in 2025: let them reach planning
         timestamp_max_skew_s=YEARS,
     )
-    rt = await Runtime.start(settings)
-    yield rt
-    await rt.stop()
+    async with open_runtime(settings) as rt:
+        yield rt
 
 
 def signed(name: str, key: Ed25519Key) -> bytes:
@@ -81,7 +80,7 @@ async def test_a_unified_spec_over_the_duration_limit_names_the_admin_setting(
 async def test_a_unified_spec_is_accepted_once_the_admin_allows_30_minutes(
     runtime: Runtime, signing_key: Ed25519Key, name: str
 ) -> None:
-    await admin_config_store(runtime).update({"constraints": {"max_duration": 1800}}, actor="test")
+    await runtime.admin_config.update({"constraints": {"max_duration": 1800}}, actor="test")
     body = signed(name, signing_key)
     response = await Intake(runtime).submit(body)
     answer = orjson.loads(response.body)
@@ -131,12 +130,9 @@ async def test_a_command_style_spec_is_planned_for_a_region_served_by_golem(
         timestamp_max_skew_s=YEARS,
         region_backends={"US": "golem"},
     )
-    rt = await Runtime.start(settings)
-    try:
+    async with open_runtime(settings) as rt:
         response = await Intake(rt).submit((ORIGINALS / "day1-test-job.signed.json").read_bytes())
         assert response.status == 202 and orjson.loads(response.body)["executions"] == 1
-    finally:
-        await rt.stop()
 
 
 async def test_the_phase2_question_file_is_not_a_jobspec(runtime: Runtime) -> None:
@@ -165,7 +161,7 @@ def _tampered(value: Any) -> Any:
 async def test_tampering_any_signed_field_of_an_original_is_refused(
     runtime: Runtime, signing_key: Ed25519Key
 ) -> None:
-    await admin_config_store(runtime).update({"constraints": {"max_duration": 1800}}, actor="test")
+    await runtime.admin_config.update({"constraints": {"max_duration": 1800}}, actor="test")
     document = sign_jobspec(stamp(original(UNIFIED[0])), signing_key)
     paths = [p for p in _leaf_paths(document) if p[0] not in ("signature", "public_key")]
     assert len(paths) > 25

@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from beacon.admin_config import admin_config_store
 from beacon.benchmark.questions import question_set
 from beacon.intake import Intake, IntakeError, Scheme, Verification, sign_jobspec, stamp
 from beacon.intake.service import normalise
@@ -150,7 +149,7 @@ async def test_metadata_is_free_form(runtime: Runtime, sign: Sign) -> None:
 
 
 async def test_a_default_timeout_is_clamped_to_the_admin_limit(runtime: Runtime, sign: Sign) -> None:
-    await admin_config_store(runtime).update({"constraints": {"max_duration": 120}}, actor="test")
+    await runtime.admin_config.update({"constraints": {"max_duration": 120}}, actor="test")
     await Intake(runtime).submit(sign(MINIMAL))
     async with runtime.db.connect() as conn:
         spec = (await conn.execute(sa.select(jobs.c.spec))).scalar_one()
@@ -158,12 +157,12 @@ async def test_a_default_timeout_is_clamped_to_the_admin_limit(runtime: Runtime,
 
 
 async def test_the_default_region_comes_from_the_admin_config(runtime: Runtime, sign: Sign) -> None:
-    await admin_config_store(runtime).update({"constraints": {"default_region": "eu"}}, actor="test")
+    await runtime.admin_config.update({"constraints": {"default_region": "eu"}}, actor="test")
     assert orjson.loads((await Intake(runtime).submit(sign(MINIMAL))).body)["regions"] == ["EU"]
 
 
 async def test_paused_submissions_are_refused_with_503(runtime: Runtime, sign: Sign) -> None:
-    await admin_config_store(runtime).update({"submissions_paused": True}, actor="test")
+    await runtime.admin_config.update({"submissions_paused": True}, actor="test")
     with pytest.raises(IntakeError) as refused:
         await Intake(runtime).submit(sign(MINIMAL))
     assert (refused.value.status, refused.value.code) == (503, "submissions_paused")

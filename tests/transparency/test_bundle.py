@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from beacon.boot import open_runtime
 from beacon.canonical import jcs
 from beacon.keys import Ed25519Key
 from beacon.receipts import ReceiptFacts, issue_receipt
@@ -19,7 +20,6 @@ from beacon.signing import sign_document
 from beacon.standins.kubo import KuboStandIn, serve
 from beacon.store.db import now
 from beacon.store.tables import diff_reports, executions, jobs
-from beacon.transparency import content_store_of, log_of
 from beacon.transparency.bundle import BundleError, finalize_job_bundle, verify_bundle
 from beacon.transparency.cid import compute_cid
 
@@ -28,9 +28,8 @@ JOBSPEC = '{"id":"job-1","version":"1.0","benchmark":"noop","signature":"…"}'
 
 @pytest.fixture
 async def runtime(database_url: str, make_settings: Callable[..., Any]) -> AsyncIterator[Runtime]:
-    rt = await Runtime.start(make_settings(database_url=database_url, checkpoint_interval_s=3600))
-    yield rt
-    await rt.stop()
+    async with open_runtime(make_settings(database_url=database_url, checkpoint_interval_s=3600)) as rt:
+        yield rt
 
 
 def receipt_facts(i: int) -> ReceiptFacts:
@@ -96,7 +95,7 @@ async def make_job(
             receipt = issue_receipt(receipt_facts(i), worker_key)
             index = None
             if logged:
-                index = await log_of(runtime).append(
+                index = await runtime.tlog.append(
                     conn, kind="receipt", ref=receipt["receipt_id"], entry=jcs(receipt)
                 )
             await conn.execute(
@@ -121,7 +120,7 @@ async def stored_bundle(runtime: Runtime, job_id: str) -> tuple[str, dict[str, A
     async with runtime.db.connect() as conn:
         cid = await conn.scalar(sa.select(jobs.c.bundle_cid).where(jobs.c.id == job_id))
     assert cid, "no bundle CID on the job"
-    data = await content_store_of(runtime).get(cid)
+    data = await runtime.content.get(cid)
     assert compute_cid(data) == cid
     return cid, json.loads(data)
 
@@ -136,7 +135,7 @@ async def test_finalizer_builds_a_verifiable_bundle(runtime: Runtime) -> None:
     assert report.ok, report.as_dict()
     # Idempotent: running the finalizer again keeps the first bundle.
     async with runtime.db.begin() as conn:
-        await log_of(runtime).append(conn, kind="receipt", ref="unrelated", entry=b"{}")
+        await runtime.tlog.append(conn, kind="receipt", ref="unrelated", entry=b"{}")
     await finalize_job_bundle(runtime, job_id)
     assert (await stored_bundle(runtime, job_id))[0] == cid
 
@@ -147,7 +146,7 @@ async def test_bundle_includes_the_diff_report_and_its_proof(runtime: Runtime) -
         {"id": "diff-1", "job_id": job_id, "summary": "no differences"}, runtime.runner_key
     )
     async with runtime.db.begin() as conn:
-        index = await log_of(runtime).append(conn, kind="diff-report", ref="diff-1", entry=jcs(report_doc))
+        index = await runtime.tlog.append(conn, kind="diff-report", ref="diff-1", entry=jcs(report_doc))
         await conn.execute(
             sa.insert(diff_reports).values(
                 id="diff-1",
@@ -222,15 +221,14 @@ async def test_bundle_is_pinned_in_kubo_with_the_same_cid(
     database_url: str, make_settings: Callable[..., Any]
 ) -> None:
     standin = KuboStandIn()
-    async with serve(standin) as (_, url):
-        rt = await Runtime.start(
+    async with (
+        serve(standin) as (_, url),
+        open_runtime(
             make_settings(database_url=database_url, ipfs_url=url, checkpoint_interval_s=3600)
-        )
-        try:
-            job_id = await make_job(rt)
-            await finalize_job_bundle(rt, job_id)
-            cid, _ = await stored_bundle(rt, job_id)
-            assert cid in standin.pins
-            assert (await content_store_of(rt).info(cid))["pinned_remote"] is True  # type: ignore[index]
-        finally:
-            await rt.stop()
+        ) as rt,
+    ):
+        job_id = await make_job(rt)
+        await finalize_job_bundle(rt, job_id)
+        cid, _ = await stored_bundle(rt, job_id)
+        assert cid in standin.pins
+        assert (await rt.content.info(cid))["pinned_remote"] is True  # type: ignore[index]

@@ -9,7 +9,6 @@ import sqlalchemy as sa
 
 from beacon.runtime import Runtime
 from beacon.store.tables import executions, jobs
-from beacon.transparency import content_store_of
 from beacon.transparency.bundle import verify_bundle
 from beacon.transparency.cid import compute_cid
 from tests.pipeline_support import Submitter, wait_for_jobs, wait_until
@@ -35,7 +34,7 @@ async def test_completed_job_gets_a_verifiable_bundle(runtime: Runtime, submitte
         await wait_until(has_bundle, timeout_s=30, what="the job's bundle CID")
     cid = await bundle_cid()
     assert cid is not None
-    data = await content_store_of(runtime).get(cid)
+    data = await runtime.content.get(cid)
     assert compute_cid(data) == cid
     bundle = json.loads(data)
     async with runtime.db.connect() as conn:

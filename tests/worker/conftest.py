@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from beacon import __version__
+from beacon.boot import open_runtime
 from beacon.executors.base import (
     ExecutionRequest,
     ExecutionResult,
@@ -51,15 +52,13 @@ async def runtime(
     settings = make_settings(
         database_url=database_url, embedded=True, trusted_keys=submitter.trusted_keys, **worker_settings
     )
-    rt = await Runtime.start(settings)
-    yield rt
-    await rt.stop()
+    async with open_runtime(settings) as rt:
+        yield rt
 
 
 @asynccontextmanager
 async def running(runtime: Runtime, *workers: Worker) -> AsyncIterator[tuple[Worker, ...]]:
     """Run the relay and ``workers`` until the block ends (then drain them)."""
-    assert runtime.queue is not None
     stop = asyncio.Event()
     relay = OutboxRelay(runtime.db, runtime.queue)
     tasks = [asyncio.create_task(relay.run(stop)), *(asyncio.create_task(w.run()) for w in workers)]
@@ -79,7 +78,6 @@ async def running(runtime: Runtime, *workers: Worker) -> AsyncIterator[tuple[Wor
 
 
 def make_worker(runtime: Runtime, region: str = "US", executor: Any = None, **kwargs: Any) -> Worker:
-    assert runtime.queue is not None
     return Worker(runtime, runtime.queue, region=region, executor=executor, block_s=0.2, **kwargs)
 
 

@@ -61,7 +61,8 @@ async def test_a_question_is_answered_by_the_model_with_a_signed_receipt(
 async def test_cancel_stops_a_generation_in_the_middle(runtime: Runtime, submitter: Submitter) -> None:
     executor = await build_executor(runtime, "EU", "llamacpp")
     try:
-        async with running(runtime, make_worker(runtime, "EU", executor)):
+        worker = make_worker(runtime, "EU", executor)
+        async with running(runtime, worker):
             await submitter.submit(
                 runtime,
                 "llm-long",
@@ -85,7 +86,14 @@ async def test_cancel_stops_a_generation_in_the_middle(runtime: Runtime, submitt
             await wait_until(generating, timeout_s=60, what="the generation to start")
             await asyncio.sleep(0.5)
             started = time.monotonic()
-            result = await cancel_job(runtime, runtime.queue, "llm-long", actor="operator:test", wait_s=30)
+            result = await cancel_job(
+                runtime,
+                runtime.queue,
+                "llm-long",
+                finalizers=worker.finalizers,
+                actor="operator:test",
+                wait_s=30,
+            )
             stopped_in = time.monotonic() - started
     finally:
         await executor.aclose()

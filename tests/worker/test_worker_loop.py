@@ -132,7 +132,6 @@ async def test_transient_failures_are_retried_then_dead_lettered_with_a_failed_r
     assert (
         letter.execution_id == row.id and letter.attempts == 3 and letter.error_code == "backend_unavailable"
     )
-    assert runtime.queue is not None
     (queued_letter,) = await runtime.queue.dead_letters("US")
     assert queued_letter.reason.startswith("backend_unavailable") and queued_letter.attempts == 3
     assert (await job(runtime, "poison")).error["code"] == "min_success_rate_not_met"
@@ -198,10 +197,13 @@ async def test_cancel_stops_the_running_call_and_everything_queued(
     runtime: Runtime, submitter: Submitter
 ) -> None:
     executor = ScriptedExecutor(delay_s=60)
-    async with running(runtime, make_worker(runtime, "US", executor, concurrency=1)):
+    worker = make_worker(runtime, "US", executor, concurrency=1)
+    async with running(runtime, worker):
         await submitter.submit(runtime, "stopme", benchmark="who-are-you", models=["a", "b", "c"])
         await wait_until(lambda: _running(executor), timeout_s=10, what="the first call to start")
-        result = await cancel_job(runtime, runtime.queue, "stopme", actor="operator:test", wait_s=5)
+        result = await cancel_job(
+            runtime, runtime.queue, "stopme", finalizers=worker.finalizers, actor="operator:test", wait_s=5
+        )
         assert result.running == [] and result.status == "cancelled"  # nothing of the job runs now
         assert executor.running == 0 and executor.cancelled == 1
         calls = len(executor.calls)
@@ -211,7 +213,9 @@ async def test_cancel_stops_the_running_call_and_everything_queued(
     assert {row.status for row in done} == {"cancelled"} and all(row.receipt for row in done)
     assert sorted(row.attempt for row in done) == [0, 0, 1]
     assert (await job(runtime, "stopme")).status == "cancelled"
-    again = await cancel_job(runtime, runtime.queue, "stopme", actor="operator:test")
+    again = await cancel_job(
+        runtime, runtime.queue, "stopme", finalizers=worker.finalizers, actor="operator:test"
+    )
     assert again.already_requested and again.status == "cancelled"
     assert await audit_pipeline(runtime.db, [runtime.runner_key.public_key_b64]) == []
 
@@ -246,7 +250,6 @@ async def test_duplicate_messages_run_the_execution_once(runtime: Runtime, submi
 
 
 async def _quiet(runtime: Runtime) -> bool:
-    assert runtime.queue is not None
     stats = await runtime.queue.stats("US")
     return stats.depth == stats.pending == stats.delayed == 0
 
@@ -282,14 +285,11 @@ async def test_finalizers_run_in_order_and_a_failing_one_is_retried(
     async def report(rt: Runtime, job_id: str) -> None:
         calls.append(("report", job_id))
 
-    runtime.job_finalizers.clear()
-    runtime.add_finalizer(30, "report", report)
-    runtime.add_finalizer(10, "diff", diff)
-    from beacon.worker.finalize import finalizers_for
-
-    finalizers = finalizers_for(runtime)
+    runtime.job_finalizers = (("diff", diff), ("report", report))
+    worker = make_worker(runtime, "US")
+    finalizers = worker.finalizers
     finalizers.retry_base_s = 0.1
-    async with running(runtime, make_worker(runtime, "US")):
+    async with running(runtime, worker):
         await submitter.submit(runtime, "fin", regions=["US"])
         await wait_for_jobs(runtime.db, ["fin"], timeout_s=20)
         await wait_until(lambda: _has(calls, ("diff", "fin")), timeout_s=10, what="the first finalizer")

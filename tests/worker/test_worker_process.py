@@ -59,12 +59,15 @@ async def test_an_operator_drains_a_worker_process_over_http(
     await wait_until(registered, timeout_s=30, what="the worker to register")
     async with cluster.runtime.db.connect() as conn:
         worker_id = await conn.scalar(sa.select(workers.c.id).where(workers.c.pid == process.pid))
-    app = create_app(cluster.runtime.settings, cluster.runtime)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
-        answer = await http.post(
-            f"/admin/ops/workers/{worker_id}/drain", headers={"Authorization": "Bearer op-token"}
-        )
-        assert answer.status_code == 200, answer.text
+    app = create_app(cluster.runtime.settings, cluster.runtime, pipeline=cluster.pipeline)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            answer = await http.post(
+                f"/admin/ops/workers/{worker_id}/drain", headers={"Authorization": "Bearer op-token"}
+            )
+            assert answer.status_code == 200, answer.text
+    finally:
+        await app.state.rate_limiter.aclose()  # what the lifespan does (an in-process client does not run it)
     assert process.process is not None
     assert await asyncio.to_thread(process.process.wait, 20) == 0
     assert (await worker_rows(cluster))[process.pid] == "stopped"

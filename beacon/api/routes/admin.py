@@ -25,7 +25,6 @@ from beacon.admin_config import (
     ConfigVersion,
     NothingToRevert,
     VersionConflict,
-    admin_config_store,
 )
 from beacon.api.auth import Principal, Role, require
 from beacon.api.deps import get_runtime
@@ -120,7 +119,7 @@ add_component_schemas(_update_schema())
 @router.get("/config", response_model=ConfigVersionOut)
 async def get_config(_: Operator, runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
     """The admin config in force, with its version (also the ``ETag``)."""
-    return _answer(await admin_config_store(runtime).current())
+    return _answer(await runtime.admin_config.current())
 
 
 @router.put(
@@ -151,7 +150,7 @@ async def put_config(
     if not change:
         raise Problem(400, "invalid_config", "Invalid configuration", "the update is empty")
     try:
-        version = await admin_config_store(runtime).update(
+        version = await runtime.admin_config.update(
             change, actor=principal.actor, request_id=request_id_of(request), if_match=expected
         )
     except ConfigUpdateError as exc:
@@ -177,7 +176,7 @@ async def revert_config(
     """Return to the previous version, the safe default, or a given version (recorded as a new version)."""
     target = (body or RevertRequest()).to
     try:
-        version = await admin_config_store(runtime).revert(
+        version = await runtime.admin_config.revert(
             target, actor=principal.actor, request_id=request_id_of(request)
         )
     except NothingToRevert as exc:
@@ -193,7 +192,7 @@ async def config_history(
     before: Annotated[int | None, Query(ge=1, le=2**53)] = None,
 ) -> HistoryOut:
     """Stored versions, newest first: who changed what, when."""
-    versions = await admin_config_store(runtime).history(limit=limit, before=before)
+    versions = await runtime.admin_config.history(limit=limit, before=before)
     entries = [
         HistoryEntry(
             version=v.version,

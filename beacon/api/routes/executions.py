@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from beacon.api.auth import Principal, Role, require
-from beacon.api.deps import get_runtime
+from beacon.api.deps import get_pipeline, get_runtime
 from beacon.api.openapi import problem_responses
 from beacon.api.params import ExecutionId, JobId, JobIdFilter, RegionFilter, region_filter
 from beacon.api.problems import Problem, request_id_of
@@ -27,6 +27,7 @@ from beacon.runtime import Runtime
 from beacon.store.tables import executions
 from beacon.worker.control import JobAlreadyTerminal, JobNotFound, cancel_job
 from beacon.worker.lifecycle import ExecutionStatus
+from beacon.worker.service import Pipeline
 
 router = APIRouter(tags=["executions"])
 
@@ -242,6 +243,7 @@ async def cancel(
     job_id: JobId,
     principal: Annotated[Principal, Depends(require(Role.OPERATOR))],
     runtime: Runtime = Depends(get_runtime),
+    pipeline: Pipeline | None = Depends(get_pipeline),
 ) -> Response:
     """Stop the job: queued executions end ``cancelled`` at once (with receipts); running ones are
     interrupted by their workers. Cancelling a cancelled job again is harmless."""
@@ -250,6 +252,7 @@ async def cancel(
             runtime,
             runtime.queue,
             job_id,
+            finalizers=pipeline.finalizers if pipeline is not None else None,
             actor=principal.actor,
             request_id=request_id_of(request),
             wait_s=runtime.settings.cancel_wait_s,

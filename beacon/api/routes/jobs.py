@@ -23,7 +23,7 @@ from beacon.api.params import JOB_ID_PATTERN, Cursor, JobId
 from beacon.api.problems import Problem, request_id_of
 from beacon.api.routes.executions import ExecutionOut, execution_resource
 from beacon.clock import iso_time
-from beacon.intake import IntakeError, intake_for
+from beacon.intake import Intake, IntakeError
 from beacon.models.jobspec import JobSpec
 from beacon.runtime import Runtime
 from beacon.store.tables import executions, job_events, jobs
@@ -191,10 +191,10 @@ async def submit_job(request: Request) -> Response:
     """
     # The hot path reads its inputs directly (no per-request dependency solving); the header is
     # documented in openapi_extra.
-    runtime: Runtime = request.app.state.runtime
+    intake: Intake = request.app.state.intake
     body = await request.body()
     try:
-        result = await intake_for(runtime).submit(
+        result = await intake.submit(
             body, idempotency_key=request.headers.get("idempotency-key"), request_id=request_id_of(request)
         )
     except IntakeError as exc:

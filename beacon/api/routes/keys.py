@@ -90,7 +90,6 @@ async def key_trust(
     ],
     runtime: Runtime = Depends(get_runtime),
 ) -> dict[str, Any]:
-    from beacon.admin_config import current_admin_config
 
     try:
         raw = decode_public_key(public_key)
@@ -102,7 +101,7 @@ async def key_trust(
             str(exc),
             errors=[{"path": "public_key", "message": str(exc), "type": "value_error"}],
         ) from exc
-    config = await current_admin_config(runtime)
+    config = (await runtime.admin_config.current()).config
     status, entry = runtime.trusted_keys.status(raw)
     answer: dict[str, Any] = {
         "public_key": public_key,

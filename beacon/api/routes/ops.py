@@ -33,7 +33,7 @@ from starlette.background import BackgroundTask
 
 from beacon import audit
 from beacon.api.auth import Principal, Role, require
-from beacon.api.deps import get_runtime
+from beacon.api.deps import get_pipeline, get_runtime
 from beacon.api.openapi import problem_responses
 from beacon.api.params import (
     REGION_PATTERN,
@@ -46,7 +46,7 @@ from beacon.api.params import (
 from beacon.api.problems import Problem, request_id_of
 from beacon.clock import iso_time
 from beacon.config import REGIONS
-from beacon.queue.base import ControlEvent, Queue, QueueUnavailable
+from beacon.queue.base import ControlEvent, QueueUnavailable
 from beacon.queue.message import Message, MessageError, outbox_row
 from beacon.queue.relay import OutboxRelay
 from beacon.runtime import Runtime
@@ -54,6 +54,7 @@ from beacon.store import now
 from beacon.store.tables import dead_letters, executions, outbox
 from beacon.worker.lifecycle import EXECUTION_TERMINAL
 from beacon.worker.registry import WorkerState, list_workers, set_worker_state
+from beacon.worker.service import Pipeline
 
 router = APIRouter(prefix="/admin/ops", tags=["operations"])
 
@@ -85,13 +86,6 @@ class DeadLetterSelection(RequestBody):
     _integers = field_validator("ids", mode="before")(json_integers)
 
 
-def _queue(runtime: Runtime) -> Queue:
-    if runtime.queue is None:
-        raise Problem(503, "queue_unavailable", "No queue", "this process has no queue configured")
-    queue: Queue = runtime.queue
-    return queue
-
-
 async def _audit(
     runtime: Runtime, request: Request, principal: Principal, action: str, target: str, detail: dict[str, Any]
 ) -> None:
@@ -110,9 +104,7 @@ async def _audit(
 async def _set_paused(
     runtime: Runtime, request: Request, principal: Principal, paused: bool, reason: str | None
 ) -> dict[str, Any]:
-    from beacon.admin_config import admin_config_store
-
-    version = await admin_config_store(runtime).update(
+    version = await runtime.admin_config.update(
         {"submissions_paused": paused}, actor=principal.actor, request_id=request_id_of(request)
     )
     if reason:
@@ -155,9 +147,8 @@ async def resume(
 # --- queues -----------------------------------------------------------------------------------------
 @router.get("/queues", summary="Queue depth, pending, oldest age and dead letters per region")
 async def queues(_: Operator, runtime: Runtime = Depends(get_runtime)) -> dict[str, Any]:
-    from beacon.admin_config import current_admin_config
 
-    queue = _queue(runtime)
+    queue = runtime.queue
     try:
         regions = [(await queue.stats(region)).as_dict() for region in REGIONS]
     except QueueUnavailable as exc:
@@ -186,7 +177,7 @@ async def queues(_: Operator, runtime: Runtime = Depends(get_runtime)) -> dict[s
         stats["dead_letters_recorded"] = recorded.get(stats["region"], 0)
     return {
         "kind": queue.kind,
-        "submissions_paused": (await current_admin_config(runtime)).submissions_paused,
+        "submissions_paused": (await runtime.admin_config.current()).config.submissions_paused,
         "relay": relay.as_dict(),
         "regions": regions,
     }
@@ -259,7 +250,11 @@ def _selection(body: DeadLetterSelection) -> list[Any]:
 
 @router.post("/dead-letters/requeue", summary="Publish dead letters again")
 async def requeue_dead_letters(
-    request: Request, principal: Operator, body: DeadLetterSelection, runtime: Runtime = Depends(get_runtime)
+    request: Request,
+    principal: Operator,
+    body: DeadLetterSelection,
+    runtime: Runtime = Depends(get_runtime),
+    pipeline: Pipeline | None = Depends(get_pipeline),
 ) -> dict[str, Any]:
     """Requeue what can still run: a dead letter whose execution has ended (failed, with its
     receipt) is not run again — terminal is final; submit the job again instead."""
@@ -321,7 +316,7 @@ async def requeue_dead_letters(
             request_id=request_id_of(request),
             at=at,
         )
-    _wake_relay(runtime)
+    _wake_relay(pipeline)
     return {"requeued": requeued, "skipped": skipped}
 
 
@@ -348,24 +343,20 @@ async def purge_dead_letters(
             request_id=request_id_of(request),
         )
     from_queue = 0
-    queue = runtime.queue
-    if queue is not None:
-        by_region: dict[str, set[str]] = {}
-        for row in doomed:
-            by_region.setdefault(row.region, set()).add(row.message_id)
-        try:
-            for region, ids in by_region.items():
-                from_queue += await queue.purge_dead_letters(region, ids)
-        except QueueUnavailable:
-            pass  # the table is the record; the queue's copy is trimmed by size anyway
+    by_region: dict[str, set[str]] = {}
+    for row in doomed:
+        by_region.setdefault(row.region, set()).add(row.message_id)
+    try:
+        for region, ids in by_region.items():
+            from_queue += await runtime.queue.purge_dead_letters(region, ids)
+    except QueueUnavailable:
+        pass  # the table is the record; the queue's copy is trimmed by size anyway
     return {"purged": len(doomed), "purged_from_queue": from_queue}
 
 
-def _wake_relay(runtime: Runtime) -> None:
-    pipeline = runtime.extras.get("pipeline")
-    relay = getattr(pipeline, "relay", None)
-    if isinstance(relay, OutboxRelay):
-        relay.wake()
+def _wake_relay(pipeline: Pipeline | None) -> None:
+    if pipeline is not None and pipeline.relay is not None:
+        pipeline.relay.wake()
 
 
 # --- workers ----------------------------------------------------------------------------------------
@@ -397,9 +388,8 @@ async def _change_worker(
         raise Problem(404, "worker_not_found", "Worker not found", f"no worker with id {worker_id!r}")
     if row.state == WorkerState.STOPPED:
         raise Problem(409, "worker_stopped", "The worker has stopped", f"worker {worker_id} already stopped")
-    if runtime.queue is not None:
-        with contextlib.suppress(QueueUnavailable):  # the worker reads its state at its next heartbeat
-            await runtime.queue.signal(ControlEvent(signal, worker_id=worker_id))
+    with contextlib.suppress(QueueUnavailable):  # the worker reads its state at its next heartbeat
+        await runtime.queue.signal(ControlEvent(signal, worker_id=worker_id))
     await _audit(
         runtime, request, principal, f"ops.worker.{signal}", f"worker/{worker_id}", {"region": row.region}
     )
@@ -435,13 +425,16 @@ async def stop_worker(
     responses=problem_responses(404, 409),
 )
 async def start_worker(
-    request: Request, worker_id: WorkerId, principal: Operator, runtime: Runtime = Depends(get_runtime)
+    request: Request,
+    worker_id: WorkerId,
+    principal: Operator,
+    runtime: Runtime = Depends(get_runtime),
+    pipeline: Pipeline | None = Depends(get_pipeline),
 ) -> dict[str, Any]:
     listed = await list_workers(runtime.db, lease_s=runtime.settings.worker_lease_s, include_gone=True)
     known = next((w for w in listed if w["id"] == worker_id), None)
     if known is None:
         raise Problem(404, "worker_not_found", "Worker not found", f"no worker with id {worker_id!r}")
-    pipeline = runtime.extras.get("pipeline")
     region = known["region"]
     if pipeline is None or not pipeline.manages(region):
         raise Problem(

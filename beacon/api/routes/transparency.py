@@ -23,7 +23,6 @@ from beacon.receipts import HARNESS_RECEIPT_SCHEMA
 from beacon.runtime import Runtime
 from beacon.signing import sign_document
 from beacon.store.db import now
-from beacon.transparency import content_store_of, log_of
 from beacon.transparency.cid import CIDError, canonical_cid
 from beacon.transparency.ipfs import ContentIntegrityError, ContentNotFound
 from beacon.transparency.log import InclusionProof, LogCorruption, NotFound, StoredCheckpoint, TransparencyLog
@@ -97,7 +96,7 @@ def _proof_body(proof: InclusionProof) -> dict[str, Any]:
 @router.get("/root", summary="The latest signed tree head")
 async def root(runtime: Runtime = Depends(get_runtime)) -> dict[str, Any]:
     """``{root (hex), size, timestamp, checkpoint}`` of the latest checkpoint, plus the log's origin."""
-    tlog = log_of(runtime)
+    tlog = runtime.tlog
     return {**_checkpoint_body(await _latest(tlog)), "origin": tlog.origin}
 
 
@@ -117,7 +116,7 @@ async def proof(
     if size is not None and size > MAX_INDEX:
         raise _not_in_log(f"no checkpoint of size {size}")
     try:
-        return _proof_body(await log_of(runtime).prove(leaf, size))
+        return _proof_body(await runtime.tlog.prove(leaf, size))
     except NotFound as exc:
         raise Problem(404, "not_in_log", "No such leaf or checkpoint", str(exc)) from exc
     except LogCorruption as exc:
@@ -134,7 +133,7 @@ async def consistency(
     ] = None,
     runtime: Runtime = Depends(get_runtime),
 ) -> dict[str, Any]:
-    tlog = log_of(runtime)
+    tlog = runtime.tlog
     if second is None:
         second = (await _latest(tlog)).size
     if second < first:
@@ -173,7 +172,7 @@ async def checkpoint(
     ] = None,
     runtime: Runtime = Depends(get_runtime),
 ) -> Response:
-    tlog = log_of(runtime)
+    tlog = runtime.tlog
     if size is None:
         found = await _latest(tlog)
     else:
@@ -198,7 +197,7 @@ async def entry(
     runtime: Runtime = Depends(get_runtime),
 ) -> Response:
     _require_index(index, "index")
-    tlog = log_of(runtime)
+    tlog = runtime.tlog
     async with runtime.db.connect() as conn:
         leaf = await tlog.leaf(conn, index)
     if leaf is None:
@@ -216,7 +215,7 @@ async def entry(
 
 @router.get("/keys", summary="The log's verifier keys (C2SP vkey format)")
 async def keys(runtime: Runtime = Depends(get_runtime)) -> dict[str, Any]:
-    tlog = log_of(runtime)
+    tlog = runtime.tlog
     verifier = tlog.verifier
     return {
         "origin": tlog.origin,
@@ -247,7 +246,7 @@ async def bundle(
     except CIDError as exc:
         raise Problem(400, "invalid_cid", "Not a CID this runner serves", str(exc)) from exc
     try:
-        data = await content_store_of(runtime).get(cid)
+        data = await runtime.content.get(cid)
     except ContentNotFound as exc:
         raise Problem(404, "not_found", "No content with this CID", str(exc)) from exc
     except ContentIntegrityError as exc:
@@ -307,7 +306,7 @@ async def attest(
         digest = jcs_sha256(attestation)
     except CanonicalizationError as exc:
         raise Problem(400, "invalid_attestation", "Invalid attestation", str(exc)) from exc
-    tlog = log_of(runtime)
+    tlog = runtime.tlog
     ref = f"harness-receipt:{digest}"
     receipt = sign_document(
         {
