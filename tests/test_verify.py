@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from beacon.canonical import jcs, jcs_sha256
+from beacon.canonical import jcs
 from beacon.errors import ExitCode, VerificationError
 from beacon.harness.evidence import EvidenceError
 from beacon.keys import Ed25519Key
-from beacon.receipts import HARNESS_RECEIPT_SCHEMA, issue_receipt
+from beacon.receipts import issue_harness_receipt, issue_receipt
 from beacon.signing import SignatureError, sign_document
 from beacon.transparency.checkpoint import Checkpoint, CheckpointError
 from beacon.transparency.cid import CIDError
@@ -164,15 +164,7 @@ def test_an_altered_receipt_is_not_the_logged_leaf() -> None:
 
 def test_harness_receipts_must_carry_the_attestation_they_hash() -> None:
     attestation = {"run_id": "r1", "files": {"summary.json": "ab" * 32}}
-    receipt = sign_document(
-        {
-            "kind": "harness-receipt",
-            "schema": HARNESS_RECEIPT_SCHEMA,
-            "attestation": attestation,
-            "attestation_sha256": jcs_sha256(attestation),
-        },
-        KEY,
-    )
+    receipt = issue_harness_receipt(attestation, KEY, log_origin=ORIGIN, issued_to="operator", issued_at=0.0)
     verify_receipt(receipt, KEY.public_key_b64)
     altered = sign_document({**receipt, "attestation": {**attestation, "run_id": "r2"}}, KEY)
     assert failed_check(altered, KEY.public_key_b64) == (
