@@ -199,11 +199,6 @@ def build_receipt(facts: ReceiptFacts, *, kid: str, host: dict[str, Any] | None 
     }
 
 
-def issue_receipt(facts: ReceiptFacts, key: Ed25519Key) -> dict[str, Any]:
-    """Build and sign the receipt for ``facts`` with ``key``."""
-    return sign_document(build_receipt(facts, kid=key.kid), key)
-
-
 @cache
 def _member_name(name: str) -> bytes:
     """``"name":`` in RFC 8785 form. A receipt's member names are a fixed few: each is encoded once."""

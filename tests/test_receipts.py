@@ -15,7 +15,6 @@ from beacon.receipts import (
     _jcs_members,
     host_facts,
     issue_harness_receipt,
-    issue_receipt,
     issue_receipt_with_leaf,
     receipt_id,
 )
@@ -63,7 +62,7 @@ def key() -> Ed25519Key:
 
 
 def test_a_receipt_states_inputs_outputs_timings_and_host(key: Ed25519Key) -> None:
-    receipt = issue_receipt(FACTS, key)
+    receipt = issue_receipt_with_leaf(FACTS, key)[0]
     assert receipt["schema"] == RECEIPT_SCHEMA and receipt["kid"] == key.kid
     assert receipt["receipt_id"] == receipt_id(FACTS.execution_id, 2)
     assert receipt["region"] == {"requested": "ASIA", "served": "ASIA"}
@@ -102,7 +101,7 @@ def test_failed_executions_get_receipts_too(key: Ed25519Key) -> None:
         tokens_out=None,
         served_region=None,
     )
-    receipt = issue_receipt(failed, key)
+    receipt = issue_receipt_with_leaf(failed, key)[0]
     assert receipt["status"] == "failed" and receipt["error"] == {
         "code": "ollama_unreachable",
         "message": "refused",
