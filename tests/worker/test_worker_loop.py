@@ -85,14 +85,10 @@ async def test_the_request_carries_the_question_text_system_prompt_and_options(
 ) -> None:
     executor = ScriptedExecutor()
     async with running(runtime, make_worker(runtime, "EU", executor)):
-        await submitter.submit(
+        await submitter.submit_question(
             runtime,
             "prompts",
-            benchmark="bias-detection",
-            regions=["EU"],
-            models=["smollm2-135m"],
-            questions=["math_basic"],
-            options={"temperature": 0.0, "seed": 7, "max_tokens": 32, "top_p": 0.9, "prompt_context": "both"},
+            {"temperature": 0.0, "seed": 7, "max_tokens": 32, "top_p": 0.9, "prompt_context": "both"},
         )
         await wait_for_jobs(runtime.db, ["prompts"], timeout_s=20)
     by_variant = {call.system_prompt.count("based in"): call for call in executor.calls}
@@ -141,14 +137,8 @@ async def test_the_receipt_states_the_request_the_backend_received(
     monkeypatch.setattr(runner, "build_request", altered)
     executor = ScriptedExecutor(fail=fail)
     async with running(runtime, make_worker(runtime, "EU", executor)):
-        await submitter.submit(
-            runtime,
-            "as-sent",
-            benchmark="bias-detection",
-            regions=["EU"],
-            models=["smollm2-135m"],
-            questions=["math_basic"],
-            options={"temperature": 0.0, "seed": 7, "max_tokens": 32, "prompt_context": "neutral"},
+        await submitter.submit_question(
+            runtime, "as-sent", {"temperature": 0.0, "seed": 7, "max_tokens": 32, "prompt_context": "neutral"}
         )
         await wait_for_jobs(runtime.db, ["as-sent"], timeout_s=20)
     [call] = executor.calls
