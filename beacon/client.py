@@ -1,8 +1,7 @@
 """``BeaconClient``: the one way notebooks, the CLI and tests talk HTTP to a runner.
 
-* One typed method per endpoint (sync :class:`BeaconClient`, async :class:`AsyncBeaconClient`, same
-  names and arguments); raw :meth:`BeaconClient.request` for the cases a test must shape itself
-  (wrong content type, oversized body, …).
+* One typed method per endpoint; raw :meth:`BeaconClient.request` for the cases a test must shape
+  itself (wrong content type, oversized body, …).
 * Tokens are given by the *name* of an environment variable (``token_env="ADMIN_TOKEN"``), so a
   notebook or a shell history never holds a secret.
 * Every error response becomes one exception, :class:`BeaconAPIError`, carrying the RFC 9457
@@ -14,7 +13,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -168,7 +166,7 @@ Parse = Literal["json", "text", "response"]
 
 @dataclass(frozen=True)
 class Call(Generic[T]):
-    """One request to make: what the sync and async clients share."""
+    """One request to make: method, route, path and how its answer is read (built by ``ROUTES``)."""
 
     method: str
     route: str
@@ -893,279 +891,10 @@ class BeaconClient(_Base):
         return self.send(ROUTES.backup()).content
 
 
-class AsyncBeaconClient(_Base):
-    """Asynchronous client: the same methods as :class:`BeaconClient`, awaited."""
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        token_env: str | None = None,
-        token: str | None = None,
-        label: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,
-        headers: Mapping[str, str] | None = None,
-        log: CallLog | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            base_url, token_env=token_env, token=token, label=label, timeout=timeout, headers=headers, log=log
-        )
-        self._transport = transport
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
-        )
-
-    async def __aenter__(self) -> AsyncBeaconClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self._http.aclose()
-
-    def with_token(
-        self, token_env: str | None = None, *, token: str | None = None, label: str | None = None
-    ) -> AsyncBeaconClient:
-        """A client for the same runner with another token (or none); it shares this client's call log."""
-        return AsyncBeaconClient(
-            self.base_url, transport=self._transport, **self._derive_kwargs(token_env, token, label)
-        )
-
-    def anonymous(self) -> AsyncBeaconClient:
-        return self.with_token(None, label="anonymous")
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        route: str | None = None,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        content: bytes | str | None = None,
-        headers: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (the per-request HTTP timeout, as in the sync client)
-    ) -> httpx.Response:
-        """Send any request and return the response, whatever its status (it is still recorded)."""
-        extra = dict(headers or {})
-        if idempotency_key:
-            extra["Idempotency-Key"] = idempotency_key
-        call: Call[Any] = Call(method.upper(), route or path, path)
-        url = self.base_url + path
-        started, t0 = time.time(), time.perf_counter()
-        try:
-            response = await self._http.request(
-                method.upper(),
-                path,
-                params=params,
-                json=json,
-                content=content,
-                headers=extra,
-                timeout=timeout if timeout is not None else self.timeout,
-            )
-        except httpx.TransportError as exc:
-            self._record(call, url, started, time.perf_counter() - t0, None, type(exc).__name__)
-            raise BeaconConnectionError(method.upper(), url, f"{type(exc).__name__}: {exc}") from exc
-        self._record(call, url, started, time.perf_counter() - t0, response, None)
-        return response
-
-    async def send(self, call: Call[T]) -> T:
-        """Make ``call``; raise BeaconAPIError on an error status."""
-        response = await self.request(
-            call.method,
-            call.path,
-            route=call.route,
-            params=call.params,
-            json=call.json,
-            content=call.content,
-            headers=call.headers,
-        )
-        return self._result(call, response)
-
-    # health and identity
-    async def health(self) -> JSON:
-        return await self.send(ROUTES.health())
-
-    async def metrics(self) -> str:
-        return await self.send(ROUTES.metrics())
-
-    async def openapi(self) -> JSON:
-        return await self.send(ROUTES.openapi())
-
-    async def ready(self) -> httpx.Response:
-        """``/health/ready``: 200 when ready, 503 (returned, not raised) when a dependency is down."""
-        return await self.send(ROUTES.ready())
-
-    async def live(self) -> JSON:
-        return await self.send(ROUTES.live())
-
-    async def whoami(self) -> JSON:
-        return await self.send(ROUTES.whoami())
-
-    # admin
-    async def admin_config(self) -> JSON:
-        return await self.send(ROUTES.admin_config())
-
-    async def update_admin_config(self, patch: JSON) -> JSON:
-        return await self.send(ROUTES.update_admin_config(patch))
-
-    async def revert_admin_config(self, to: str | int = "previous") -> JSON:
-        return await self.send(ROUTES.revert_admin_config(to))
-
-    async def admin_config_history(self, limit: int | None = None, before: int | None = None) -> JSON:
-        return await self.send(ROUTES.admin_config_history(limit, before))
-
-    async def audit(self, limit: int | None = None, before: int | None = None) -> JSON:
-        return await self.send(ROUTES.audit(limit, before))
-
-    # jobs
-    async def submit_job(self, document: JSON | bytes, idempotency_key: str | None = None) -> JSON:
-        """Submit a signed JobSpec: a dict, or a file's bytes sent verbatim (``spec_hash`` = their SHA-256)."""
-        return await self.send(ROUTES.submit_job(document, idempotency_key))
-
-    async def job(self, job_id: str, include_executions: bool = False) -> JSON:
-        return await self.send(ROUTES.job(job_id, include_executions))
-
-    async def jobs(
-        self, limit: int | None = None, cursor: str | None = None, status: str | None = None
-    ) -> JSON:
-        return await self.send(ROUTES.jobs(limit, cursor, status))
-
-    async def cancel_job(self, job_id: str) -> JSON:
-        return await self.send(ROUTES.cancel_job(job_id))
-
-    async def wait_for_job(
-        self,
-        job_id: str,
-        *,
-        timeout: float = 120.0,  # noqa: ASYNC109 (same signature as the sync client)
-        interval: float = 0.25,
-        include_executions: bool = True,
-        on_poll: Callable[[JSON], None] | None = None,
-    ) -> JSON:
-        """Poll the job until it is terminal; TimeoutError (with the last state) if it is not in time."""
-        deadline = time.monotonic() + timeout
-        while True:
-            job = await self.job(job_id, include_executions=include_executions)
-            if on_poll is not None:
-                on_poll(job)
-            if job.get("status") in TERMINAL_JOB_STATES:
-                return job
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"job {job_id} still {job.get('status')!r} after {timeout:.0f}s")
-            await asyncio.sleep(interval)
-
-    # questions, executions, receipts
-    async def questions(self) -> JSON:
-        return await self.send(ROUTES.questions())
-
-    async def executions(
-        self,
-        limit: int | None = None,
-        offset: int | None = None,
-        job_id: str | None = None,
-        status: str | None = None,
-        region: str | None = None,
-    ) -> JSON:
-        return await self.send(ROUTES.executions(limit, offset, job_id, status, region))
-
-    async def execution(self, execution_id: str) -> JSON:
-        return await self.send(ROUTES.execution(execution_id))
-
-    async def receipt(self, execution_id: str) -> JSON:
-        return await self.send(ROUTES.receipt(execution_id))
-
-    async def runner_keys(self) -> JSON:
-        return await self.send(ROUTES.runner_keys())
-
-    # transparency
-    async def transparency_root(self) -> JSON:
-        return await self.send(ROUTES.transparency_root())
-
-    async def inclusion_proof(self, index: int, size: int | None = None) -> JSON:
-        return await self.send(ROUTES.inclusion_proof(index, size))
-
-    async def consistency_proof(self, first: int, second: int | None = None) -> JSON:
-        return await self.send(ROUTES.consistency_proof(first, second))
-
-    async def checkpoint(self, size: int | None = None) -> str:
-        return await self.send(ROUTES.checkpoint(size))
-
-    async def log_entry(self, index: int) -> JSON:
-        return await self.send(ROUTES.log_entry(index))
-
-    async def log_keys(self) -> JSON:
-        return await self.send(ROUTES.log_keys())
-
-    async def bundle(self, cid: str) -> bytes:
-        """The bundle's bytes, exactly as served (so its CID can be recomputed)."""
-        return (await self.send(ROUTES.bundle(cid))).content
-
-    async def attest(self, document: JSON, idempotency_key: str | None = None) -> JSON:
-        return await self.send(ROUTES.attest(document, idempotency_key))
-
-    # diffs
-    async def diffs(self, limit: int | None = None, offset: int | None = None) -> JSON:
-        return await self.send(ROUTES.diffs(limit, offset))
-
-    async def create_diff(self, job_id: str) -> JSON:
-        return await self.send(ROUTES.create_diff(job_id))
-
-    async def diff(self, job_id: str) -> JSON:
-        return await self.send(ROUTES.diff(job_id))
-
-    async def cross_region_diff(self, job_id: str) -> JSON:
-        return await self.send(ROUTES.cross_region_diff(job_id))
-
-    # operations
-    async def pause_submissions(self, reason: str | None = None) -> JSON:
-        return await self.send(ROUTES.pause_submissions(reason))
-
-    async def resume_submissions(self, reason: str | None = None) -> JSON:
-        return await self.send(ROUTES.resume_submissions(reason))
-
-    async def queue_stats(self) -> JSON:
-        return await self.send(ROUTES.queue_stats())
-
-    async def dead_letters(
-        self,
-        region: str | None = None,
-        limit: int | None = None,
-        offset: int | None = None,
-        include_requeued: bool = False,
-    ) -> JSON:
-        return await self.send(ROUTES.dead_letters(region, limit, offset, include_requeued))
-
-    async def requeue_dead_letters(self, ids: Sequence[int] | None = None, region: str | None = None) -> JSON:
-        return await self.send(ROUTES.requeue_dead_letters(ids, region))
-
-    async def purge_dead_letters(self, ids: Sequence[int] | None = None, region: str | None = None) -> JSON:
-        return await self.send(ROUTES.purge_dead_letters(ids, region))
-
-    async def workers(self, include_gone: bool = False, region: str | None = None) -> JSON:
-        return await self.send(ROUTES.workers(include_gone, region))
-
-    async def drain_worker(self, worker_id: str) -> JSON:
-        return await self.send(ROUTES.drain_worker(worker_id))
-
-    async def stop_worker(self, worker_id: str) -> JSON:
-        return await self.send(ROUTES.stop_worker(worker_id))
-
-    async def start_worker(self, worker_id: str) -> JSON:
-        return await self.send(ROUTES.start_worker(worker_id))
-
-    async def backup(self) -> bytes:
-        return (await self.send(ROUTES.backup())).content
-
-
 __all__ = [
     "JSON",
     "ROUTES",
     "TERMINAL_JOB_STATES",
-    "AsyncBeaconClient",
     "BeaconAPIError",
     "BeaconClient",
     "BeaconConfigError",

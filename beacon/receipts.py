@@ -17,17 +17,26 @@ import os
 import platform
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from beacon import __version__
-from beacon.canonical import jcs, sha256_hex
+from beacon.canonical import jcs, jcs_sha256, sha256_hex
 from beacon.clock import iso_time
 from beacon.keys import Ed25519Key
 from beacon.signing import sign_document
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from beacon.transparency.log import TransparencyLog
+
 RECEIPT_SCHEMA = "beacon.receipt/v1"
 HARNESS_RECEIPT_SCHEMA = "beacon.harness-receipt/v1"
 """What ``POST /api/v1/transparency/attestations`` signs and logs: a harness run's attestation."""
+HARNESS_RECEIPT_KIND = "harness-receipt"
+"""The ``kind`` of a harness receipt and of its log leaf."""
 
 REQUIRED_FIELDS = (
     "schema",
@@ -190,11 +199,6 @@ def build_receipt(facts: ReceiptFacts, *, kid: str, host: dict[str, Any] | None 
     }
 
 
-def issue_receipt(facts: ReceiptFacts, key: Ed25519Key) -> dict[str, Any]:
-    """Build and sign the receipt for ``facts`` with ``key``."""
-    return sign_document(build_receipt(facts, kid=key.kid), key)
-
-
 @cache
 def _member_name(name: str) -> bytes:
     """``"name":`` in RFC 8785 form. A receipt's member names are a fixed few: each is encoded once."""
@@ -228,3 +232,39 @@ def issue_receipt_with_leaf(facts: ReceiptFacts, key: Ed25519Key) -> tuple[dict[
     signed = {**body, "public_key": key.public_key_b64, "signature": signature}
     leaf = _jcs_members({**members, "public_key": jcs(key.public_key_b64), "signature": jcs(signature)})
     return signed, leaf
+
+
+def issue_harness_receipt(
+    attestation: dict[str, Any], key: Ed25519Key, *, log_origin: str, issued_to: str, issued_at: float
+) -> dict[str, Any]:
+    """Sign the harness receipt of ``attestation`` (decision 0047).
+
+    Raises CanonicalizationError when the attestation has no RFC 8785 form.
+    """
+    return sign_document(
+        {
+            "kind": HARNESS_RECEIPT_KIND,
+            "schema": HARNESS_RECEIPT_SCHEMA,
+            "attestation": attestation,
+            "attestation_sha256": jcs_sha256(attestation),
+            "log_origin": log_origin,
+            "issued_at": iso_time(issued_at),
+            "issued_to": issued_to,
+        },
+        key,
+    )
+
+
+async def log_harness_receipt(
+    conn: AsyncConnection, tlog: TransparencyLog, receipt: dict[str, Any]
+) -> tuple[int, dict[str, Any], bool]:
+    """Append a harness receipt inside the caller's transaction, once per attestation.
+
+    Returns (leaf index, the receipt in the log, whether it was appended now): an attestation logged
+    before keeps its leaf and its first receipt.
+    """
+    ref = f"{HARNESS_RECEIPT_KIND}:{receipt['attestation_sha256']}"
+    existing = await tlog.leaf_by_ref(conn, ref)
+    if existing is not None:
+        return existing.index, orjson.loads(existing.entry), False
+    return await tlog.append(conn, kind=HARNESS_RECEIPT_KIND, ref=ref, entry=jcs(receipt)), receipt, True

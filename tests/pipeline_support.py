@@ -81,6 +81,18 @@ class Submitter:
         await Intake(runtime).submit(self.body(job_id, **kwargs))
         return job_id
 
+    async def submit_question(self, runtime: Runtime, job_id: str, options: Mapping[str, Any]) -> str:
+        """A bias-detection job asking ``math_basic`` of smollm2-135m in EU: a model call per variant."""
+        return await self.submit(
+            runtime,
+            job_id,
+            benchmark="bias-detection",
+            regions=["EU"],
+            models=["smollm2-135m"],
+            questions=["math_basic"],
+            options=options,
+        )
+
 
 async def wait_until(
     check: Callable[[], Awaitable[bool]],

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from beacon.client import (
-    AsyncBeaconClient,
     BeaconAPIError,
     BeaconClient,
     BeaconConfigError,
@@ -43,6 +42,10 @@ def test_tokens_come_from_environment_variable_names(runner: EmbeddedRunner, tok
         assert admin.whoami()["role"] == "admin"
         assert admin.label == "admin"
         assert admin.anonymous().whoami()["role"] == "anonymous"
+        assert "categories" in admin.questions()
+        with pytest.raises(BeaconAPIError) as caught:
+            admin.anonymous().admin_config()
+        assert caught.value.status == 401
         assert admin.with_token("OPERATOR_TOKEN").whoami()["role"] == "operator"
     with pytest.raises(BeaconConfigError, match="NOT_SET_ANYWHERE is not set"):
         BeaconClient(runner.url, token_env="NOT_SET_ANYWHERE")
@@ -117,28 +120,6 @@ def test_unreachable_runner_is_a_connection_error_and_recorded() -> None:
     with pytest.raises(BeaconConnectionError):
         client.health()
     assert client.calls[-1].status is None and client.calls[-1].code
-
-
-async def test_the_async_client_mirrors_the_sync_one(runner: EmbeddedRunner, tokens: None) -> None:
-    sync_methods = {  # the *_frame views are pandas tables for notebooks and the report: sync only
-        n
-        for n, f in inspect.getmembers(BeaconClient, inspect.isfunction)
-        if not n.startswith("_") and not n.endswith("_frame")
-    }
-    async_methods = {
-        n for n, f in inspect.getmembers(AsyncBeaconClient, inspect.isfunction) if not n.startswith("_")
-    }
-    assert sync_methods == async_methods
-    for name in sync_methods - {"__enter__", "__exit__"}:
-        assert list(inspect.signature(getattr(BeaconClient, name)).parameters) == list(
-            inspect.signature(getattr(AsyncBeaconClient, name)).parameters
-        ), name
-    async with AsyncBeaconClient(runner.url, token_env="ADMIN_TOKEN") as client:
-        assert (await client.whoami())["role"] == "admin"
-        assert "categories" in await client.questions()
-        with pytest.raises(BeaconAPIError) as caught:
-            await client.anonymous().admin_config()
-        assert caught.value.status == 401
 
 
 def test_every_route_of_the_api_has_a_client_method(tmp_path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from beacon.client import BeaconClient
 from beacon.frames import receipts_frame
 from beacon.keys import Ed25519Key
-from beacon.receipts import issue_receipt
+from beacon.receipts import issue_receipt_with_leaf
 from tests.harness.conftest import SeededRunner, seeded_runner  # noqa: F401 (the fixture)
 from tests.test_receipts import FACTS
 
@@ -24,7 +24,7 @@ def test_client_frames(seeded_runner: SeededRunner) -> None:  # noqa: F811
 
 
 def test_receipts_frame() -> None:
-    receipt = issue_receipt(FACTS, Ed25519Key.generate())
+    receipt = issue_receipt_with_leaf(FACTS, Ed25519Key.generate())[0]
     (row,) = receipts_frame([receipt]).to_dict("records")
     assert row["receipt_id"] == receipt["receipt_id"] and row["region"] == "ASIA"
     assert row["model"] == "smollm2-135m" and row["backend"] == "llamacpp"

@@ -6,14 +6,15 @@ from dataclasses import replace
 
 import pytest
 
-from beacon.canonical import jcs
+from beacon.canonical import CanonicalizationError, jcs, jcs_sha256
 from beacon.keys import Ed25519Key
 from beacon.receipts import (
+    HARNESS_RECEIPT_SCHEMA,
     RECEIPT_SCHEMA,
     ReceiptFacts,
     _jcs_members,
     host_facts,
-    issue_receipt,
+    issue_harness_receipt,
     issue_receipt_with_leaf,
     receipt_id,
 )
@@ -61,7 +62,7 @@ def key() -> Ed25519Key:
 
 
 def test_a_receipt_states_inputs_outputs_timings_and_host(key: Ed25519Key) -> None:
-    receipt = issue_receipt(FACTS, key)
+    receipt = issue_receipt_with_leaf(FACTS, key)[0]
     assert receipt["schema"] == RECEIPT_SCHEMA and receipt["kid"] == key.kid
     assert receipt["receipt_id"] == receipt_id(FACTS.execution_id, 2)
     assert receipt["region"] == {"requested": "ASIA", "served": "ASIA"}
@@ -100,7 +101,7 @@ def test_failed_executions_get_receipts_too(key: Ed25519Key) -> None:
         tokens_out=None,
         served_region=None,
     )
-    receipt = issue_receipt(failed, key)
+    receipt = issue_receipt_with_leaf(failed, key)[0]
     assert receipt["status"] == "failed" and receipt["error"] == {
         "code": "ollama_unreachable",
         "message": "refused",
@@ -112,3 +113,24 @@ def test_failed_executions_get_receipts_too(key: Ed25519Key) -> None:
 def test_receipt_ids_are_per_attempt_and_stable() -> None:
     assert receipt_id("ex_1", 1) == receipt_id("ex_1", 1) != receipt_id("ex_1", 2)
     assert receipt_id("ex_1", 1).startswith("rc_") and len(receipt_id("ex_1", 1)) == 32
+
+
+def test_a_harness_receipt_signs_the_attestation_and_its_hash(key: Ed25519Key) -> None:
+    attestation = {"run_id": "r1", "files": {"summary.json": "ab" * 32}}
+    receipt = issue_harness_receipt(
+        attestation, key, log_origin="beacon.test/log", issued_to="operator", issued_at=1_700_000_000.0
+    )
+    assert {name: receipt[name] for name in ("kind", "schema", "attestation", "attestation_sha256")} == {
+        "kind": "harness-receipt",
+        "schema": HARNESS_RECEIPT_SCHEMA,
+        "attestation": attestation,
+        "attestation_sha256": jcs_sha256(attestation),
+    }
+    assert (receipt["log_origin"], receipt["issued_to"], receipt["issued_at"]) == (
+        "beacon.test/log",
+        "operator",
+        "2023-11-14T22:13:20.000000Z",
+    )
+    verify_receipt(receipt, key.public_key_b64)
+    with pytest.raises(CanonicalizationError):
+        issue_harness_receipt({"n": 2**60}, key, log_origin="o", issued_to="operator", issued_at=0.0)

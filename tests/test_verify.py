@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from beacon.canonical import jcs, jcs_sha256
+from beacon.canonical import jcs
 from beacon.errors import ExitCode, VerificationError
 from beacon.harness.evidence import EvidenceError
 from beacon.keys import Ed25519Key
-from beacon.receipts import HARNESS_RECEIPT_SCHEMA, issue_receipt
+from beacon.receipts import issue_harness_receipt, issue_receipt_with_leaf
 from beacon.signing import SignatureError, sign_document
 from beacon.transparency.checkpoint import Checkpoint, CheckpointError
 from beacon.transparency.cid import CIDError
@@ -53,7 +53,7 @@ def failed_check(receipt: Any, *args: Any, **kwargs: Any) -> tuple[str, str]:
 
 
 def test_an_intact_receipt_verifies_with_everything_it_claims() -> None:
-    receipt = issue_receipt(FACTS, KEY)
+    receipt = issue_receipt_with_leaf(FACTS, KEY)[0]
     proof, _ = logged(receipt)
     verified = verify_receipt(receipt, KEY.public_key_b64, proof=proof, index=2, output=FACTS.output)
     assert verified.signed_by == KEY.public_key_b64 and verified.receipt_id == receipt["receipt_id"]
@@ -80,7 +80,7 @@ def test_an_intact_receipt_verifies_with_everything_it_claims() -> None:
 def test_each_tampered_claim_fails_its_check(
     path: tuple[str, ...], value: Any, check: str, reason: str
 ) -> None:
-    receipt = tampered(issue_receipt(FACTS, KEY), path, value)
+    receipt = tampered(issue_receipt_with_leaf(FACTS, KEY)[0], path, value)
     got, message = failed_check(receipt, KEY.public_key_b64)
     assert got == check and reason in message
 
@@ -93,9 +93,9 @@ def test_a_tampered_receipt_resigned_by_its_tamperer_still_fails_its_claims() ->
         (("receipt_id",), "rc_forged", "receipt_id"),
         (("output", "text"), "altered answer", "output"),
     ]:
-        forged = sign_document(tampered(issue_receipt(FACTS, KEY), path, value), forger)
+        forged = sign_document(tampered(issue_receipt_with_leaf(FACTS, KEY)[0], path, value), forger)
         assert failed_check(forged, forger.public_key_b64)[0] == check
-    intact_but_foreign = issue_receipt(FACTS, forger)
+    intact_but_foreign = issue_receipt_with_leaf(FACTS, forger)[0]
     assert failed_check(intact_but_foreign, KEY.public_key_b64) == (
         "signature",
         "signed by a different key than the one expected",
@@ -104,13 +104,13 @@ def test_a_tampered_receipt_resigned_by_its_tamperer_still_fails_its_claims() ->
 
 
 def test_the_output_at_hand_must_be_the_output_the_receipt_hashes() -> None:
-    receipt = issue_receipt(FACTS, KEY)
+    receipt = issue_receipt_with_leaf(FACTS, KEY)[0]
     check, message = failed_check(receipt, KEY.public_key_b64, output="another answer")
     assert check == "output" and "output given" in message
 
 
 def test_a_wrong_key_or_no_key_fails_the_signature() -> None:
-    receipt = issue_receipt(FACTS, KEY)
+    receipt = issue_receipt_with_leaf(FACTS, KEY)[0]
     assert failed_check(receipt, Ed25519Key.generate().public_key_b64)[0] == "signature"
     assert failed_check(receipt, [])[0] == "signature"
     # One of several pinned keys (current and rotated) is enough.
@@ -120,7 +120,7 @@ def test_a_wrong_key_or_no_key_fails_the_signature() -> None:
 
 
 def test_a_wrong_proof_fails_inclusion() -> None:
-    receipt = issue_receipt(FACTS, KEY)
+    receipt = issue_receipt_with_leaf(FACTS, KEY)[0]
     proof, tree = logged(receipt)
     # The proof of another leaf, a proof for the right leaf under another index, a truncated path.
     other_leaf = make_proof(1, tree.inclusion_proof(1, 5), proof.split("\n\n", 1)[1])
@@ -137,7 +137,7 @@ def test_a_wrong_proof_fails_inclusion() -> None:
 
 
 def test_a_checkpoint_not_signed_by_a_trusted_log_key_fails_inclusion() -> None:
-    receipt = issue_receipt(FACTS, KEY)
+    receipt = issue_receipt_with_leaf(FACTS, KEY)[0]
     _, tree = logged(receipt)
     stranger = Signer(ORIGIN, Ed25519Key.generate())
     forged_note = Checkpoint(ORIGIN, 5, tree.root(5)).sign(stranger)
@@ -153,7 +153,7 @@ def test_a_checkpoint_not_signed_by_a_trusted_log_key_fails_inclusion() -> None:
 
 
 def test_an_altered_receipt_is_not_the_logged_leaf() -> None:
-    receipt = issue_receipt(FACTS, KEY)
+    receipt = issue_receipt_with_leaf(FACTS, KEY)[0]
     proof, _ = logged(receipt)
     resigned = sign_document(tampered(receipt, ("status",), "cancelled"), KEY)  # valid claims, valid key
     check, _ = failed_check(resigned, KEY.public_key_b64, proof=proof)
@@ -164,15 +164,7 @@ def test_an_altered_receipt_is_not_the_logged_leaf() -> None:
 
 def test_harness_receipts_must_carry_the_attestation_they_hash() -> None:
     attestation = {"run_id": "r1", "files": {"summary.json": "ab" * 32}}
-    receipt = sign_document(
-        {
-            "kind": "harness-receipt",
-            "schema": HARNESS_RECEIPT_SCHEMA,
-            "attestation": attestation,
-            "attestation_sha256": jcs_sha256(attestation),
-        },
-        KEY,
-    )
+    receipt = issue_harness_receipt(attestation, KEY, log_origin=ORIGIN, issued_to="operator", issued_at=0.0)
     verify_receipt(receipt, KEY.public_key_b64)
     altered = sign_document({**receipt, "attestation": {**attestation, "run_id": "r2"}}, KEY)
     assert failed_check(altered, KEY.public_key_b64) == (
@@ -182,7 +174,7 @@ def test_harness_receipts_must_carry_the_attestation_they_hash() -> None:
 
 
 def test_malformed_receipts_are_refused() -> None:
-    receipt = issue_receipt(FACTS, KEY)
+    receipt = issue_receipt_with_leaf(FACTS, KEY)[0]
     del receipt["host"]
     assert failed_check(receipt, KEY.public_key_b64) == ("form", "the receipt lacks host")
     assert failed_check([1, 2], KEY.public_key_b64) == ("form", "a receipt is a JSON object")

@@ -105,18 +105,6 @@ def replay_detected() -> IntakeError:
     )
 
 
-async def record_nonce(
-    db: Database, conn: AsyncConnection, public_key_b64: str, freshness: Freshness, *, now: float
-) -> None:
-    """Claim one nonce inside the caller's transaction; IntakeError ``replay_detected`` if it is taken.
-
-    The one-row form of :func:`nonce_claim`; intake claims its nonces in batches (beacon.intake.writer).
-    """
-    row = {"public_key": public_key_b64, "nonce": freshness.nonce, "expires_at": freshness.expires_at}
-    if not (await conn.execute(nonce_claim(db, now=now), [row])).all():
-        raise replay_detected()
-
-
 async def purge_expired_nonces(conn: AsyncConnection, *, now: float) -> int:
     """Forget nonces whose documents can no longer pass the timestamp check."""
     result = await conn.execute(sa.delete(nonces).where(nonces.c.expires_at < now))

@@ -17,13 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beacon.benchmark.questions import question_set_version
-from beacon.executors.base import ExecutionResult, PermanentExecutorError
+from beacon.executors.base import ExecutionRequest, ExecutionResult
 from beacon.receipts import ReceiptFacts, issue_receipt_with_leaf
 from beacon.runtime import Runtime
 from beacon.store.tables import executions
 from beacon.transparency.log import LeafInput
 from beacon.worker.lifecycle import EXECUTION_TERMINAL, ExecutionStatus
-from beacon.worker.requests import NOOP_BENCHMARK, prompts_for
+from beacon.worker.requests import NOOP_BENCHMARK
 from beacon.worker.terms import JobTerms
 
 EXECUTION_COLUMNS = (
@@ -51,6 +51,9 @@ class Ending:
     status: ExecutionStatus
     ended_at: float
     result: ExecutionResult | None = None
+    request: ExecutionRequest | None = None
+    """What this attempt sent to the backend, as built (None when it sent nothing): the receipt states
+    its prompts and options, so it attests what the model received, not a rebuild of it."""
     error_code: str | None = None
     error_message: str | None = None
     retry_in: float | None = None
@@ -77,11 +80,9 @@ class EndingItem:
 
 
 def receipt_facts(item: EndingItem) -> ReceiptFacts:
+    """What the receipt of ``item`` states; its prompts are those of the request the attempt sent."""
     row, terms, ending, result = item.row, item.terms, item.ending, item.ending.result
-    try:
-        system, prompt = prompts_for(terms.benchmark, row.question_id, row.variant, row.region)
-    except PermanentExecutorError:
-        system, prompt = None, None
+    request = ending.request
     return ReceiptFacts(
         execution_id=row.id,
         job_id=row.job_id,
@@ -106,9 +107,9 @@ def receipt_facts(item: EndingItem) -> ReceiptFacts:
         }
         or None,
         variant=row.variant,
-        system_prompt=system,
-        prompt=prompt,
-        options=terms.options.as_dict(),
+        system_prompt=request.system_prompt if request else None,
+        prompt=request.prompt if request else None,
+        options=(request.options if request else terms.options).as_dict(),
         attempt=item.attempt,
         queued_at=row.queued_at,
         started_at=item.started_at,

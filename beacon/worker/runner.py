@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from beacon import __version__
 from beacon.executors.base import (
+    ExecutionRequest,
     ExecutionResult,
     Executor,
     ExecutorError,
@@ -54,11 +55,19 @@ class AttemptRunner:
         self.policy = policy
 
     async def run(self, claim: Claim, control: AttemptControl) -> Ending:
-        """Run one attempt to its ending. Re-raises CancelledError unless the job was cancelled."""
+        """Run one attempt to its ending, which carries the request sent (for the receipt).
+
+        Re-raises CancelledError unless the job was cancelled.
+        """
+        sent: list[ExecutionRequest] = []
+        ending = await self._run(claim, control, sent)
+        return replace(ending, request=sent[-1]) if sent else ending
+
+    async def _run(self, claim: Claim, control: AttemptControl, sent: list[ExecutionRequest]) -> Ending:
         try:
             async with asyncio.timeout(max(0.0, claim.deadline - time.time())):
                 await failpoint("worker.mid_execution")
-                result = await self._execute(claim)
+                result = await self._execute(claim, sent)
         except asyncio.CancelledError:
             if control.reason != "cancelled":
                 raise
@@ -111,7 +120,8 @@ class AttemptRunner:
             )
         return Ending(ExecutionStatus.COMPLETED, time.time(), result=result)
 
-    async def _execute(self, claim: Claim) -> ExecutionResult:
+    async def _execute(self, claim: Claim, sent: list[ExecutionRequest]) -> ExecutionResult:
+        """The backend's answer; the request, once built, goes into ``sent`` even if the call then fails."""
         if claim.terms.benchmark == NOOP_BENCHMARK:
             return ExecutionResult(
                 text="",
@@ -136,6 +146,7 @@ class AttemptRunner:
             options=claim.terms.options,
             deadline=claim.deadline,
         )
+        sent.append(request)
         return await self.executor.execute(request)
 
     def _after_failure(

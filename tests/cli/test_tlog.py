@@ -220,12 +220,12 @@ def test_verify_receipt_with_runner_and_proof_file(runner: Runner, tmp_path: Pat
 
 
 def test_verify_receipt_checks_an_execution_receipt_with_each_runner_key(tmp_path: Path) -> None:
-    from beacon.receipts import issue_receipt
+    from beacon.receipts import issue_receipt_with_leaf
     from beacon.signing import sign_document
     from tests.test_receipts import FACTS
 
     rotated = Ed25519Key.from_seed(b"\x08" * 32)
-    receipt = issue_receipt(FACTS, KEY)
+    receipt = issue_receipt_with_leaf(FACTS, KEY)[0]
     path = tmp_path / "receipt.json"
     path.write_text(json.dumps(receipt))
     keys = ("--runner-key", rotated.public_key_b64, "--runner-key", KEY.public_key_b64)

@@ -14,7 +14,7 @@ from beacon.harness.evidence import EvidenceError, verify_runner_signature
 from beacon.harness.results import PhaseResults
 from beacon.harness.trust import PinnedKeys
 from beacon.keys import Ed25519Key
-from beacon.receipts import issue_receipt
+from beacon.receipts import issue_receipt_with_leaf
 from beacon.signing import sign_document
 from tests.harness.conftest import SeededRunner
 from tests.test_receipts import FACTS
@@ -26,7 +26,7 @@ def statuses(results: PhaseResults) -> dict[str, str]:
 
 def test_receipts_are_checked_as_receipts_not_only_their_signature() -> None:
     key = Ed25519Key.generate()
-    receipt = issue_receipt(FACTS, key)
+    receipt = issue_receipt_with_leaf(FACTS, key)[0]
     assert verify_runner_signature(receipt, [key.public_key_b64]) == key.public_key_b64
     # Re-signed by the runner key after the text changed: the signature verifies, the receipt does not.
     altered = sign_document({**receipt, "output": {**receipt["output"], "text": "something else"}}, key)

@@ -1,7 +1,10 @@
-"""Replay protection: the timestamp window, and nonces claimed in the submission transaction."""
+"""Replay protection: the timestamp window, and nonces claimed in the submission transaction (by the
+intake's writer, as production claims them)."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,8 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from beacon.intake import IntakeError, check_freshness, stamp
-from beacon.intake.replay import purge_expired_nonces, record_nonce
+from beacon.intake.replay import Freshness, purge_expired_nonces
+from beacon.intake.writer import PreparedJob, SubmissionWriter
 from beacon.store.tables import nonces
+from tests.intake.test_writer import outcome, prepared
 
 NOW = datetime(2025, 8, 30, 17, 0, tzinfo=UTC).timestamp()
 
@@ -72,35 +77,35 @@ def test_stamp_adds_what_is_missing_and_keeps_what_is_there() -> None:
     assert a["metadata"]["nonce"] != b["metadata"]["nonce"]
 
 
+def submission(job_id: str, public_key: str, freshness: Freshness, **job: Any) -> PreparedJob:
+    """A submission as intake hands it to its writer, claiming ``freshness``'s nonce for ``public_key``."""
+    nonce = {"public_key": public_key, "nonce": freshness.nonce, "expires_at": freshness.expires_at}
+    return replace(prepared(job_id, freshness.nonce, **job), nonce=nonce)
+
+
+def current() -> Freshness:
+    """The freshness of a document signed now (its nonce is still in its window for the writer)."""
+    return fresh(doc(datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")), now=time.time())
+
+
 async def test_a_nonce_is_accepted_once_per_key(db: Any) -> None:
-    freshness = fresh(doc())
-    async with db.begin() as conn:
-        await record_nonce(db, conn, "key-A", freshness, now=NOW)
-    async with db.begin() as conn:
-        await record_nonce(db, conn, "key-B", freshness, now=NOW)  # another key may use the same nonce
-    with pytest.raises(IntakeError) as refused:
-        async with db.begin() as conn:
-            await record_nonce(db, conn, "key-A", freshness, now=NOW + 1)
-    assert refused.value.code == "replay_detected"
+    writer, freshness = SubmissionWriter(db), current()
+    assert await outcome(writer, submission("a", "key-A", freshness)) == "ok"
+    assert await outcome(writer, submission("b", "key-B", freshness)) == "ok"  # another key, same nonce
+    assert await outcome(writer, submission("c", "key-A", freshness)) == "replay_detected"
 
 
 async def test_a_refused_submission_leaves_no_nonce_behind(db: Any) -> None:
-    freshness = fresh(doc())
-    with pytest.raises(RuntimeError):
-        async with db.begin() as conn:
-            await record_nonce(db, conn, "key-A", freshness, now=NOW)
-            raise RuntimeError("the job insert failed")
-    async with db.begin() as conn:
-        await record_nonce(db, conn, "key-A", freshness, now=NOW)
+    writer, freshness = SubmissionWriter(db), current()
+    broken = submission("broken", "key-A", freshness, benchmark=None)  # the job insert fails (NOT NULL)
+    assert await outcome(writer, broken) == "IntegrityError"
+    assert await outcome(writer, submission("fine", "key-A", freshness)) == "ok"
 
 
 async def test_an_expired_nonce_can_be_claimed_again_and_is_purged(db: Any) -> None:
-    freshness = fresh(doc())
+    writer, stale = SubmissionWriter(db), fresh(doc())  # its window closed long before the writer's clock
+    assert await outcome(writer, submission("a", "key-A", stale)) == "ok"
+    assert await outcome(writer, submission("b", "key-A", stale)) == "ok"  # the old row had expired
     async with db.begin() as conn:
-        await record_nonce(db, conn, "key-A", freshness, now=NOW)
-    later = freshness.expires_at + 1
-    async with db.begin() as conn:
-        await record_nonce(db, conn, "key-A", freshness, now=later)  # the old row had expired
-    async with db.begin() as conn:
-        assert await purge_expired_nonces(conn, now=later + freshness.expires_at) == 1
+        assert await purge_expired_nonces(conn, now=stale.expires_at + 1) == 1
         assert (await conn.execute(sa.select(sa.func.count()).select_from(nonces))).scalar_one() == 0

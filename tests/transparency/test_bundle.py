@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from beacon.boot import open_runtime
 from beacon.canonical import jcs
 from beacon.keys import Ed25519Key
-from beacon.receipts import ReceiptFacts, issue_receipt
+from beacon.receipts import ReceiptFacts, issue_receipt_with_leaf
 from beacon.runtime import Runtime
 from beacon.signing import sign_document
 from beacon.standins.kubo import KuboStandIn, serve
@@ -92,7 +92,7 @@ async def make_job(
             )
         )
         for i in range(executions_n):
-            receipt = issue_receipt(receipt_facts(i), worker_key)
+            receipt = issue_receipt_with_leaf(receipt_facts(i), worker_key)[0]
             index = None
             if logged:
                 index = await runtime.tlog.append(

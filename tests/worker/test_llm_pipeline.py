@@ -36,14 +36,8 @@ async def test_a_question_is_answered_by_the_model_with_a_signed_receipt(
     executor = await build_executor(runtime, "EU", "llamacpp")
     try:
         async with running(runtime, make_worker(runtime, "EU", executor)):
-            await submitter.submit(
-                runtime,
-                "llm-math",
-                benchmark="bias-detection",
-                regions=["EU"],
-                models=["smollm2-135m"],
-                questions=["math_basic"],
-                options={"temperature": 0.0, "seed": 42, "max_tokens": 24},
+            await submitter.submit_question(
+                runtime, "llm-math", {"temperature": 0.0, "seed": 42, "max_tokens": 24}
             )
             assert await wait_for_jobs(runtime.db, ["llm-math"], timeout_s=120) == {"llm-math": "completed"}
     finally:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from beacon.canonical import sha256_hex
+from beacon.executors.base import ExecutionRequest
 from beacon.queue.message import execution_message
 from beacon.runtime import Runtime
 from beacon.store.tables import dead_letters, executions, job_events, job_finalizations, jobs, outbox
 from beacon.verify import verify_receipt
+from beacon.worker import runner
 from beacon.worker.control import cancel_job
 from tests.pipeline_support import Submitter, audit_pipeline, wait_for_jobs, wait_until
 from tests.worker.conftest import ScriptedExecutor, make_worker, running
@@ -81,14 +85,10 @@ async def test_the_request_carries_the_question_text_system_prompt_and_options(
 ) -> None:
     executor = ScriptedExecutor()
     async with running(runtime, make_worker(runtime, "EU", executor)):
-        await submitter.submit(
+        await submitter.submit_question(
             runtime,
             "prompts",
-            benchmark="bias-detection",
-            regions=["EU"],
-            models=["smollm2-135m"],
-            questions=["math_basic"],
-            options={"temperature": 0.0, "seed": 7, "max_tokens": 32, "top_p": 0.9, "prompt_context": "both"},
+            {"temperature": 0.0, "seed": 7, "max_tokens": 32, "top_p": 0.9, "prompt_context": "both"},
         )
         await wait_for_jobs(runtime.db, ["prompts"], timeout_s=20)
     by_variant = {call.system_prompt.count("based in"): call for call in executor.calls}
@@ -111,6 +111,42 @@ async def test_the_request_carries_the_question_text_system_prompt_and_options(
         assert receipt["output"]["text"] == "answer to: What is 2+2?"
         assert receipt["provider"] == {"id": "test-provider", "info": {"host": "test"}}
     assert len({r["prompt"]["system_prompt_sha256"] for r in receipts}) == 2
+
+
+def sent_hashes(request: ExecutionRequest) -> dict[str, str]:
+    return {
+        "system_prompt_sha256": sha256_hex(request.system_prompt.encode()),
+        "prompt_sha256": sha256_hex(request.prompt.encode()),
+    }
+
+
+@pytest.mark.parametrize("fail", [None, "permanent"])
+async def test_the_receipt_states_the_request_the_backend_received(
+    runtime: Runtime, submitter: Submitter, monkeypatch: pytest.MonkeyPatch, fail: str | None
+) -> None:
+    def altered(**fields: Any) -> ExecutionRequest:
+        built = build(**fields)  # what reaches the backend differs from a rebuild from the row
+        return replace(
+            built,
+            system_prompt=built.system_prompt + " (as sent)",
+            prompt=built.prompt + " (as sent)",
+            options=replace(built.options, max_tokens=5),
+        )
+
+    build = runner.build_request
+    monkeypatch.setattr(runner, "build_request", altered)
+    executor = ScriptedExecutor(fail=fail)
+    async with running(runtime, make_worker(runtime, "EU", executor)):
+        await submitter.submit_question(
+            runtime, "as-sent", {"temperature": 0.0, "seed": 7, "max_tokens": 32, "prompt_context": "neutral"}
+        )
+        await wait_for_jobs(runtime.db, ["as-sent"], timeout_s=20)
+    [call] = executor.calls
+    [row] = await rows(runtime, "as-sent")
+    assert row.status == ("completed" if fail is None else "failed")
+    verify_receipt(row.receipt, runtime.runner_key.public_key_b64)
+    assert row.receipt["prompt"] == {"variant": row.variant, **sent_hashes(call)}
+    assert row.receipt["options"] == call.options.as_dict() and row.receipt["options"]["max_tokens"] == 5
 
 
 async def test_transient_failures_are_retried_then_dead_lettered_with_a_failed_receipt(
@@ -212,6 +248,13 @@ async def test_cancel_stops_the_running_call_and_everything_queued(
     done = await rows(runtime, "stopme")
     assert {row.status for row in done} == {"cancelled"} and all(row.receipt for row in done)
     assert sorted(row.attempt for row in done) == [0, 0, 1]
+    for row in done:  # the stopped call's receipt states what it sent; the unstarted ones sent nothing
+        hashes = (
+            sent_hashes(executor.calls[0])
+            if row.attempt == 1
+            else dict.fromkeys(sent_hashes(executor.calls[0]))
+        )
+        assert row.receipt["prompt"] == {"variant": row.variant, **hashes}
     assert (await job(runtime, "stopme")).status == "cancelled"
     again = await cancel_job(
         runtime, runtime.queue, "stopme", finalizers=worker.finalizers, actor="operator:test"

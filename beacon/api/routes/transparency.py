@@ -17,11 +17,10 @@ from beacon.api.deps import get_runtime
 from beacon.api.openapi import problem_responses
 from beacon.api.params import Cid
 from beacon.api.problems import Problem
-from beacon.canonical import CanonicalizationError, jcs, jcs_sha256
+from beacon.canonical import CanonicalizationError
 from beacon.clock import iso_time
-from beacon.receipts import HARNESS_RECEIPT_SCHEMA
+from beacon.receipts import issue_harness_receipt, log_harness_receipt
 from beacon.runtime import Runtime
-from beacon.signing import sign_document
 from beacon.store.db import now
 from beacon.transparency.cid import CIDError, canonical_cid
 from beacon.transparency.ipfs import ContentIntegrityError, ContentNotFound
@@ -302,30 +301,19 @@ async def attest(
         raise Problem(
             400, "invalid_attestation", "Invalid attestation", "the body must be a non-empty JSON object"
         )
+    tlog = runtime.tlog
     try:
-        digest = jcs_sha256(attestation)
+        receipt = issue_harness_receipt(
+            attestation,
+            runtime.runner_key,
+            log_origin=tlog.origin,
+            issued_to=principal.role.label,
+            issued_at=now(),
+        )
     except CanonicalizationError as exc:
         raise Problem(400, "invalid_attestation", "Invalid attestation", str(exc)) from exc
-    tlog = runtime.tlog
-    ref = f"harness-receipt:{digest}"
-    receipt = sign_document(
-        {
-            "kind": "harness-receipt",
-            "schema": HARNESS_RECEIPT_SCHEMA,
-            "attestation": attestation,
-            "attestation_sha256": digest,
-            "log_origin": tlog.origin,
-            "issued_at": iso_time(now()),
-            "issued_to": principal.role.label,
-        },
-        runtime.runner_key,
-    )
     async with runtime.db.begin() as conn:
-        existing = await tlog.leaf_by_ref(conn, ref)
-        if existing is None:
-            index = await tlog.append(conn, kind="harness-receipt", ref=ref, entry=jcs(receipt))
-        else:
-            index, receipt = existing.index, orjson.loads(existing.entry)
+        index, receipt, created = await log_harness_receipt(conn, tlog, receipt)
     try:
         inclusion = await tlog.prove(index)
     except LogCorruption as exc:
@@ -339,5 +327,5 @@ async def attest(
             "proof": inclusion.tlog_proof(),
             "vkey": tlog.verifier.vkey,
         },
-        status_code=201 if existing is None else 200,
+        status_code=201 if created else 200,
     )
