@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from beacon.benchmark.registry import NO_BACKEND
 from beacon.executors.base import Executor
 from beacon.failpoints import failpoint
 from beacon.outage import Backoff, is_outage
@@ -104,7 +105,7 @@ class Worker:
         self.policy = policy or RetryPolicy(
             settings.max_attempts, settings.retry_base_s, settings.retry_max_s
         )
-        backend_name = backend or (executor.name if executor is not None else "noop")
+        backend_name = backend or (executor.name if executor is not None else NO_BACKEND)
         self.store = ExecutionStore(
             runtime, worker_id=self.id, region=region, policy=self.policy, lease_s=queue.lease_s
         )
@@ -317,7 +318,7 @@ class Worker:
         executor = self.executor
         try:
             if executor is None:
-                status: dict[str, Any] = {"backend": "noop", "ready": True}
+                status: dict[str, Any] = {"backend": NO_BACKEND, "ready": True}
             else:
                 async with asyncio.timeout(BACKEND_STATUS_TIMEOUT_S):
                     status = dict(await executor.status())
@@ -327,7 +328,7 @@ class Worker:
                 "ready": False,
                 "error": f"{type(exc).__name__}: {exc}",
             }
-        status.setdefault("backend", getattr(executor, "name", "noop"))
+        status.setdefault("backend", getattr(executor, "name", NO_BACKEND))
         report = {
             **json.loads(json.dumps(status, default=str)),
             "host_facts": host_facts(),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from beacon import __version__
+from beacon.benchmark.registry import NO_BACKEND, definition_for
 from beacon.executors.base import (
     ExecutionResult,
     Executor,
@@ -30,7 +31,7 @@ from beacon.failpoints import failpoint
 from beacon.queue.retry import RetryPolicy
 from beacon.worker.endings import Ending
 from beacon.worker.lifecycle import JOB_CANCELLED, JOB_DEADLINE_EXCEEDED, ExecutionStatus
-from beacon.worker.requests import NOOP_BENCHMARK, build_request
+from beacon.worker.requests import build_request
 from beacon.worker.store import Claim
 
 log = logging.getLogger("beacon.worker")
@@ -112,14 +113,14 @@ class AttemptRunner:
         return Ending(ExecutionStatus.COMPLETED, time.time(), result=result)
 
     async def _execute(self, claim: Claim) -> ExecutionResult:
-        if claim.terms.benchmark == NOOP_BENCHMARK:
+        if not definition_for(claim.terms.benchmark).calls_model:  # ends here, executor or not
             return ExecutionResult(
                 text="",
                 tokens_in=0,
                 tokens_out=0,
                 timings={"total": 0.0},
                 model_digest="",
-                backend="noop",
+                backend=NO_BACKEND,
                 backend_version=__version__,
                 provider_id=self.worker_id,
                 served_region=self.region,
