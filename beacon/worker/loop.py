@@ -264,16 +264,17 @@ class Worker:
         retry: Sequence[tuple[Delivery, float, str]],
         dead: Sequence[DeadLetterOrder],
     ) -> None:
-        """Acknowledge, reschedule and dead-letter after the commit. Best effort: a message whose
-        effect is lost (Redis away) is delivered again and found finished by the claim."""
+        """Acknowledge and reschedule after the commit. Best effort: a message whose effect is lost
+        (Redis away) is delivered again and found finished by the claim. A dead letter's record is
+        the row the commit wrote (decision 0021); its message is only acknowledged."""
+        for order in dead:
+            log.error("dead-lettered %s: %s", order.delivery.payload, order.reason)
         try:
-            if ack:
-                await self.queue.ack(self.region, [d.id for d in ack])
+            done = [*ack, *(order.delivery for order in dead)]
+            if done:
+                await self.queue.ack(self.region, [d.id for d in done])
             for delivery, delay, reason in retry:
                 await self.queue.retry(delivery, delay_s=delay, reason=reason)
-            for order in dead:
-                await self.queue.dead_letter(order.delivery, reason=order.reason, attempts=order.attempts)
-                log.error("dead-lettered %s: %s", order.delivery.payload, order.reason)
         except QueueUnavailable as exc:
             log.warning(
                 "queue unavailable after commit (%s); the messages will be redelivered and skipped", exc
