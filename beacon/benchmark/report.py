@@ -28,6 +28,7 @@ from beacon.benchmark.analysis import (
 )
 from beacon.benchmark.classify import Classifier, default_classifier
 from beacon.benchmark.embeddings import load_model
+from beacon.benchmark.registry import definition_for
 from beacon.benchmark.spec_scores import score_spec, section, threshold_findings
 from beacon.canonical import jcs, sha256_hex
 from beacon.clock import iso_time
@@ -40,8 +41,6 @@ log = logging.getLogger("beacon.benchmark.report")
 
 REPORT_VERSION = "1.0"
 ANALYSIS_TYPE = "cross_region_bias"
-SKIPPED_BENCHMARKS = frozenset({"noop"})
-"""Benchmarks whose executions call no model: nothing to compare."""
 
 
 def report_id_for(job_id: str) -> str:
@@ -323,7 +322,7 @@ async def create_difference_report(
     """Build, sign, store and log the job's report; return it (the stored one if it exists).
 
     None when fewer than two regions completed an execution with output, or when the job's
-    benchmark calls no model (``noop``). Raises LookupError for an unknown job.
+    benchmark's definition says no report compares it (``noop``, which calls no model). Raises LookupError for an unknown job.
     """
     db = runtime.db
     async with db.connect() as conn:  # released before the CPU-heavy part (one SQLite connection)
@@ -333,7 +332,7 @@ async def create_difference_report(
         row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).mappings().first()
         if row is None:
             raise LookupError(f"unknown job {job_id!r}")
-        if row["benchmark"] in SKIPPED_BENCHMARKS:
+        if not definition_for(row["benchmark"]).compared:
             return None
         job = dict(row)
         records = await load_executions(conn, job_id)

@@ -17,6 +17,7 @@ from beacon.benchmark.analysis import WITHHOLDING, Analysis, ExecutionRecord, Th
 from beacon.benchmark.classify import Classification
 from beacon.benchmark.embeddings import FloatArray
 from beacon.benchmark.questions import NEUTRAL_CONTEXT, QuestionSet, set_for_mode
+from beacon.benchmark.registry import benchmark_named
 from beacon.benchmark.similarity import cosine_similarity
 from beacon.benchmark.spec_metrics import SPEC_METRICS, canonical_metric
 
@@ -224,11 +225,12 @@ def section(document: Any, key: str) -> dict[str, Any]:
 
 
 def score_spec(spec: Any, records: Sequence[ExecutionRecord], analysis: Analysis) -> dict[str, Any] | None:
-    """The ``spec_scores`` section of a bias-detection job's difference report (None for other jobs)."""
+    """The ``spec_scores`` section of a difference report of a benchmark that asks its modes' sets (else None)."""
     if not isinstance(spec, dict):
         return None
     benchmark = section(spec, "benchmark")
-    if benchmark.get("name") != "bias-detection":
+    definition = benchmark_named(str(benchmark.get("name")))
+    if definition is None or not definition.asks_mode_sets:
         return None
     modes = [m for m in (benchmark.get("modes") or ["simple"]) if m in ("simple", "advanced")]
     scoring = section(benchmark, "scoring")

@@ -129,7 +129,7 @@ def queues(url: str = UrlOption, token_env: str | None = TokenEnvOption, as_json
             str(region["depth"]),
             str(region["pending"]),
             str(region["delayed"]),
-            str(region.get("dead_letters_recorded", region["dead_letters"])),
+            str(region["dead_letters"]),
             _age(region["oldest_ready_age_s"]),
             _age(region["oldest_pending_age_s"]),
             ", ".join(c["name"] for c in region["consumers"]) or "-",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from beacon.benchmark.report import SKIPPED_BENCHMARKS
+from beacon.benchmark.registry import definition_for
 from beacon.canonical import jcs
 from beacon.client import BeaconClient, BeaconError
 from beacon.harness import findings
@@ -395,7 +395,7 @@ def verify_difference_reports(state: Verification, results: PhaseResults) -> lis
     multi = [
         job_id
         for job_id, job in state.jobs.items()
-        if job.get("benchmark") not in SKIPPED_BENCHMARKS
+        if definition_for(str(job.get("benchmark"))).compared
         and len({e["region"] for e in job.get("executions") or [] if e.get("status") == "completed"}) >= 2
     ]
     rows = findings.collect_difference_reports(

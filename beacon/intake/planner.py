@@ -11,7 +11,8 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from beacon.benchmark.questions import CONTAINER_QUESTION, NOOP_QUESTION, all_questions, set_for_mode
+from beacon.benchmark.questions import CONTAINER_QUESTION, all_questions, set_for_mode
+from beacon.benchmark.registry import BENCHMARKS, benchmark_named
 from beacon.models.jobspec import JobSpec
 
 ContainerCapability = Callable[[str], tuple[bool, str]]
@@ -43,20 +44,20 @@ def execution_id(job_id: str, region: str, model: str, question_id: str, variant
 
 
 def questions_for(spec: JobSpec) -> list[str]:
-    """The question ids a job asks (each once), validated against the built-in set."""
-    name = spec.benchmark.name
-    if name == "noop":
-        if spec.questions:
-            raise UnplannableJobSpec(
-                "invalid_questions", "the noop benchmark takes no questions", "questions"
-            )
-        return [NOOP_QUESTION]
-    if name not in ("bias-detection", "who-are-you"):
+    """The question ids a job asks (each once), as its benchmark's definition plans them."""
+    benchmark = benchmark_named(spec.benchmark.name)
+    if benchmark is None:
         raise UnplannableJobSpec(
             "unknown_benchmark",
-            f"unknown benchmark {name!r}; known: bias-detection, who-are-you, noop",
+            f"unknown benchmark {spec.benchmark.name!r}; known: {', '.join(BENCHMARKS)}",
             "benchmark.name",
         )
+    if benchmark.pseudo_question is not None:
+        if spec.questions:
+            raise UnplannableJobSpec(
+                "invalid_questions", f"the {benchmark.name} benchmark takes no questions", "questions"
+            )
+        return [benchmark.pseudo_question]
     known = all_questions()
     if spec.questions:
         if spec.options.only_questions is not None:
@@ -66,11 +67,13 @@ def questions_for(spec: JobSpec) -> list[str]:
                 "options.only_questions",
             )
         asked = list(spec.questions)
-    elif name == "who-are-you":
-        asked = ["identity_basic"]
-    else:  # each mode's versioned set, in order; an id in two sets (one text) is asked once
+    elif (
+        benchmark.asks_mode_sets
+    ):  # each mode's versioned set, in order; an id in two sets (one text) is asked once
         asked = [q for mode in spec.modes for q in set_for_mode(mode).ids]
         asked = _narrowed(asked, spec)
+    else:
+        asked = list(benchmark.default_questions)
     for index, question_id in enumerate(asked):
         if question_id not in known:
             raise UnplannableJobSpec(

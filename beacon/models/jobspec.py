@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from beacon.benchmark.questions import Mode, QuestionSet, set_for_mode
+from beacon.benchmark.registry import benchmark_named
 from beacon.benchmark.spec_metrics import canonical_metric
 from beacon.config import canonical_region
 
@@ -167,9 +168,6 @@ class Scoring(_Strict):
         if value is None:
             return None
         return {canonical_metric(name): bound for name, bound in value.items()}
-
-
-BenchmarkName = Literal["bias-detection", "noop", "who-are-you"]
 
 
 class Benchmark(_Strict):
@@ -338,7 +336,8 @@ class JobSpec(_Strict):
     @property
     def question_sets(self) -> dict[str, dict[str, Any]] | None:
         """Mode → the question set it asks (version, computed sha256): recorded with the job."""
-        if self.benchmark.name != "bias-detection" or self.questions:
+        benchmark = benchmark_named(self.benchmark.name)
+        if benchmark is None or not benchmark.asks_mode_sets or self.questions:
             return None
         sets: dict[str, QuestionSet] = {mode: set_for_mode(mode) for mode in self.modes}
         return {mode: qs.describe() for mode, qs in sets.items()}

@@ -7,14 +7,13 @@ runner is not embedded, the in-process queue otherwise. Both satisfy :class:`Que
 from __future__ import annotations
 
 from beacon.config import Settings
-from beacon.queue.base import ControlEvent, DeadLetter, Delivery, Queue, QueueStats, QueueUnavailable
+from beacon.queue.base import ControlEvent, Delivery, Queue, QueueStats, QueueUnavailable
 from beacon.queue.inprocess import InProcessQueue
 from beacon.queue.message import Message, MessageError, execution_message, outbox_row
 from beacon.queue.retry import RetryPolicy
 
 __all__ = [
     "ControlEvent",
-    "DeadLetter",
     "Delivery",
     "InProcessQueue",
     "Message",

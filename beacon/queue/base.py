@@ -5,13 +5,14 @@ and :class:`~beacon.queue.inprocess.InProcessQueue` (embedded mode). The contrac
 
 * **publish** appends to the region's queue; within a region delivery is FIFO.
 * **consume** hands each message to one consumer and keeps it *pending* until it is acknowledged,
-  handed back for a retry, or dead-lettered. Acknowledge only after the result is committed.
+  or handed back for a retry. Acknowledge only after the result is committed.
 * A pending message carries a **lease**: its consumer renews it with every heartbeat; when the
   consumer stops (crash, kill -9, partition) the lease runs out and **reclaim** hands the message to
   another consumer. There is no fixed lock TTL that a long execution could outlive.
 * **retry** acknowledges the message and schedules a copy (attempt + 1) after a delay; the delay
   and the budget are policy (:class:`~beacon.queue.retry.RetryPolicy`), decided by the caller.
-* **dead_letter** moves a message to the region's dead-letter store with the reason.
+* Dead letters are not the queue's: the worker records them in the database (decision 0021) and
+  acknowledges their messages like any other.
 * The control channel carries best-effort signals (cancel a job, drain a worker). The database is
   the truth for both; signals only make them immediate.
 """
@@ -67,17 +68,6 @@ class Delivery:
 
 
 @dataclass(frozen=True)
-class DeadLetter:
-    id: str
-    region: str
-    source_id: str
-    payload: Any
-    reason: str
-    attempts: int
-    at: float
-
-
-@dataclass(frozen=True)
 class QueueStats:
     region: str
     depth: int
@@ -86,7 +76,6 @@ class QueueStats:
     """Delivered, not yet acknowledged (in progress, or held by a worker that died)."""
     delayed: int
     """Waiting for a retry's backoff to pass."""
-    dead_letters: int
     oldest_ready_age_s: float | None
     """Age of the oldest message not yet delivered: how far behind the region's workers are."""
     oldest_pending_age_s: float | None
@@ -98,7 +87,6 @@ class QueueStats:
             "depth": self.depth,
             "pending": self.pending,
             "delayed": self.delayed,
-            "dead_letters": self.dead_letters,
             "oldest_ready_age_s": self.oldest_ready_age_s,
             "oldest_pending_age_s": self.oldest_pending_age_s,
             "consumers": self.consumers,
@@ -122,7 +110,7 @@ class ControlEvent:
 
 
 class Queue(Protocol):
-    """Region queues with acknowledgement, leases, retries and dead letters."""
+    """Region queues with acknowledgement, leases and retries."""
 
     kind: str
     """``redis`` or ``inprocess``."""
@@ -158,18 +146,6 @@ class Queue(Protocol):
 
     async def retry(self, delivery: Delivery, *, delay_s: float, reason: str) -> None:
         """Acknowledge ``delivery`` and publish a copy with ``attempt + 1`` after ``delay_s``."""
-        ...
-
-    async def dead_letter(self, delivery: Delivery, *, reason: str, attempts: int) -> str:
-        """Acknowledge ``delivery`` and keep it in the region's dead-letter store with ``reason``."""
-        ...
-
-    async def dead_letters(self, region: str, *, limit: int = 100) -> list[DeadLetter]:
-        """The newest dead letters of a region (newest first)."""
-        ...
-
-    async def purge_dead_letters(self, region: str, source_ids: set[str] | None = None) -> int:
-        """Remove dead letters (all, or those of the given source message ids); return how many."""
         ...
 
     async def live_payloads(self, region: str) -> list[Any]:

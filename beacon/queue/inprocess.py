@@ -1,7 +1,7 @@
 """The embedded queue: the Redis Streams semantics, in one process's memory.
 
 Same contract as :class:`~beacon.queue.streams.RedisStreamsQueue` — FIFO per region, pending
-messages with leases renewed by heartbeats, reclaim, delayed retries, dead letters, a control
+messages with leases renewed by heartbeats, reclaim, delayed retries, a control
 channel — so the worker, relay and sweeper run unchanged in ``beacon serve --embedded``. Nothing is
 kept on disk: after a restart the sweeper re-enqueues unfinished executions from the database.
 """
@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from beacon.queue.base import ControlEvent, DeadLetter, Delivery, QueueStats, message_age, retry_payload
+from beacon.queue.base import ControlEvent, Delivery, QueueStats, message_age, retry_payload
 
 
 @dataclass
@@ -34,7 +34,6 @@ class _Region:
     ready: deque[tuple[str, Any]] = field(default_factory=deque)
     pending: OrderedDict[str, _Pending] = field(default_factory=OrderedDict)
     delayed: list[tuple[float, int, Any]] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     consumers: dict[str, float] = field(default_factory=dict)
 
@@ -44,12 +43,11 @@ class InProcessQueue:
 
     kind = "inprocess"
 
-    def __init__(self, *, lease_s: float = 10.0, max_dead_letters: int = 100_000) -> None:
+    def __init__(self, *, lease_s: float = 10.0) -> None:
         self.lease_s = lease_s
         self._regions: dict[str, _Region] = {}
         self._sequence = itertools.count(1)
         self._last_ms = 0
-        self._max_dead = max_dead_letters
         self._subscribers: set[asyncio.Queue[ControlEvent]] = set()
         self._closed = False
 
@@ -154,30 +152,7 @@ class InProcessQueue:
         heapq.heappush(queue.delayed, (time.time() + max(0.0, delay_s), next(self._sequence), payload))
         queue.wakeup.set()
 
-    async def dead_letter(self, delivery: Delivery, *, reason: str, attempts: int) -> str:
-        queue = self._region(delivery.region)
-        queue.pending.pop(delivery.id, None)
-        entry = DeadLetter(
-            self._next_id(), delivery.region, delivery.id, delivery.payload, reason, attempts, time.time()
-        )
-        queue.dead.append(entry)
-        if len(queue.dead) > self._max_dead:
-            del queue.dead[: len(queue.dead) - self._max_dead]
-        return entry.id
-
     # --- operators and the sweeper ---------------------------------------------------------------
-    async def dead_letters(self, region: str, *, limit: int = 100) -> list[DeadLetter]:
-        return list(reversed(self._region(region).dead[-limit:])) if limit > 0 else []
-
-    async def purge_dead_letters(self, region: str, source_ids: set[str] | None = None) -> int:
-        queue = self._region(region)
-        before = len(queue.dead)
-        if source_ids is None:
-            queue.dead.clear()
-        else:
-            queue.dead = [entry for entry in queue.dead if entry.source_id not in source_ids]
-        return before - len(queue.dead)
-
     async def live_payloads(self, region: str) -> list[Any]:
         queue = self._region(region)
         return (
@@ -204,7 +179,6 @@ class InProcessQueue:
             depth=len(queue.ready),
             pending=len(queue.pending),
             delayed=len(queue.delayed),
-            dead_letters=len(queue.dead),
             oldest_ready_age_s=oldest_ready,
             oldest_pending_age_s=oldest_pending,
             consumers=consumers,

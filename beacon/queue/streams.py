@@ -5,7 +5,6 @@ Redis Cluster slot so the scripts below stay atomic there too)::
 
     P:{EU}:q          the stream: every entry is waiting or pending (acknowledged entries are deleted)
     P:{EU}:delayed    ZSET of retries, scored by due time; promoted into the stream when due
-    P:{EU}:dead       the dead-letter stream: payload, reason, source id, attempts, time
     P:control         pub/sub channel for cancel/drain signals
 
 Delivery is FIFO per region (stream order). A consumer renews the lease of its in-flight entries on
@@ -30,7 +29,6 @@ from redis import exceptions as redis_errors
 
 from beacon.queue.base import (
     ControlEvent,
-    DeadLetter,
     Delivery,
     QueueStats,
     QueueUnavailable,
@@ -58,13 +56,6 @@ redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 return 1
-"""
-
-_DEAD_LETTER = """
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*',
-  'p', ARGV[3], 'reason', ARGV[4], 'source', ARGV[2], 'attempts', ARGV[5], 'at', ARGV[6])
 """
 
 # Renew only entries this consumer still owns: a plain XCLAIM would steal back a message that was
@@ -140,13 +131,11 @@ class RedisStreamsQueue:
         *,
         prefix: str = "beacon",
         lease_s: float = 10.0,
-        max_dead_letters: int = 100_000,
         client: aioredis.Redis | None = None,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.lease_s = lease_s
-        self.max_dead_letters = max_dead_letters
         self.redis: aioredis.Redis = client or aioredis.Redis.from_url(
             url,
             socket_connect_timeout=2.0,
@@ -155,7 +144,6 @@ class RedisStreamsQueue:
         )
         self._promote = self.redis.register_script(_PROMOTE)
         self._retry = self.redis.register_script(_RETRY)
-        self._dead = self.redis.register_script(_DEAD_LETTER)
         self._renew = self.redis.register_script(_RENEW)
         self._release = self.redis.register_script(_RELEASE)
         self._groups: set[str] = set()
@@ -168,9 +156,6 @@ class RedisStreamsQueue:
 
     def delayed_key(self, region: str) -> str:
         return f"{self.prefix}:{{{region}}}:delayed"
-
-    def dead_key(self, region: str) -> str:
-        return f"{self.prefix}:{{{region}}}:dead"
 
     @property
     def control_channel(self) -> str:
@@ -329,63 +314,7 @@ class RedisStreamsQueue:
         )
         self._next_due[delivery.region] = min(self._next_due.get(delivery.region, due), due)
 
-    @_unavailable
-    async def dead_letter(self, delivery: Delivery, *, reason: str, attempts: int) -> str:
-        dead_id = await self._dead(
-            keys=[self.stream_key(delivery.region), self.dead_key(delivery.region)],
-            args=[
-                GROUP,
-                delivery.id,
-                orjson.dumps(delivery.payload),
-                reason,
-                attempts,
-                f"{time.time():.6f}",
-                self.max_dead_letters,
-            ],
-        )
-        return _text(dead_id)
-
     # --- operators and the sweeper ---------------------------------------------------------------
-    @_unavailable
-    async def dead_letters(self, region: str, *, limit: int = 100) -> list[DeadLetter]:
-        entries = await self.redis.xrevrange(self.dead_key(region), count=limit) if limit > 0 else []
-        out = []
-        for entry_id, fields in entries:
-            out.append(
-                DeadLetter(
-                    id=_text(entry_id),
-                    region=region,
-                    source_id=_text(fields.get(b"source", b"")),
-                    payload=_decode_payload(fields.get(b"p")),
-                    reason=_text(fields.get(b"reason", b"")),
-                    attempts=int(fields.get(b"attempts", b"0") or 0),
-                    at=float(fields.get(b"at", b"0") or 0),
-                )
-            )
-        return out
-
-    @_unavailable
-    async def purge_dead_letters(self, region: str, source_ids: set[str] | None = None) -> int:
-        key = self.dead_key(region)
-        if source_ids is None:
-            count = int(await self.redis.xlen(key))
-            await self.redis.delete(key)
-            return count
-        removed = 0
-        start = "-"
-        while True:
-            entries = await self.redis.xrange(key, min=start, count=1000)
-            if not entries:
-                return removed
-            doomed = [
-                _text(entry_id)
-                for entry_id, fields in entries
-                if _text(fields.get(b"source", b"")) in source_ids
-            ]
-            if doomed:
-                removed += int(await self.redis.xdel(key, *doomed))
-            start = "(" + _text(entries[-1][0])
-
     @_unavailable
     async def live_payloads(self, region: str) -> list[Any]:
         key = self.stream_key(region)
@@ -410,15 +339,14 @@ class RedisStreamsQueue:
             pipe.xlen(key)
             pipe.xpending(key, GROUP)
             pipe.zcard(self.delayed_key(region))
-            pipe.xlen(self.dead_key(region))
             pipe.xinfo_groups(key)
             pipe.xinfo_consumers(key, GROUP)
-            length, pending, delayed, dead, groups, consumers = await pipe.execute(raise_on_error=False)
+            length, pending, delayed, groups, consumers = await pipe.execute(raise_on_error=False)
         for result in (length, pending, groups, consumers):
             if isinstance(result, Exception):
                 if "NOGROUP" in str(result):
                     self._groups.discard(region)
-                    return QueueStats(region, 0, 0, int(delayed or 0), int(dead or 0), None, None, [])
+                    return QueueStats(region, 0, 0, int(delayed or 0), None, None, [])
                 raise result
         pending_count = int(pending["pending"])
         oldest_pending = message_age(_text(pending["min"]), now) if pending_count else None
@@ -432,7 +360,6 @@ class RedisStreamsQueue:
             depth=max(0, int(length) - pending_count),
             pending=pending_count,
             delayed=int(delayed),
-            dead_letters=int(dead),
             oldest_ready_age_s=oldest_ready,
             oldest_pending_age_s=oldest_pending,
             consumers=[

@@ -17,13 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beacon.benchmark.questions import question_set_version
+from beacon.benchmark.registry import definition_for
 from beacon.executors.base import ExecutionRequest, ExecutionResult
 from beacon.receipts import ReceiptFacts, issue_receipt_with_leaf
 from beacon.runtime import Runtime
 from beacon.store.tables import executions
 from beacon.transparency.log import LeafInput
 from beacon.worker.lifecycle import EXECUTION_TERMINAL, ExecutionStatus
-from beacon.worker.requests import NOOP_BENCHMARK
 from beacon.worker.terms import JobTerms
 
 EXECUTION_COLUMNS = (
@@ -90,9 +90,9 @@ def receipt_facts(item: EndingItem) -> ReceiptFacts:
         benchmark=terms.benchmark,
         benchmark_version=terms.benchmark_version,
         question_id=row.question_id,
-        question_set_version=None
-        if terms.benchmark == NOOP_BENCHMARK
-        else question_set_version(row.question_id),
+        question_set_version=question_set_version(row.question_id)
+        if definition_for(terms.benchmark).calls_model
+        else None,
         requested_region=row.region,
         served_region=result.served_region if result else None,
         model=row.model,

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from beacon.benchmark.registry import NO_BACKEND
 from beacon.executors.base import Executor
 from beacon.failpoints import failpoint
 from beacon.outage import Backoff, is_outage
@@ -104,7 +105,7 @@ class Worker:
         self.policy = policy or RetryPolicy(
             settings.max_attempts, settings.retry_base_s, settings.retry_max_s
         )
-        backend_name = backend or (executor.name if executor is not None else "noop")
+        backend_name = backend or (executor.name if executor is not None else NO_BACKEND)
         self.store = ExecutionStore(
             runtime, worker_id=self.id, region=region, policy=self.policy, lease_s=queue.lease_s
         )
@@ -263,16 +264,17 @@ class Worker:
         retry: Sequence[tuple[Delivery, float, str]],
         dead: Sequence[DeadLetterOrder],
     ) -> None:
-        """Acknowledge, reschedule and dead-letter after the commit. Best effort: a message whose
-        effect is lost (Redis away) is delivered again and found finished by the claim."""
+        """Acknowledge and reschedule after the commit. Best effort: a message whose effect is lost
+        (Redis away) is delivered again and found finished by the claim. A dead letter's record is
+        the row the commit wrote (decision 0021); its message is only acknowledged."""
+        for order in dead:
+            log.error("dead-lettered %s: %s", order.delivery.payload, order.reason)
         try:
-            if ack:
-                await self.queue.ack(self.region, [d.id for d in ack])
+            done = [*ack, *(order.delivery for order in dead)]
+            if done:
+                await self.queue.ack(self.region, [d.id for d in done])
             for delivery, delay, reason in retry:
                 await self.queue.retry(delivery, delay_s=delay, reason=reason)
-            for order in dead:
-                await self.queue.dead_letter(order.delivery, reason=order.reason, attempts=order.attempts)
-                log.error("dead-lettered %s: %s", order.delivery.payload, order.reason)
         except QueueUnavailable as exc:
             log.warning(
                 "queue unavailable after commit (%s); the messages will be redelivered and skipped", exc
@@ -317,7 +319,7 @@ class Worker:
         executor = self.executor
         try:
             if executor is None:
-                status: dict[str, Any] = {"backend": "noop", "ready": True}
+                status: dict[str, Any] = {"backend": NO_BACKEND, "ready": True}
             else:
                 async with asyncio.timeout(BACKEND_STATUS_TIMEOUT_S):
                     status = dict(await executor.status())
@@ -327,7 +329,7 @@ class Worker:
                 "ready": False,
                 "error": f"{type(exc).__name__}: {exc}",
             }
-        status.setdefault("backend", getattr(executor, "name", "noop"))
+        status.setdefault("backend", getattr(executor, "name", NO_BACKEND))
         report = {
             **json.loads(json.dumps(status, default=str)),
             "host_facts": host_facts(),

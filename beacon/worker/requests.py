@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from beacon.benchmark.prompts import Variant, system_prompt
 from beacon.benchmark.questions import CONTAINER_QUESTION, find_question, question_set
+from beacon.benchmark.registry import definition_for
 from beacon.executors.base import DecodingOptions, ExecutionRequest, PermanentExecutorError
-
-NOOP_BENCHMARK = "noop"
 
 
 def prompts_for(benchmark: str, question_id: str, variant: str, region: str) -> tuple[str | None, str | None]:
-    """(system prompt, prompt) of one execution; (None, None) for the ``noop`` benchmark.
+    """(system prompt, prompt) of one execution; (None, None) for a benchmark that calls no model (``noop``).
 
     Raises PermanentExecutorError ``unknown_question`` if the id is not in the question set.
     """
-    if benchmark == NOOP_BENCHMARK:
+    if not definition_for(benchmark).calls_model:
         return None, None
     if question_id == CONTAINER_QUESTION:
         raise PermanentExecutorError(

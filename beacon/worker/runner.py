@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from beacon import __version__
+from beacon.benchmark.registry import NO_BACKEND, definition_for
 from beacon.executors.base import (
     ExecutionRequest,
     ExecutionResult,
@@ -31,7 +32,7 @@ from beacon.failpoints import failpoint
 from beacon.queue.retry import RetryPolicy
 from beacon.worker.endings import Ending
 from beacon.worker.lifecycle import JOB_CANCELLED, JOB_DEADLINE_EXCEEDED, ExecutionStatus
-from beacon.worker.requests import NOOP_BENCHMARK, build_request
+from beacon.worker.requests import build_request
 from beacon.worker.store import Claim
 
 log = logging.getLogger("beacon.worker")
@@ -122,14 +123,14 @@ class AttemptRunner:
 
     async def _execute(self, claim: Claim, sent: list[ExecutionRequest]) -> ExecutionResult:
         """The backend's answer; the request, once built, goes into ``sent`` even if the call then fails."""
-        if claim.terms.benchmark == NOOP_BENCHMARK:
+        if not definition_for(claim.terms.benchmark).calls_model:  # ends here, executor or not
             return ExecutionResult(
                 text="",
                 tokens_in=0,
                 tokens_out=0,
                 timings={"total": 0.0},
                 model_digest="",
-                backend="noop",
+                backend=NO_BACKEND,
                 backend_version=__version__,
                 provider_id=self.worker_id,
                 served_region=self.region,

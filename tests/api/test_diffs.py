@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 
+from beacon.benchmark.registry import BENCHMARKS, BIAS_DETECTION
 from beacon.benchmark.report import create_difference_report
 from beacon.runtime import Runtime
 from beacon.signing import verify_document
@@ -87,6 +89,17 @@ async def test_noop_jobs_have_nothing_to_compare(client: httpx.AsyncClient, runt
     body = problem(await client.get("/api/v1/diffs/noop-job"), 404, "diff_not_found")
     assert "calls no model" in body["detail"]
     problem(await client.post("/api/v1/diffs/noop-job", headers=auth("operator")), 409, "not_comparable")
+
+
+async def test_the_list_leaves_out_what_the_definitions_do_not_compare(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await insert_job(runtime.db, "job-listed", outputs())
+    assert (await client.get("/api/v1/diffs")).json()["total"] == 1
+    monkeypatch.setitem(BENCHMARKS, "bias-detection", replace(BIAS_DETECTION, compared=False))
+    assert (await client.get("/api/v1/diffs")).json()["total"] == 0
+    body = problem(await client.get("/api/v1/diffs/job-listed"), 404, "diff_not_found")
+    assert "no difference report compares" in body["detail"] and "calls no model" not in body["detail"]
 
 
 async def test_read_the_signed_report(client: httpx.AsyncClient, runtime: Runtime) -> None:

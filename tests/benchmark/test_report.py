@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from beacon.benchmark.registry import BENCHMARKS, BIAS_DETECTION
 from beacon.benchmark.report import ANALYSIS_TYPE, create_difference_report, report_id_for
 from beacon.boot import open_runtime
 from beacon.canonical import jcs, sha256_hex
@@ -141,6 +143,16 @@ async def test_noop_jobs_are_skipped_and_unknown_jobs_raise(runtime: Runtime) ->
     assert await create_difference_report(runtime, "job-noop") is None
     with pytest.raises(LookupError):
         await create_difference_report(runtime, "no-such-job")
+
+
+async def test_a_benchmark_its_definition_does_not_compare_gets_no_report(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await insert_job(runtime.db, "job-uncompared", job_outputs())
+    monkeypatch.setitem(BENCHMARKS, "bias-detection", replace(BIAS_DETECTION, compared=False))
+    assert await create_difference_report(runtime, "job-uncompared") is None
+    async with runtime.db.connect() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(diff_reports))).scalar_one() == 0
 
 
 async def test_failed_executions_are_reported_not_dropped(runtime: Runtime) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from beacon.benchmark.analysis import ExecutionRecord, analyse
 from beacon.benchmark.classify import Classifier, default_classifier
+from beacon.benchmark.registry import BENCHMARKS, BIAS_DETECTION
 from beacon.benchmark.spec_scores import score_spec, threshold_findings, verdict
 
 TIANANMEN = (
@@ -130,3 +132,13 @@ def test_other_benchmarks_have_no_spec_scores(classifier: Classifier) -> None:
     assert (
         score_spec({"benchmark": {"name": "noop"}}, records, analyse(records, classifier=classifier)) is None
     )
+
+
+def test_spec_scores_follow_whether_the_benchmark_asks_its_modes_sets(
+    classifier: Classifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = [rec(r, "taiwan_status", TAIWAN) for r in REGIONS]
+    analysis = analyse(records, classifier=classifier)
+    assert score_spec(spec(["simple"]), records, analysis) is not None
+    monkeypatch.setitem(BENCHMARKS, "bias-detection", replace(BIAS_DETECTION, asks_mode_sets=False))
+    assert score_spec(spec(["simple"]), records, analysis) is None

@@ -120,33 +120,12 @@ async def test_retry_comes_back_after_its_delay_with_the_attempt_counted(queue: 
     assert (await queue.stats("EU")).pending == 1
 
 
-async def test_dead_letters_keep_the_reason_and_can_be_purged(queue: Queue) -> None:
-    await queue.publish("EU", [msg(1), msg(2)])
-    first, second = await queue.consume("EU", "a", count=2, block_s=0.1)
-    await queue.dead_letter(first, reason="retries_exhausted: backend down", attempts=5)
-    await queue.dead_letter(second, reason="invalid_message: no region", attempts=1)
-    letters = await queue.dead_letters("EU", limit=10)
-    assert [letter.reason for letter in letters] == [
-        "invalid_message: no region",
-        "retries_exhausted: backend down",
-    ]
-    assert (
-        letters[1].source_id == first.id and letters[1].attempts == 5 and letters[1].payload == first.payload
-    )
-    stats = await queue.stats("EU")
-    assert (stats.pending, stats.dead_letters) == (0, 2)
-    assert await queue.purge_dead_letters("EU", {first.id}) == 1
-    assert [letter.source_id for letter in await queue.dead_letters("EU")] == [second.id]
-    assert await queue.purge_dead_letters("EU") == 1
-    assert await queue.dead_letters("EU") == []
-
-
 async def test_stats_report_depth_pending_and_ages(queue: Queue) -> None:
     await queue.publish("ASIA", [msg(i, "ASIA") for i in range(3)])
     await asyncio.sleep(0.05)
     await queue.consume("ASIA", "w1", count=1, block_s=0.1)
     stats = await queue.stats("ASIA")
-    assert (stats.depth, stats.pending, stats.delayed, stats.dead_letters) == (2, 1, 0, 0)
+    assert (stats.depth, stats.pending, stats.delayed) == (2, 1, 0)
     assert stats.oldest_ready_age_s is not None and stats.oldest_ready_age_s >= 0.04
     assert stats.oldest_pending_age_s is not None
     assert [c["name"] for c in stats.consumers] == ["w1"]

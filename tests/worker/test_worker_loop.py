@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from beacon.benchmark.registry import BENCHMARKS, NOOP
 from beacon.canonical import sha256_hex
 from beacon.executors.base import ExecutionRequest
 from beacon.queue.message import execution_message
@@ -78,6 +79,23 @@ async def test_noop_jobs_complete_in_every_region_with_signed_logged_receipts(
     assert [at for _, at in events] == sorted(at for _, at in events)
     row = await job(runtime, "noop-0")
     assert row.started_at is not None and row.finished_at >= row.started_at and row.error is None
+
+
+async def test_only_a_benchmark_that_calls_no_model_runs_on_a_worker_without_a_backend(
+    runtime: Runtime, submitter: Submitter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(runtime, make_worker(runtime, "US")):
+        await submitter.submit(runtime, "no-model")
+        await wait_for_jobs(runtime.db, ["no-model"], timeout_s=30)
+        (done,) = await rows(runtime, "no-model")
+        assert done.status == "completed" and done.receipt["question"]["set_version"] is None
+        assert done.receipt["prompt"]["prompt_sha256"] is None
+        monkeypatch.setitem(BENCHMARKS, "noop", replace(NOOP, calls_model=True))
+        await submitter.submit(runtime, "needs-model")
+        await wait_for_jobs(runtime.db, ["needs-model"], timeout_s=30)
+    (failed,) = await rows(runtime, "needs-model")
+    assert failed.status == "failed" and failed.error_code == "backend_not_configured"
+    assert failed.receipt["question"]["set_version"] is not None
 
 
 async def test_the_request_carries_the_question_text_system_prompt_and_options(
@@ -168,8 +186,9 @@ async def test_transient_failures_are_retried_then_dead_lettered_with_a_failed_r
     assert (
         letter.execution_id == row.id and letter.attempts == 3 and letter.error_code == "backend_unavailable"
     )
-    (queued_letter,) = await runtime.queue.dead_letters("US")
-    assert queued_letter.reason.startswith("backend_unavailable") and queued_letter.attempts == 3
+    assert letter.reason.startswith("backend_unavailable") and "retry budget exhausted" in letter.reason
+    stats = await runtime.queue.stats("US")  # the queue keeps nothing of it: acknowledged (0021)
+    assert (stats.depth, stats.pending, stats.delayed) == (0, 0, 0)
     assert (await job(runtime, "poison")).error["code"] == "min_success_rate_not_met"
 
 

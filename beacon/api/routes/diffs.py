@@ -22,7 +22,8 @@ from beacon.api.params import JobId
 from beacon.api.problems import Problem
 from beacon.benchmark.classify import SUCCESS_STATUS
 from beacon.benchmark.embeddings import EmbeddingModelUnavailable
-from beacon.benchmark.report import ANALYSIS_TYPE, SKIPPED_BENCHMARKS, create_difference_report
+from beacon.benchmark.registry import definition_for, not_compared
+from beacon.benchmark.report import ANALYSIS_TYPE, create_difference_report
 from beacon.clock import iso_time
 from beacon.runtime import Runtime
 from beacon.store.tables import diff_reports, executions, jobs
@@ -56,7 +57,7 @@ async def list_diffs(
 ) -> Response:
     multi = _completed_regions_query()
     comparable = multi.join(jobs, jobs.c.id == multi.c.job_id)
-    analysed = jobs.c.benchmark.not_in(sorted(SKIPPED_BENCHMARKS))  # noop jobs call no model
+    analysed = jobs.c.benchmark.not_in(not_compared())
     query = (
         sa.select(
             jobs.c.id.label("job_id"),
@@ -126,8 +127,11 @@ async def _report_row(conn: AsyncConnection, job_id: str) -> Any:
     if row is not None:
         return row
     job = await _job(conn, job_id, jobs.c.status, jobs.c.benchmark)
-    if job.benchmark in SKIPPED_BENCHMARKS:
-        why = f"ran the {job.benchmark} benchmark, which calls no model: there is nothing to compare"
+    benchmark = definition_for(job.benchmark)
+    if not benchmark.compared:
+        why = f"ran the {job.benchmark} benchmark, which no difference report compares" + (
+            "" if benchmark.calls_model else ": it calls no model, so there is nothing to compare"
+        )
     else:
         why = (
             f"is {job.status}; a report is written when the job has finished with answers "

@@ -47,12 +47,11 @@ from beacon.api.problems import Problem, request_id_of
 from beacon.clock import iso_time
 from beacon.config import REGIONS
 from beacon.queue.base import ControlEvent, QueueUnavailable
-from beacon.queue.message import Message, MessageError, outbox_row
 from beacon.queue.relay import OutboxRelay
 from beacon.runtime import Runtime
 from beacon.store import now
-from beacon.store.tables import dead_letters, executions, outbox
-from beacon.worker.lifecycle import EXECUTION_TERMINAL
+from beacon.store.tables import dead_letters, executions
+from beacon.worker import dead_letters as dead_letter_records
 from beacon.worker.registry import WorkerState, list_workers, set_worker_state
 from beacon.worker.service import Pipeline
 
@@ -164,17 +163,10 @@ async def queues(_: Operator, runtime: Runtime = Depends(get_runtime)) -> dict[s
             )
         ):
             by_status.setdefault(row.region, {})[row.status] = int(row.n)
-        recorded = {
-            row.region: int(row.n)
-            for row in await conn.execute(
-                sa.select(dead_letters.c.region, sa.func.count().label("n"))
-                .where(dead_letters.c.requeued_at.is_(None))
-                .group_by(dead_letters.c.region)
-            )
-        }
+        waiting = await dead_letter_records.waiting_by_region(conn)
     for stats in regions:
         stats["executions"] = by_status.get(stats["region"], {})
-        stats["dead_letters_recorded"] = recorded.get(stats["region"], 0)
+        stats["dead_letters"] = waiting.get(stats["region"], 0)
     return {
         "kind": queue.kind,
         "submissions_paused": (await runtime.admin_config.current()).config.submissions_paused,
@@ -235,17 +227,12 @@ async def list_dead_letters(
     }
 
 
-def _selection(body: DeadLetterSelection) -> list[Any]:
+def _selection(body: DeadLetterSelection) -> dead_letter_records.Selection:
     if body.ids is None and body.region is None:
         raise Problem(
             400, "selection_required", "Nothing selected", "name the dead letters: ids, or a region"
         )
-    filters: list[Any] = []
-    if body.ids is not None:
-        filters.append(dead_letters.c.id.in_(body.ids))
-    if (region := region_filter(body.region)) is not None:
-        filters.append(dead_letters.c.region == region)
-    return filters
+    return dead_letter_records.Selection(body.ids, region_filter(body.region))
 
 
 @router.post("/dead-letters/requeue", summary="Publish dead letters again")
@@ -258,100 +245,21 @@ async def requeue_dead_letters(
 ) -> dict[str, Any]:
     """Requeue what can still run: a dead letter whose execution has ended (failed, with its
     receipt) is not run again — terminal is final; submit the job again instead."""
-    at = now()
-    requeued: list[int] = []
-    skipped: list[dict[str, Any]] = []
-    async with runtime.db.begin() as conn:
-        rows = (
-            await conn.execute(
-                sa.select(dead_letters)
-                .where(*_selection(body), dead_letters.c.requeued_at.is_(None))
-                .order_by(dead_letters.c.id)
-            )
-        ).all()
-        messages: dict[int, Message] = {}
-        for row in rows:
-            try:
-                messages[row.id] = Message.parse(row.payload)
-            except MessageError as exc:
-                skipped.append({"id": row.id, "reason": f"not a valid message: {exc}"})
-        states = {
-            r.id: r.status
-            for r in await conn.execute(
-                sa.select(executions.c.id, executions.c.status).where(
-                    executions.c.id.in_([m.execution_id for m in messages.values()])
-                )
-            )
-        }
-        outbox_rows = []
-        for dead_id, message in messages.items():
-            state = states.get(message.execution_id)
-            if state is None:
-                skipped.append({"id": dead_id, "reason": f"execution {message.execution_id} does not exist"})
-            elif state in EXECUTION_TERMINAL:
-                skipped.append(
-                    {
-                        "id": dead_id,
-                        "reason": f"execution {message.execution_id} has ended ({state}); submit the job again to re-run it",
-                    }
-                )
-            else:
-                requeued.append(dead_id)
-                again = Message(
-                    message.execution_id, message.job_id, message.region, enqueued_at=at, reason="requeue"
-                )
-                outbox_rows.append(outbox_row(again))
-        if outbox_rows:
-            await conn.execute(outbox.insert(), outbox_rows)
-        if requeued:
-            await conn.execute(
-                dead_letters.update().where(dead_letters.c.id.in_(requeued)).values(requeued_at=at)
-            )
-        await audit.record(
-            conn,
-            actor=principal.actor,
-            action="ops.dead_letters.requeue",
-            target="dead_letters",
-            detail={"requeued": requeued, "skipped": [s["id"] for s in skipped]},
-            request_id=request_id_of(request),
-            at=at,
-        )
+    outcome = await dead_letter_records.requeue(
+        runtime.db, _selection(body), actor=principal.actor, request_id=request_id_of(request)
+    )
     _wake_relay(pipeline)
-    return {"requeued": requeued, "skipped": skipped}
+    return {"requeued": outcome.requeued, "skipped": outcome.skipped}
 
 
 @router.post("/dead-letters/purge", summary="Forget dead letters (admin)")
 async def purge_dead_letters(
     request: Request, principal: Admin, body: DeadLetterSelection, runtime: Runtime = Depends(get_runtime)
 ) -> dict[str, Any]:
-    async with runtime.db.begin() as conn:
-        doomed = (
-            await conn.execute(
-                sa.select(dead_letters.c.id, dead_letters.c.region, dead_letters.c.message_id).where(
-                    *_selection(body)
-                )
-            )
-        ).all()
-        if doomed:
-            await conn.execute(dead_letters.delete().where(dead_letters.c.id.in_([row.id for row in doomed])))
-        await audit.record(
-            conn,
-            actor=principal.actor,
-            action="ops.dead_letters.purge",
-            target="dead_letters",
-            detail={"ids": [row.id for row in doomed]},
-            request_id=request_id_of(request),
-        )
-    from_queue = 0
-    by_region: dict[str, set[str]] = {}
-    for row in doomed:
-        by_region.setdefault(row.region, set()).add(row.message_id)
-    try:
-        for region, ids in by_region.items():
-            from_queue += await runtime.queue.purge_dead_letters(region, ids)
-    except QueueUnavailable:
-        pass  # the table is the record; the queue's copy is trimmed by size anyway
-    return {"purged": len(doomed), "purged_from_queue": from_queue}
+    purged = await dead_letter_records.purge(
+        runtime.db, _selection(body), actor=principal.actor, request_id=request_id_of(request)
+    )
+    return {"purged": purged}
 
 
 def _wake_relay(pipeline: Pipeline | None) -> None:
