@@ -23,7 +23,7 @@ from beacon.transparency.bundle import finalize_job_bundle
 from beacon.transparency.ipfs import ContentStore, KuboClient
 from beacon.transparency.log import TransparencyLog
 from beacon.transparency.note import Signer
-from beacon.worker.registry import regions_without_workers
+from beacon.worker.presence import regions_without_workers
 
 log = logging.getLogger("beacon.boot")
 

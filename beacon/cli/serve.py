@@ -294,7 +294,7 @@ async def _worker(
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
-        print(f"Beacon worker {unit.id} serving {region} ({unit.registry.info.backend})", flush=True)
+        print(f"Beacon worker {unit.id} serving {region} ({unit.presence.info.backend})", flush=True)
         try:
             await unit.run()
         finally:

@@ -5,7 +5,7 @@ inference thread here that talks to it over a pipe: the worker's concurrent task
 time, so the event loop never blocks and the model is never entered twice. llama.cpp's native library is
 never loaded into the worker (or the API) process: a native crash, an illegal instruction or the OOM killer
 ends the model process only; the call in flight fails with the signal, a new process is started, and the
-worker retries the execution within its budget (``beacon.worker.runner``).
+worker retries the execution within its budget (``beacon.worker.attempts``).
 
 Generation stops at the request's deadline, or as soon as the calling task is cancelled, through a llama.cpp
 stopping criterion checked after every token in the model process, which reports every token back; a model

@@ -28,7 +28,7 @@ from markupsafe import Markup
 
 from beacon.harness import findings as bias_findings
 from beacon.harness import plots
-from beacon.harness.monitor import read_monitor
+from beacon.harness.run_monitor import read_monitor
 from beacon.harness.summary import load_summary
 
 TEMPLATE = "report.html.j2"

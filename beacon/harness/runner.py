@@ -44,7 +44,6 @@ from rich.progress import (
 from beacon.harness.components import Served, served_components, served_rows
 from beacon.harness.criteria import phase_check_status
 from beacon.harness.launcher import EmbeddedRunner
-from beacon.harness.monitor import RunMonitor
 from beacon.harness.phase_executor import KERNEL_GRACE_S, PhaseExecutor
 from beacon.harness.plan import (
     Plan,
@@ -55,6 +54,7 @@ from beacon.harness.plan import (
     split_overrides,
 )
 from beacon.harness.results import load_phase_results, write_json_atomic
+from beacon.harness.run_monitor import RunMonitor
 from beacon.harness.summary import PhaseRun, build_summary, cell_timings
 from beacon.harness.topology import ServiceRunner, WorkerSupervisor
 from beacon.harness.trust import ENV as PINNED_KEYS_ENV

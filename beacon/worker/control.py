@@ -25,6 +25,7 @@ from beacon.queue.base import ControlEvent, Queue, QueueUnavailable
 from beacon.runtime import Runtime
 from beacon.store import now
 from beacon.store.tables import executions, jobs
+from beacon.worker.claims import TermsCache, live_workers_among, lock_executions, settle_jobs
 from beacon.worker.endings import Ending, EndingItem, write_endings
 from beacon.worker.finalize import Finalizers
 from beacon.worker.lifecycle import (
@@ -35,7 +36,6 @@ from beacon.worker.lifecycle import (
     JobStatus,
     Outcome,
 )
-from beacon.worker.store import TermsCache, live_workers_among, lock_executions, settle_jobs
 
 log = logging.getLogger("beacon.worker")
 

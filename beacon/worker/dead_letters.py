@@ -1,6 +1,6 @@
 """Dead letters: the ``dead_letters`` table is their only record (decision 0021).
 
-The worker writes them in its finish transaction (:func:`beacon.worker.store.insert_dead_letters`)
+The worker writes them in its finish transaction (:func:`beacon.worker.claims.insert_dead_letters`)
 and the relay for an outbox row that is no message; the queue only acknowledges their messages.
 Operators count, requeue and purge them here; the ops API and ``beacon ops`` call these.
 """

@@ -35,11 +35,11 @@ from beacon.queue.retry import RetryPolicy
 from beacon.receipts import host_facts
 from beacon.runtime import Runtime
 from beacon.store.tables import jobs
+from beacon.worker.attempts import AttemptControl, Attempts
+from beacon.worker.claims import Claim, Claims, DeadLetterOrder
 from beacon.worker.endings import Ending
 from beacon.worker.finalize import Finalizers
-from beacon.worker.registry import WorkerInfo, WorkerRegistry, WorkerState, new_worker_id
-from beacon.worker.runner import AttemptControl, AttemptRunner
-from beacon.worker.store import Claim, DeadLetterOrder, ExecutionStore
+from beacon.worker.presence import WorkerInfo, WorkerPresence, WorkerState, new_worker_id
 
 log = logging.getLogger("beacon.worker")
 
@@ -106,12 +106,12 @@ class Worker:
             settings.max_attempts, settings.retry_base_s, settings.retry_max_s
         )
         backend_name = backend or (executor.name if executor is not None else NO_BACKEND)
-        self.store = ExecutionStore(
+        self.claims = Claims(
             runtime, worker_id=self.id, region=region, policy=self.policy, lease_s=queue.lease_s
         )
         self.executor = executor
-        self.runner = AttemptRunner(executor, region=region, worker_id=self.id, policy=self.policy)
-        self.registry = WorkerRegistry(
+        self.attempts = Attempts(executor, region=region, worker_id=self.id, policy=self.policy)
+        self.presence = WorkerPresence(
             runtime.db, WorkerInfo(self.id, region, backend_name, self.concurrency), runtime.runner_key
         )
         self.finalizers = finalizers or Finalizers(runtime)
@@ -131,7 +131,7 @@ class Worker:
     # --- the loop --------------------------------------------------------------------------------
     async def run(self) -> None:
         """Work until drained or stopped."""
-        await self._retrying("register", self.registry.register)
+        await self._retrying("register", self.presence.register)
         await asyncio.to_thread(host_facts)  # probed once (GPUs too), now rather than in the first commit
         await self.report_backend()
         log.info("worker %s started: region %s, concurrency %d", self.id, self.region, self.concurrency)
@@ -177,7 +177,7 @@ class Worker:
             return []
 
     async def _dispatch(self, deliveries: list[Delivery]) -> None:
-        batch = await self._retrying("claim", lambda: self.store.claim(deliveries, set(self._in_flight)))
+        batch = await self._retrying("claim", lambda: self.claims.claim(deliveries, set(self._in_flight)))
         if batch is None:  # stopped while the database was away: the messages go back
             self._handed_back.extend(d.id for d in deliveries)
             return
@@ -196,7 +196,7 @@ class Worker:
 
     async def _attempt(self, claim: Claim, control: AttemptControl) -> None:
         try:
-            ending = await self.runner.run(claim, control)
+            ending = await self.attempts.run(claim, control)
             commit = _Commit(claim, ending)
             self._commits.put_nowait(commit)
             await commit.done
@@ -233,7 +233,7 @@ class Worker:
         try:
             result = await self._retrying(
                 "finish",
-                lambda: self.store.finish([(c.claim, c.ending) for c in items]),
+                lambda: self.claims.finish([(c.claim, c.ending) for c in items]),
                 give_up_on_stop=False,
             )
         except Exception as exc:
@@ -336,7 +336,7 @@ class Worker:
             "read_at": time.time(),
         }
         try:
-            await self.registry.report_backend(report)
+            await self.presence.report_backend(report)
         except Exception as exc:
             if not is_outage(exc):
                 log.exception("backend status not stored")
@@ -358,7 +358,7 @@ class Worker:
             log.debug("lease renewal failed: %s", exc)
         try:
             write = self.state if self._state_changed else None
-            stored = await self.registry.heartbeat([f.claim.execution_id for f in held], write)
+            stored = await self.presence.heartbeat([f.claim.execution_id for f in held], write)
             self._state_changed = False
             cancelled = await self._cancelled({f.claim.job_id for f in held})
         except Exception as exc:
@@ -448,7 +448,7 @@ class Worker:
         self.state = WorkerState.STOPPED
         for _ in range(3):
             try:
-                await self.registry.stopped()
+                await self.presence.stopped()
                 break
             except Exception as exc:
                 if not is_outage(exc):

@@ -27,7 +27,7 @@ from beacon.queue.relay import OutboxRelay
 from beacon.runtime import Runtime
 from beacon.worker.finalize import Finalizers
 from beacon.worker.loop import Worker
-from beacon.worker.registry import WorkerState, register_key
+from beacon.worker.presence import WorkerState, register_key
 from beacon.worker.sweeper import Sweeper
 
 log = logging.getLogger("beacon.pipeline")

@@ -36,6 +36,7 @@ from beacon.queue.relay import OutboxRelay, prune_published
 from beacon.runtime import Runtime
 from beacon.store import now
 from beacon.store.tables import executions, jobs, outbox
+from beacon.worker.claims import TermsCache, live_workers_among, settle_jobs
 from beacon.worker.control import actor_id, end_executions
 from beacon.worker.endings import Ending
 from beacon.worker.finalize import Finalizers
@@ -47,8 +48,7 @@ from beacon.worker.lifecycle import (
     ExecutionStatus,
     JobStatus,
 )
-from beacon.worker.registry import prune_stopped
-from beacon.worker.store import TermsCache, live_workers_among, settle_jobs
+from beacon.worker.presence import prune_stopped
 
 log = logging.getLogger("beacon.sweeper")
 

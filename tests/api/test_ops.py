@@ -17,8 +17,8 @@ from beacon.queue.message import execution_message
 from beacon.runtime import Runtime
 from beacon.store import now
 from beacon.store.tables import executions
+from beacon.worker.claims import DeadLetterOrder, insert_dead_letters
 from beacon.worker.service import Pipeline
-from beacon.worker.store import DeadLetterOrder, insert_dead_letters
 from tests.api.conftest import auth
 from tests.pipeline_support import wait_for_jobs, wait_until
 

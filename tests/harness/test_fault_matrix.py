@@ -33,9 +33,9 @@ from beacon.harness.checks import judge_no_unexpected_5xx, judge_runner_log_clea
 from beacon.harness.components import Served
 from beacon.harness.criteria import evaluate_criteria
 from beacon.harness.launcher import EmbeddedRunner
-from beacon.harness.monitor import read_monitor
 from beacon.harness.plan import load_plan
 from beacon.harness.results import PhaseResults
+from beacon.harness.run_monitor import read_monitor
 from beacon.harness.runner import RunOptions, run_plan
 from tests.harness import tampering_proxy as faults
 from tests.harness.tampering_proxy import TamperingProxy

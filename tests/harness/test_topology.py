@@ -15,7 +15,7 @@ import pytest
 
 from beacon.client import BeaconAPIError, BeaconClient
 from beacon.harness import jobs
-from beacon.harness.monitor import queue_depths
+from beacon.harness.run_monitor import queue_depths
 from beacon.harness.topology import (
     LOCAL_POSTGRES,
     LOCAL_REDIS,

@@ -10,7 +10,7 @@ from beacon.runtime import Runtime
 from beacon.store import now
 from beacon.store.tables import audit_log, dead_letters, executions, outbox
 from beacon.worker import dead_letters as records
-from beacon.worker.store import DeadLetterOrder, insert_dead_letters
+from beacon.worker.claims import DeadLetterOrder, insert_dead_letters
 from tests.pipeline_support import Submitter
 
 

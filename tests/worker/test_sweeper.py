@@ -16,7 +16,7 @@ from beacon.runtime import Runtime
 from beacon.store import now
 from beacon.store.tables import executions, jobs, outbox
 from beacon.worker.finalize import Finalizers
-from beacon.worker.registry import WorkerInfo, WorkerRegistry
+from beacon.worker.presence import WorkerInfo, WorkerPresence
 from beacon.worker.sweeper import Sweeper
 from tests.pipeline_support import Submitter
 
@@ -104,7 +104,7 @@ async def test_running_work_is_requeued_only_when_its_worker_is_gone(
 ) -> None:
     await submitter.submit(runtime, "held")
     await OutboxRelay(runtime.db, InProcessQueue()).publish_batch()
-    await WorkerRegistry(runtime.db, WorkerInfo("alive", "US", "noop", 1), runtime.runner_key).register()
+    await WorkerPresence(runtime.db, WorkerInfo("alive", "US", "noop", 1), runtime.runner_key).register()
     async with runtime.db.begin() as conn:
         await conn.execute(
             executions.update()

@@ -17,7 +17,7 @@ from beacon.queue.message import execution_message
 from beacon.runtime import Runtime
 from beacon.store.tables import dead_letters, executions, job_events, job_finalizations, jobs, outbox
 from beacon.verify import verify_receipt
-from beacon.worker import runner
+from beacon.worker import attempts
 from beacon.worker.control import cancel_job
 from tests.pipeline_support import Submitter, audit_pipeline, wait_for_jobs, wait_until
 from tests.worker.conftest import ScriptedExecutor, make_worker, running
@@ -151,8 +151,8 @@ async def test_the_receipt_states_the_request_the_backend_received(
             options=replace(built.options, max_tokens=5),
         )
 
-    build = runner.build_request
-    monkeypatch.setattr(runner, "build_request", altered)
+    build = attempts.build_request
+    monkeypatch.setattr(attempts, "build_request", altered)
     executor = ScriptedExecutor(fail=fail)
     async with running(runtime, make_worker(runtime, "EU", executor)):
         await submitter.submit_question(
@@ -389,7 +389,7 @@ async def test_many_jobs_many_workers_each_execution_once(
 
 
 async def test_a_worker_publishes_what_serves_its_region(runtime: Runtime) -> None:
-    from beacon.worker.registry import list_workers
+    from beacon.worker.presence import list_workers
 
     class Broken(ScriptedExecutor):
         async def status(self) -> dict[str, Any]:

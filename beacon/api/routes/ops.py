@@ -52,7 +52,7 @@ from beacon.runtime import Runtime
 from beacon.store import now
 from beacon.store.tables import dead_letters, executions
 from beacon.worker import dead_letters as dead_letter_records
-from beacon.worker.registry import WorkerState, list_workers, set_worker_state
+from beacon.worker.presence import WorkerState, list_workers, set_worker_state
 from beacon.worker.service import Pipeline
 
 router = APIRouter(prefix="/admin/ops", tags=["operations"])

@@ -62,7 +62,7 @@ async def register_key(db: Database, key: Ed25519Key, at: float | None = None) -
         )
 
 
-class WorkerRegistry:
+class WorkerPresence:
     """One worker's row."""
 
     def __init__(self, db: Database, info: WorkerInfo, key: Ed25519Key) -> None:

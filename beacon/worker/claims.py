@@ -229,7 +229,7 @@ def previous_attempt_info(claim: Claim) -> dict[str, Any]:
     return {"previous_attempt": {"attempt": claim.attempt - 1, "error": {"code": code, "message": message}}}
 
 
-class ExecutionStore:
+class Claims:
     """Claim and finish for one worker."""
 
     def __init__(

@@ -10,10 +10,10 @@ from beacon.queue.retry import RetryPolicy
 from beacon.runtime import Runtime
 from beacon.store import now
 from beacon.store.tables import dead_letters, executions, workers
+from beacon.worker.claims import Claims
 from beacon.worker.endings import Ending
 from beacon.worker.lifecycle import ExecutionStatus
-from beacon.worker.registry import WorkerInfo, WorkerRegistry
-from beacon.worker.store import ExecutionStore
+from beacon.worker.presence import WorkerInfo, WorkerPresence
 from tests.pipeline_support import Submitter
 
 
@@ -25,14 +25,12 @@ async def delivery_for(runtime: Runtime, job_id: str, message_id: str = "1-1") -
     return Delivery(message_id, "US", execution_message(execution_id, job_id, "US", enqueued_at=now()))
 
 
-def store(runtime: Runtime, worker_id: str) -> ExecutionStore:
-    return ExecutionStore(
-        runtime, worker_id=worker_id, region="US", policy=RetryPolicy(max_attempts=3), lease_s=0.6
-    )
+def store(runtime: Runtime, worker_id: str) -> Claims:
+    return Claims(runtime, worker_id=worker_id, region="US", policy=RetryPolicy(max_attempts=3), lease_s=0.6)
 
 
 async def live(runtime: Runtime, worker_id: str) -> None:
-    await WorkerRegistry(runtime.db, WorkerInfo(worker_id, "US", "noop", 1), runtime.runner_key).register()
+    await WorkerPresence(runtime.db, WorkerInfo(worker_id, "US", "noop", 1), runtime.runner_key).register()
 
 
 async def test_a_replaced_workers_late_result_is_refused(runtime: Runtime, submitter: Submitter) -> None:

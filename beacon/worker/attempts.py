@@ -30,10 +30,10 @@ from beacon.executors.base import (
 )
 from beacon.failpoints import failpoint
 from beacon.queue.retry import RetryPolicy
+from beacon.worker.claims import Claim
 from beacon.worker.endings import Ending
 from beacon.worker.lifecycle import JOB_CANCELLED, JOB_DEADLINE_EXCEEDED, ExecutionStatus
 from beacon.worker.requests import build_request
-from beacon.worker.store import Claim
 
 log = logging.getLogger("beacon.worker")
 
@@ -46,7 +46,7 @@ class AttemptControl:
     """``cancelled`` (the job was cancelled), ``lease_lost`` (another worker took it), ``shutdown``."""
 
 
-class AttemptRunner:
+class Attempts:
     def __init__(
         self, executor: Executor | None, *, region: str, worker_id: str, policy: RetryPolicy
     ) -> None:
