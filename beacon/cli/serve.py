@@ -56,11 +56,12 @@ async def runtime_or_exit(settings: Settings, *, migrate: bool = True) -> AsyncI
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.start_wait_s
     backoff = Backoff(log=logging.getLogger("beacon.cli"))
+    head = head_revision()  # read once: it parses the migration scripts
     while True:
         stack = contextlib.AsyncExitStack()
         try:
             runtime = await stack.enter_async_context(open_runtime(settings, migrate=migrate))
-            revision = head_revision()
+            revision = head
             if not migrate:
                 async with runtime.db.connect() as conn:
                     revision = await conn.run_sync(current_revision)
@@ -82,9 +83,9 @@ async def runtime_or_exit(settings: Settings, *, migrate: bool = True) -> AsyncI
             )
             raise typer.Exit(2) from None
     async with stack:
-        if revision != head_revision():
+        if revision != head:
             typer.secho(
-                f"the database is at revision {revision}, this worker needs {head_revision()}: "
+                f"the database is at revision {revision}, this worker needs {head}: "
                 "run `beacon db upgrade` (or start the API, which upgrades it)",
                 fg=typer.colors.RED,
                 err=True,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from beacon.boot import open_runtime
 from beacon.queue.inprocess import InProcessQueue
 from beacon.queue.relay import OutboxRelay
 from beacon.runtime import Runtime
@@ -22,24 +21,9 @@ from tests.pipeline_support import Submitter
 
 
 @pytest.fixture
-def submitter() -> Submitter:
-    return Submitter()
-
-
-@pytest.fixture
-async def runtime(
-    database_url: str, make_settings: Callable[..., Any], submitter: Submitter
-) -> AsyncIterator[Runtime]:
-    settings = make_settings(
-        database_url=database_url,
-        embedded=True,
-        trusted_keys=submitter.trusted_keys,
-        worker_lease_s=0.6,
-        heartbeat_interval_s=0.1,
-        max_queue_wait_s=3600,
-    )
-    async with open_runtime(settings) as rt:
-        yield rt
+def worker_settings() -> dict[str, Any]:
+    """The package's runtime (tests/worker/conftest.py) with a lease the sweeper tests wait out."""
+    return {"worker_lease_s": 0.6, "heartbeat_interval_s": 0.1, "max_queue_wait_s": 3600}
 
 
 @pytest.fixture
